@@ -1,0 +1,28 @@
+"""Installs the stacked_hourglass package."""
+
+import setuptools
+
+setuptools.setup(
+    name="stacked_hourglass",
+    version="0.1.0",
+    description=(
+        "Stacked Hourglass Networks for Human Pose Estimation (Newell et al., ECCV 2016) "
+        "in TensorFlow 2 / Keras 3"
+    ),
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.11",
+    packages=setuptools.find_packages(include=["stacked_hourglass", "stacked_hourglass.*"]),
+    install_requires=[
+        "tensorflow==2.21.*",
+        "keras>=3.10,<4",
+        "numpy>=1.26,<3",
+        "scipy>=1.11,<2",
+        "matplotlib>=3.8,<4",
+        "absl-py>=2.1,<3",
+        "h5py>=3.10,<4",
+    ],
+    extras_require={
+        "dev": ["pytest>=8,<10", "ruff>=0.6,<1"],
+    },
+)

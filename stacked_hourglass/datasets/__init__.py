@@ -1,0 +1,1 @@
+"""Readers of annotation formats (MPII, FLIC) and the synthetic people generator."""
