@@ -21,6 +21,7 @@ setuptools.setup(
         "matplotlib>=3.8,<4",
         "absl-py>=2.1,<3",
         "h5py>=3.10,<4",
+        "tensorboard>=2.20,<3",
     ],
     extras_require={
         "dev": ["pytest>=8,<10", "ruff>=0.6,<1"],

@@ -1,0 +1,237 @@
+"""tf.data input pipelines: sharded TFRecords -> (image, targets) batches.
+
+Training: files -> interleaved parallel reads -> shuffle -> parse -> decode -> one affine warp
+(crop + rotation + scale + flip) -> colour jitter -> Gaussian heatmaps -> batch -> prefetch.
+Evaluation: the same crop without augmentation, keeping what scoring needs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import tensorflow as tf
+
+from stacked_hourglass import features, joints, transforms
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Input pipeline settings.
+
+    Attributes:
+        dataset: joint set name ("mpii", "flic", "synthetic").
+        train_files: glob(s) of training TFRecord shards, comma-separated.
+        valid_files: glob(s) of validation shards, comma-separated.
+        input_size: network input side (crop resolution).
+        heatmap_size: heatmap side (input_size / 4 for the hourglass network).
+        sigma: target Gaussian sigma in heatmap pixels.
+        rotation: max rotation in degrees (0 disables).
+        rotation_prob: probability that a sample is rotated.
+        scale: scale jitter, factor in [1 - scale, 1 + scale] (0 disables).
+        flip: mirror half the samples with left/right joint swap.
+        color_jitter: per-channel factor in [1 - c, 1 + c] (0 disables).
+        shuffle_buffer: examples in the shuffle buffer.
+        seed: seed of shuffling and augmentation.
+    """
+
+    dataset: str = "mpii"
+    train_files: str = "tfrecords/mpii/train-*.tfrecord"
+    valid_files: str = "tfrecords/mpii/valid-*.tfrecord"
+    input_size: int = 256
+    heatmap_size: int = 64
+    sigma: float = 1.0
+    rotation: float = 30.0
+    rotation_prob: float = 0.4
+    scale: float = 0.25
+    flip: bool = True
+    color_jitter: float = 0.4
+    shuffle_buffer: int = 1024
+    seed: int = 0
+
+    @property
+    def joint_set(self) -> joints.JointSet:
+        return joints.get_joint_set(self.dataset)
+
+
+def list_files(patterns: str) -> list[str]:
+    """Sorted files matching comma-separated glob patterns; `FileNotFoundError` if none match."""
+    files = []
+    for pattern in (p.strip() for p in patterns.split(",")):
+        if pattern:
+            files.extend(tf.io.gfile.glob(pattern))
+    if not files:
+        raise FileNotFoundError(f"No TFRecord files match {patterns!r}")
+    return sorted(set(files))
+
+
+def decode_image(encoded):
+    """JPEG/PNG bytes -> float32 [H, W, 3] in [0, 1]."""
+    image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+    return tf.image.convert_image_dtype(image, tf.float32)
+
+
+def _valid_joints(record):
+    return record[features.KEYPOINT_STATUS] > features.NOT_ANNOTATED
+
+
+def make_training_example(record, seed, config: DataConfig):
+    """One augmented crop and its target heatmaps from a parsed record.
+
+    Args:
+        record: output of `features.parse_example`.
+        seed: [2] stateless seed for this sample.
+        config: `DataConfig`.
+
+    Returns:
+        (image float32 [S, S, 3] in [0, 1], heatmaps float32 [H, H, K]).
+    """
+    joint_set = config.joint_set
+    aug_seed, jitter_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    angle, factor, mirrored = transforms.sample_augmentation(
+        aug_seed,
+        rotation=config.rotation,
+        rotation_prob=config.rotation_prob,
+        scale=config.scale,
+        flip=config.flip,
+    )
+    matrix = transforms.crop_matrix(
+        record[features.CENTER],
+        record[features.SCALE] * factor,
+        config.input_size,
+        rotation=angle,
+        flip=mirrored,
+    )
+    image = transforms.warp_image(
+        decode_image(record[features.IMAGE_ENCODED]), matrix, config.input_size
+    )
+    if config.color_jitter > 0:
+        image = transforms.color_jitter(image, jitter_seed, config.color_jitter)
+    keypoints = transforms.apply_affine(matrix, record[features.KEYPOINTS])
+    valid = _valid_joints(record)
+    # After a mirror, the person's left joints lie where the right ones were: swap channels.
+    perm = tf.constant(joint_set.flip_permutation())
+    keypoints = tf.where(mirrored, tf.gather(keypoints, perm), keypoints)
+    valid = tf.where(mirrored, tf.gather(valid, perm), valid)
+    keypoints = transforms.crop_to_heatmap(keypoints, config.input_size, config.heatmap_size)
+    heatmaps = transforms.render_heatmaps(keypoints, valid, config.heatmap_size, config.sigma)
+    return image, heatmaps
+
+
+def make_eval_example(record, config: DataConfig):
+    """The unaugmented crop of a parsed record, with what scoring needs.
+
+    Returns:
+        (image float32 [S, S, 3], info dict: "matrix" [3, 3] original -> crop, "keypoints"
+        [K, 2] original pixels, "status" [K], "normalizer" [], "center" [2], "scale" [],
+        "index" [], "person" [], "heatmaps" [H, H, K] unaugmented targets).
+    """
+    matrix = transforms.crop_matrix(
+        record[features.CENTER], record[features.SCALE], config.input_size
+    )
+    image = transforms.warp_image(
+        decode_image(record[features.IMAGE_ENCODED]), matrix, config.input_size
+    )
+    keypoints_hm = transforms.crop_to_heatmap(
+        transforms.apply_affine(matrix, record[features.KEYPOINTS]),
+        config.input_size,
+        config.heatmap_size,
+    )
+    info = {
+        "matrix": matrix,
+        "keypoints": record[features.KEYPOINTS],
+        "status": record[features.KEYPOINT_STATUS],
+        "normalizer": record[features.NORMALIZER],
+        "center": record[features.CENTER],
+        "scale": record[features.SCALE],
+        "index": record[features.SOURCE_INDEX],
+        "person": record[features.SOURCE_PERSON],
+        "heatmaps": transforms.render_heatmaps(
+            keypoints_hm, _valid_joints(record), config.heatmap_size, config.sigma
+        ),
+    }
+    return image, info
+
+
+def _shard_files(files, input_context):
+    if input_context is None or input_context.num_input_pipelines <= 1:
+        return tf.data.Dataset.from_tensor_slices(files), False
+    if len(files) >= input_context.num_input_pipelines:
+        ds = tf.data.Dataset.from_tensor_slices(files)
+        return ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id), False
+    # Fewer files than workers: every worker reads all files and keeps every n-th record.
+    return tf.data.Dataset.from_tensor_slices(files), True
+
+
+def make_train_dataset(
+    config: DataConfig,
+    batch_size: int,
+    output_names: list[str],
+    input_context: tf.distribute.InputContext | None = None,
+) -> tf.data.Dataset:
+    """Infinite shuffled, augmented batches for `model.fit`.
+
+    Args:
+        config: `DataConfig`.
+        batch_size: the global batch size; divided per replica when `input_context` is given.
+        output_names: model output names; every output gets the same target heatmaps.
+        input_context: from `strategy.distribute_datasets_from_function`; shards files per
+            input pipeline (worker).
+
+    Returns:
+        Dataset of (image [B, S, S, 3], {name: heatmaps [B, H, H, K]}), repeated forever.
+    """
+    files = list_files(config.train_files)
+    if input_context is not None:
+        batch_size = input_context.get_per_replica_batch_size(batch_size)
+    ds, shard_records = _shard_files(files, input_context)
+    ds = ds.shuffle(len(files), seed=config.seed, reshuffle_each_iteration=True).repeat()
+    ds = ds.interleave(
+        tf.data.TFRecordDataset,
+        cycle_length=min(len(files), 8),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=False,
+    )
+    if shard_records:
+        ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+    ds = ds.shuffle(config.shuffle_buffer, seed=config.seed)
+    # Per-sample stateless seeds make the augmentation reproducible for a given record order.
+    seeds = tf.data.Dataset.random(seed=config.seed).batch(2)
+    ds = tf.data.Dataset.zip((ds, seeds))
+    num_joints = config.joint_set.num_joints
+
+    def prepare(serialized, seed):
+        record = features.parse_example(serialized, num_joints)
+        return make_training_example(record, seed, config)
+
+    ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
+    ds = ds.batch(batch_size, drop_remainder=True)
+    ds = ds.map(
+        lambda image, heatmaps: (image, {name: heatmaps for name in output_names}),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def make_eval_dataset(files: str | list[str], config: DataConfig, batch_size: int):
+    """Unaugmented, ordered batches (image, info) for evaluation; see `make_eval_example`."""
+    file_list = list_files(files) if isinstance(files, str) else list(files)
+    num_joints = config.joint_set.num_joints
+    ds = tf.data.TFRecordDataset(file_list)
+    ds = ds.map(
+        lambda s: make_eval_example(features.parse_example(s, num_joints), config),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def make_validation_loss_dataset(files: str, config: DataConfig, batch_size: int, output_names):
+    """Unaugmented (image, {name: heatmaps}) batches for the validation loss in `model.fit`."""
+    return make_eval_dataset(files, config, batch_size).map(
+        lambda image, info: (image, {name: info["heatmaps"] for name in output_names})
+    )
+
+
+def count_records(files: str | list[str]) -> int:
+    """Number of records in TFRecord files (reads them once)."""
+    file_list = list_files(files) if isinstance(files, str) else list(files)
+    return int(tf.data.TFRecordDataset(file_list).reduce(0, lambda n, _: n + 1))
