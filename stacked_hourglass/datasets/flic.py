@@ -1,0 +1,124 @@
+"""Reader of FLIC's `examples.mat` (Sapp & Taskar, CVPR'13).
+
+`examples` is a struct array with fields coords (2, 29), torsobox [x1 y1 x2 y2], filepath,
+imgdims, istrain, istest (and others not used). Of the 29 MODEC keypoints 11 are labelled; they are
+mapped to the pose-hg-train order of `joints.FLIC` (`MODEC_IDS` below).
+
+Coordinate conventions. FLIC stores MATLAB (1-based) pixels. This reader subtracts 1, once, from
+the joints and the torso box, so `PersonExample`s hold 0-based pixels, (x, y) order.
+
+Crop centre and scale follow pose-hg-train's FLIC files (DESIGN.md §1): centre x = middle of the
+torso box, centre y = 240 (the middle row of the 480-pixel frames), scale 2.2, no vertical shift
+and no scale adjustment. pose-hg-train's centre lives in their 1-based frame, so here
+center = ((x1 + x2) / 2 − 1, 240 − 1) = ((x1 + x2) / 2 − 1, 239): the same image point.
+
+Labels are person-centric, as in raw FLIC (and pose-hg's `*_personcentric.h5`): "l_shoulder" is
+the person's left shoulder. pose-hg's plain `train.h5`/`valid.h5` are observer-centric instead
+(left/right swapped for people facing away); they are not what this reader produces.
+
+Every labelled joint is marked visible (2): FLIC has no visibility flag. The normalizer is the
+torso size ‖r_shoulder − l_hip‖ (pose-hg-train's FLIC PCK reference length); no head box.
+Splits: "train" = `istrain` examples, "valid" = `istest` examples (FLIC's test set, pose-hg's
+FLIC `valid.h5`). `index` is the 0-based position in `examples`, `person` is 0.
+"""
+
+from __future__ import annotations
+
+import pathlib
+from collections.abc import Iterator
+
+import numpy as np
+import scipy.io
+
+from stacked_hourglass import features, joints
+from stacked_hourglass.datasets import writer
+
+DATASET = "flic"
+
+# 1-based MODEC keypoint ids of joints.FLIC's joints, in joints.FLIC order.
+MODEC_IDS = {
+    "l_shoulder": 1,
+    "l_elbow": 2,
+    "l_wrist": 3,
+    "r_shoulder": 4,
+    "r_elbow": 5,
+    "r_wrist": 6,
+    "l_hip": 7,
+    "r_hip": 10,
+    "l_eye": 13,
+    "r_eye": 14,
+    "nose": 17,
+}
+CENTER_Y_1BASED = 240.0  # pose-hg-train
+SCALE = 2.2  # pose-hg-train
+SPLITS = ("train", "valid")
+
+
+def _columns() -> np.ndarray:
+    return np.asarray([MODEC_IDS[name] - 1 for name in joints.FLIC.names])
+
+
+def read_examples_mat(
+    path: pathlib.Path | str, images_dir: pathlib.Path | str, split: str
+) -> list[writer.Item]:
+    """Reads FLIC `examples.mat` into pending examples of one split (see the module docstring).
+
+    Raises:
+        FileNotFoundError: when `path` does not exist.
+        ValueError: for an unknown split or a file without an `examples` struct array.
+    """
+    path, images_dir = pathlib.Path(path), pathlib.Path(images_dir)
+    if split not in SPLITS:
+        raise ValueError(f"FLIC split must be one of {SPLITS}, got {split!r}")
+    if not path.is_file():
+        raise FileNotFoundError(f"annotations file {path} does not exist")
+    mat = scipy.io.loadmat(path, struct_as_record=False, squeeze_me=True)
+    if "examples" not in mat:
+        raise ValueError(f"{path}: no 'examples' variable (expected FLIC examples.mat)")
+    examples = np.atleast_1d(mat["examples"])
+    flag = "istrain" if split == "train" else "istest"
+    columns = _columns()
+    torso = joints.FLIC.indices(joints.FLIC.torso_joints)
+    items = []
+    for i, ex in enumerate(examples):
+        if not bool(getattr(ex, flag)):
+            continue
+        filename = str(ex.filepath)
+        try:
+            coords = np.asarray(ex.coords, np.float64).reshape(2, -1)
+            keypoints = coords[:, columns].T - 1.0
+            x1, _, x2, _ = (float(v) - 1.0 for v in np.asarray(ex.torsobox).ravel())
+        except (TypeError, ValueError, IndexError, AttributeError) as e:
+            items.append(
+                writer.Skipped(filename, i, 0, writer.NAN_ANNOTATION,
+                               f"{path} examples({i + 1}): unreadable coords/torsobox ({e})")
+            )  # fmt: skip
+            continue
+        # Midpoint of the 0-based box = pose-hg's 1-based midpoint − 1.
+        center = ((x1 + x2) / 2.0, CENTER_Y_1BASED - 1.0)
+        normalizer = float(np.linalg.norm(keypoints[torso[0]] - keypoints[torso[1]]))
+        example = features.PersonExample(
+            image_encoded=b"",
+            filename=filename,
+            height=0,
+            width=0,
+            center=center,
+            scale=SCALE,
+            keypoints=keypoints,
+            keypoint_status=np.full(len(columns), features.VISIBLE, np.int64),
+            normalizer=normalizer,
+            headbox=None,
+            dataset=DATASET,
+            index=i,
+            person=0,
+        )
+        items.append(writer.PendingExample(example, images_dir / filename))
+    return items
+
+
+def examples(
+    path: pathlib.Path | str, images_dir: pathlib.Path | str, split: str
+) -> Iterator[features.PersonExample | writer.Skipped]:
+    """Complete `PersonExample`s (images read one by one) or `Skipped` people, in order."""
+    for item in read_examples_mat(path, images_dir, split):
+        yield writer.complete_item(item)

@@ -1,0 +1,475 @@
+"""Readers of MPII Human Pose annotations: the official `.mat`, pose-hg `.h5` and HRNet `.json`.
+
+Coordinate conventions. Every MPII source stores MATLAB (1-based) pixel coordinates: the centre of
+the top-left pixel is (1, 1). The readers here subtract 1 from every coordinate they read (joints,
+objpos/center, head box) exactly once, so that `PersonExample`s hold 0-based pixels, (x, y) order,
+as `features` requires. Lengths (scale, head size) do not change.
+
+Crop centre and scale (DESIGN.md §1). MPII's raw `objpos`/`scale` put the centre on the torso; the
+reference implementations move it down by 15·scale px and multiply the scale by 1.25:
+
+  * `.mat` (raw) and HRNet `.json` (raw): this module applies center_y += 15·s, scale *= 1.25;
+  * pose-hg `.h5`: the values are already adjusted; only the 1-based → 0-based shift is applied.
+
+Keypoint status: 0 not annotated, 1 annotated but occluded (`is_visible` = 0), 2 annotated and
+visible. An annotated point whose `is_visible` is missing or empty (it happens in the official
+`.mat`) counts as visible. In pose-hg `.h5`, a joint at (0, 0) is not annotated and `visible` = 0
+on an annotated joint means occluded. HRNet `.json` only says whether a joint is annotated
+(`joints_vis`), so annotated joints are marked visible (2).
+
+Normalizer: 0.6 × the head box diagonal (MPII's `util_get_head_size.m`) for `.mat`; the
+`normalize` field for `.h5` (same quantity, no head box stored); for `.json` 0 (the json has no
+head box) unless `ground_truth` names a `.mat` with `headboxes_src` (HRNet's `gt_valid.mat`,
+bearpaw's `detections_our_format.mat`) holding one head box per json row.
+
+Splits. The standard validation split is Tompson et al.'s 2958 people (pose-hg `valid.h5`). A
+split file is either such a pose-hg `.h5` (its `imgname`, `index`, `person` are used) or a text file
+with one `imgname index person` line per person (0-based `index` into `RELEASE.annolist` and
+0-based `person` into its `annorect`, as in the `.h5`; `#` starts a comment). With the official
+`.mat`: `valid` = the split file's people, in the split file's order; `train` = every other
+person of an `img_train` image (all of them when no split file is given); `test` = the people of
+the `img_train == 0` images, which have no joints (all status 0). A pose-hg `.h5` or HRNet `.json`
+is already one split: all its rows are read, or (`.h5` only) filtered by a split file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+from collections.abc import Iterator, Sequence
+
+import h5py
+import numpy as np
+import scipy.io
+
+from stacked_hourglass import features, joints
+from stacked_hourglass.datasets import writer
+
+DATASET = "mpii"
+NUM_JOINTS = joints.MPII.num_joints  # 16
+
+# DESIGN.md §1: the reference code's crop adjustment of MPII's raw objpos/scale.
+CENTER_SHIFT_Y = 15.0  # pixels per unit of scale
+SCALE_FACTOR = 1.25
+HEAD_SIZE_FACTOR = 0.6  # MPII util_get_head_size.m
+
+SPLITS = ("train", "valid", "test")
+NOT_IN_ANNOTATIONS = "not_in_annotations"
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitEntry:
+    """One person of a split file: image name, 0-based annolist index, 0-based annorect index."""
+
+    imgname: str
+    index: int
+    person: int
+
+
+def read_split_file(path: pathlib.Path | str) -> list[SplitEntry]:
+    """Reads a pose-hg `.h5` (imgname/index/person) or a text file of `imgname index person`.
+
+    Raises:
+        FileNotFoundError: when the file does not exist.
+        ValueError: naming the file and line on a malformed line.
+    """
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"split file {path} does not exist")
+    if path.suffix == ".h5":
+        with h5py.File(path, "r") as f:
+            names = [_decode(n) for n in f["imgname"][()]]
+            index, person = f["index"][()], f["person"][()]
+        return [SplitEntry(n, int(i), int(p)) for n, i, p in zip(names, index, person, strict=True)]
+    entries = []
+    for line_number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        parts = line.split()
+        try:
+            if len(parts) != 3:
+                raise ValueError
+            entries.append(SplitEntry(parts[0], int(parts[1]), int(parts[2])))
+        except ValueError:
+            raise ValueError(
+                f"{path}:{line_number}: expected 'imgname index person', got {line!r}"
+            ) from None
+    return entries
+
+
+def _decode(value) -> str:
+    if isinstance(value, bytes | np.bytes_):
+        return value.decode("utf-8")
+    return str(value)
+
+
+def adjust_center_scale(objpos_1based, scale: float) -> tuple[tuple[float, float], float]:
+    """Raw 1-based MPII objpos/scale → 0-based adjusted crop centre and scale (DESIGN.md §1)."""
+    x, y = float(objpos_1based[0]), float(objpos_1based[1])
+    return (x - 1.0, y - 1.0 + CENTER_SHIFT_Y * scale), scale * SCALE_FACTOR
+
+
+def head_size(headbox) -> float:
+    """0.6 × the diagonal of (x1, y1, x2, y2)."""
+    x1, y1, x2, y2 = (float(v) for v in headbox)
+    return HEAD_SIZE_FACTOR * float(np.hypot(x2 - x1, y2 - y1))
+
+
+def _pending(
+    images_dir: pathlib.Path,
+    filename: str,
+    center,
+    scale: float,
+    keypoints: np.ndarray,
+    status: np.ndarray,
+    normalizer: float,
+    headbox,
+    index: int,
+    person: int,
+) -> writer.PendingExample:
+    example = features.PersonExample(
+        image_encoded=b"",
+        filename=filename,
+        height=0,
+        width=0,
+        center=(float(center[0]), float(center[1])),
+        scale=float(scale),
+        keypoints=np.asarray(keypoints, np.float64),
+        keypoint_status=np.asarray(status, np.int64),
+        normalizer=float(normalizer),
+        headbox=None if headbox is None else tuple(float(v) for v in headbox),
+        dataset=DATASET,
+        index=int(index),
+        person=int(person),
+    )
+    return writer.PendingExample(example, images_dir / filename)
+
+
+# --- official mpii_human_pose_v1_u12_1.mat -------------------------------------------------------
+
+
+def _as_list(value) -> list:
+    """squeeze_me turns 1-element struct arrays into a bare struct and empty ones into []."""
+    if value is None:
+        return []
+    if isinstance(value, np.ndarray):
+        return list(value.ravel())
+    return [value]
+
+
+def _field(struct, name: str):
+    """A struct field, or None when the field is absent or an empty array."""
+    value = getattr(struct, name, None)
+    if value is None:
+        return None
+    if isinstance(value, np.ndarray) and value.size == 0:
+        return None
+    if isinstance(value, str) and not value.strip():
+        return None
+    return value
+
+
+def _number(value) -> float:
+    if isinstance(value, np.ndarray):
+        value = value.ravel()[0]
+    return float(value)
+
+
+def _mat_person(
+    rect, images_dir: pathlib.Path, filename: str, index: int, person: int, with_joints: bool
+) -> writer.Item:
+    def skip(reason, detail):
+        return writer.Skipped(filename, index, person, reason, detail)
+
+    where = f"annolist({index + 1}).annorect({person + 1})"  # MATLAB indexing, as users search
+    objpos, scale = _field(rect, "objpos"), _field(rect, "scale")
+    if objpos is None or scale is None or _field(objpos, "x") is None:
+        return skip(writer.NO_CENTER, f"{where} has no objpos/scale")
+    try:
+        raw_scale = _number(scale)
+        center, scale = adjust_center_scale((_number(objpos.x), _number(objpos.y)), raw_scale)
+    except (TypeError, ValueError, AttributeError) as e:
+        return skip(writer.NO_CENTER, f"{where}: unreadable objpos/scale ({e})")
+
+    headbox, normalizer = None, 0.0
+    box = [_field(rect, k) for k in ("x1", "y1", "x2", "y2")]
+    if all(v is not None for v in box):
+        headbox = tuple(_number(v) - 1.0 for v in box)
+        normalizer = head_size(headbox)
+
+    keypoints = np.zeros((NUM_JOINTS, 2), np.float64)
+    status = np.full(NUM_JOINTS, features.NOT_ANNOTATED, np.int64)
+    if with_joints:
+        annopoints = _field(rect, "annopoints")
+        points = _as_list(_field(annopoints, "point")) if annopoints is not None else []
+        if not points:
+            return skip(writer.NO_KEYPOINTS, f"{where} has no annopoints")
+        for point in points:
+            try:
+                joint = int(_number(point.id))
+                x, y = _number(point.x), _number(point.y)
+            except (TypeError, ValueError, AttributeError, IndexError) as e:
+                return skip(writer.NAN_ANNOTATION, f"{where}.annopoints: unreadable point ({e})")
+            if not 0 <= joint < NUM_JOINTS:
+                return skip(writer.NAN_ANNOTATION, f"{where}.annopoints: joint id {joint}")
+            keypoints[joint] = (x - 1.0, y - 1.0)
+            visible = _field(point, "is_visible")
+            # Missing/empty is_visible: the point was clicked, so treat it as visible.
+            occluded = visible is not None and _number(visible) == 0
+            status[joint] = features.OCCLUDED if occluded else features.VISIBLE
+    return _pending(
+        images_dir,
+        filename,
+        center,
+        scale,
+        keypoints,
+        status,
+        normalizer,
+        headbox,
+        index,
+        person,
+    )
+
+
+def read_mat(
+    path: pathlib.Path | str,
+    images_dir: pathlib.Path | str,
+    split: str,
+    split_entries: Sequence[SplitEntry] | None = None,
+) -> list[writer.Item]:
+    """Reads the official `mpii_human_pose_v1_u12_1.mat` (struct RELEASE).
+
+    Args:
+        path: the `.mat` file.
+        images_dir: folder of the MPII images (`images/`).
+        split: "train", "valid" or "test" (see the module docstring).
+        split_entries: the validation people (`read_split_file`); required for "valid".
+
+    Returns:
+        Items in output order: `writer.PendingExample` per person, `writer.Skipped` for people
+        without objpos/scale or joints (and split-file people absent from the `.mat`).
+    """
+    path, images_dir = pathlib.Path(path), pathlib.Path(images_dir)
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    if split == "valid" and not split_entries:
+        raise ValueError("split 'valid' of the official .mat needs a split file")
+    release = scipy.io.loadmat(path, struct_as_record=False, squeeze_me=True)["RELEASE"]
+    annolist = _as_list(release.annolist)
+    img_train = np.atleast_1d(np.asarray(release.img_train)).astype(int)
+    if len(img_train) != len(annolist):
+        raise ValueError(
+            f"{path}: RELEASE.img_train has {len(img_train)} entries, annolist {len(annolist)}"
+        )
+
+    def image_name(i):
+        return str(_field(annolist[i].image, "name") or "")
+
+    def rects(i):
+        return _as_list(_field(annolist[i], "annorect"))
+
+    if split == "valid":
+        items = []
+        for entry in split_entries:
+            if not 0 <= entry.index < len(annolist) or not 0 <= entry.person < len(
+                rects(entry.index)
+            ):
+                items.append(
+                    writer.Skipped(
+                        entry.imgname,
+                        entry.index,
+                        entry.person,
+                        NOT_IN_ANNOTATIONS,
+                        f"{path} has no annolist({entry.index + 1}).annorect({entry.person + 1})",
+                    )
+                )
+                continue
+            name = image_name(entry.index)
+            if name != entry.imgname:
+                raise ValueError(
+                    f"split file says index {entry.index} is {entry.imgname}, {path} says {name}"
+                )
+            items.append(
+                _mat_person(rects(entry.index)[entry.person], images_dir, name, entry.index,
+                            entry.person, with_joints=True)
+            )  # fmt: skip
+        return items
+
+    excluded = {(e.index, e.person) for e in split_entries or ()}
+    want_train = split == "train"
+    items = []
+    for i in range(len(annolist)):
+        if bool(img_train[i]) != want_train:
+            continue
+        name = image_name(i)
+        for p, rect in enumerate(rects(i)):
+            if (i, p) in excluded:
+                continue
+            items.append(_mat_person(rect, images_dir, name, i, p, with_joints=want_train))
+    return items
+
+
+# --- pose-hg .h5 ---------------------------------------------------------------------------------
+
+
+def read_h5(
+    path: pathlib.Path | str,
+    images_dir: pathlib.Path | str,
+    split: str | None = None,
+    split_entries: Sequence[SplitEntry] | None = None,
+) -> list[writer.Item]:
+    """Reads a pose-hg `.h5` (imgname, center, scale, part, visible, normalize, index, person).
+
+    `center`/`scale` are already adjusted (DESIGN.md §1); coordinates are 1-based and shifted
+    here. With `split_entries`, "valid" keeps the rows whose (index, person) are listed and
+    "train" the others (e.g. to cut the validation people out of `annot.h5`).
+    """
+    path, images_dir = pathlib.Path(path), pathlib.Path(images_dir)
+    with h5py.File(path, "r") as f:
+        missing = [
+            k for k in ("imgname", "center", "scale", "part", "index", "person") if k not in f
+        ]
+        if missing:
+            raise ValueError(f"{path}: missing datasets {missing}")
+        names = [_decode(n) for n in f["imgname"][()]]
+        center = np.asarray(f["center"][()], np.float64)
+        scale = np.asarray(f["scale"][()], np.float64).reshape(-1)
+        part = np.asarray(f["part"][()], np.float64)
+        n = len(names)
+        visible = np.asarray(f["visible"][()], np.float64) if "visible" in f else np.ones((n, 16))
+        normalize = np.asarray(f["normalize"][()], np.float64) if "normalize" in f else np.zeros(n)
+        index = np.asarray(f["index"][()]).astype(np.int64)
+        person = np.asarray(f["person"][()]).astype(np.int64)
+    if part.shape != (n, NUM_JOINTS, 2):
+        raise ValueError(f"{path}: part has shape {part.shape}, expected ({n}, {NUM_JOINTS}, 2)")
+
+    rows = range(n)
+    if split_entries is not None and split in ("train", "valid"):
+        wanted = {(e.index, e.person) for e in split_entries}
+        rows = [
+            r for r in rows if ((int(index[r]), int(person[r])) in wanted) == (split == "valid")
+        ]
+
+    items = []
+    for r in rows:
+        # (0, 0) marks a joint that is not annotated (pose-hg convention).
+        annotated = np.any(part[r] != 0, axis=1)
+        keypoints = np.where(annotated[:, None], part[r] - 1.0, 0.0)
+        status = np.where(
+            annotated,
+            np.where(visible[r] > 0, features.VISIBLE, features.OCCLUDED),
+            features.NOT_ANNOTATED,
+        )
+        items.append(
+            _pending(images_dir, names[r], center[r] - 1.0, scale[r], keypoints, status,
+                     normalize[r], None, index[r], person[r])
+        )  # fmt: skip
+    return items
+
+
+# --- HRNet / mmpose .json ------------------------------------------------------------------------
+
+
+def read_headboxes(path: pathlib.Path | str) -> np.ndarray:
+    """Head boxes [N, 4] (x1, y1, x2, y2), 0-based, from a `.mat` with `headboxes_src` (2, 2, N)."""
+    path = pathlib.Path(path)
+    mat = scipy.io.loadmat(path)
+    if "headboxes_src" not in mat:
+        raise ValueError(f"{path}: no 'headboxes_src' variable")
+    boxes = np.asarray(mat["headboxes_src"], np.float64)  # [[x1, y1], [x2, y2]] per person
+    return boxes.transpose(2, 0, 1).reshape(-1, 4) - 1.0
+
+
+def read_json(
+    path: pathlib.Path | str,
+    images_dir: pathlib.Path | str,
+    ground_truth: pathlib.Path | str | None = None,
+) -> list[writer.Item]:
+    """Reads HRNet/mmpose json: a list of {image, center, scale, joints, joints_vis}.
+
+    `center`/`scale` are raw MPII objpos/scale (adjusted here, as HRNet's `mpii.py` does in code)
+    and `joints` 1-based. There is no image/person index: `index` is the row in the json list and
+    `person` is -1 (unknown). `ground_truth`: optional `.mat` with `headboxes_src` aligned with the
+    rows, giving the head box and normalizer (otherwise none and 0).
+    """
+    path, images_dir = pathlib.Path(path), pathlib.Path(images_dir)
+    rows = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(rows, list):
+        raise ValueError(f"{path}: expected a json list of people")
+    boxes = None
+    if ground_truth is not None:
+        boxes = read_headboxes(ground_truth)
+        if len(boxes) != len(rows):
+            raise ValueError(
+                f"{ground_truth} has {len(boxes)} head boxes but {path} has {len(rows)} people"
+            )
+    items = []
+    for r, row in enumerate(rows):
+        try:
+            filename = str(row["image"])
+            center, scale = adjust_center_scale(row["center"], float(row["scale"]))
+            joints_1based = np.asarray(row["joints"], np.float64).reshape(NUM_JOINTS, 2)
+            annotated = np.asarray(row["joints_vis"], np.float64).reshape(NUM_JOINTS) > 0
+        except (KeyError, TypeError, ValueError) as e:
+            items.append(
+                writer.Skipped(str(row.get("image", "")) if isinstance(row, dict) else "", r, -1,
+                               writer.NAN_ANNOTATION, f"{path} row {r}: unreadable ({e!r})")
+            )  # fmt: skip
+            continue
+        keypoints = np.where(annotated[:, None], joints_1based - 1.0, 0.0)
+        status = np.where(annotated, features.VISIBLE, features.NOT_ANNOTATED)
+        headbox = None if boxes is None else boxes[r]
+        normalizer = 0.0 if boxes is None else head_size(boxes[r])
+        items.append(
+            _pending(images_dir, filename, center, scale, keypoints, status, normalizer,
+                     headbox, r, -1)
+        )  # fmt: skip
+    return items
+
+
+# --- dispatch ------------------------------------------------------------------------------------
+
+
+def read_annotations(
+    annotations: pathlib.Path | str,
+    images_dir: pathlib.Path | str,
+    split: str = "train",
+    split_file: pathlib.Path | str | None = None,
+    ground_truth: pathlib.Path | str | None = None,
+) -> list[writer.Item]:
+    """Reads any MPII format, chosen by the file extension (.mat, .h5, .json).
+
+    Raises:
+        FileNotFoundError: when `annotations` or `split_file` does not exist.
+        ValueError: for an unknown extension or an option that does not fit the format.
+    """
+    annotations = pathlib.Path(annotations)
+    if not annotations.is_file():
+        raise FileNotFoundError(f"annotations file {annotations} does not exist")
+    entries = read_split_file(split_file) if split_file else None
+    suffix = annotations.suffix.lower()
+    if suffix == ".mat":
+        return read_mat(annotations, images_dir, split, entries)
+    if suffix == ".h5":
+        if split == "test" and entries is not None:
+            raise ValueError("a split file selects train/valid people, not test")
+        return read_h5(annotations, images_dir, split, entries)
+    if suffix == ".json":
+        if entries is not None:
+            raise ValueError(f"{annotations}: a json file is already one split; no --split_file")
+        return read_json(annotations, images_dir, ground_truth)
+    raise ValueError(f"{annotations}: unknown MPII annotation format {suffix!r} (.mat/.h5/.json)")
+
+
+def examples(
+    annotations: pathlib.Path | str,
+    images_dir: pathlib.Path | str,
+    split: str = "train",
+    split_file: pathlib.Path | str | None = None,
+    ground_truth: pathlib.Path | str | None = None,
+) -> Iterator[features.PersonExample | writer.Skipped]:
+    """Complete `PersonExample`s (images read one by one) or `Skipped` people, in order."""
+    for item in read_annotations(annotations, images_dir, split, split_file, ground_truth):
+        yield writer.complete_item(item)
