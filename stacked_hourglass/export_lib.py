@@ -1,0 +1,339 @@
+"""Exports a trained stacked hourglass as a versioned SavedModel for TF Serving (DESIGN §5).
+
+Layout written (TF Serving watches EXPORT_DIR and loads the highest integer subdirectory):
+
+    EXPORT_DIR/<version>/saved_model.pb
+    EXPORT_DIR/<version>/variables/...
+    EXPORT_DIR/<version>/assets/joints.json   joint names, skeleton, dataset, input size, flip_test
+
+Signatures (coordinates are 0-based pixels, (x, y), integer values at pixel centres; see
+`transforms`):
+
+* `serving_default`: `image_bytes` string [B] (JPEG/PNG/BMP/GIF file bytes; images in a batch may
+  have different sizes) and `box` float32 [B, 4] (x1, y1, x2, y2 of the person in original
+  pixels). A box of four zeros means "the whole image", i.e. [-0.5, -0.5, W - 0.5, H - 0.5]
+  (serving signatures cannot have optional inputs, so a sentinel value stands for "no box").
+  The crop is a square of side `1.25 * max(x2 - x1, y2 - y1)` centred on the box centre
+  (`center = box centre`, `scale = 1.25 * max(w, h) / 200`: the MPII convention where a crop side
+  is `200 * scale` and includes a 25% margin around the person), resized to S x S.
+  Outputs: `keypoints` float32 [B, K, 2] in original pixels, `scores` float32 [B, K] (heatmap
+  peak), `heatmaps` float32 [B, H, H, K], plus `image_size` int32 [B, 2] (height, width) and
+  `box` float32 [B, 4] (the box actually used, with the whole-image default filled in).
+* `serving_image_tensor`: `images` float32 [B, S, S, 3] in [0, 1] (already cropped) → `keypoints`
+  in crop pixels, `scores`, `heatmaps`.
+
+Bad inputs fail in the graph with `InvalidArgumentError` whose message names the input
+("image_bytes[1] ... is not a JPEG/PNG/BMP/GIF image", "box[0] = [...] has zero or negative
+area", "images has spatial size ...").
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+
+import keras
+import tensorflow as tf
+
+import stacked_hourglass
+from stacked_hourglass import features, inference, joints, training, transforms
+
+JOINTS_ASSET = "joints.json"
+SERVING_DEFAULT = "serving_default"
+SERVING_IMAGE_TENSOR = "serving_image_tensor"
+# Crop side = BOX_MARGIN * the box's longer side (MPII convention: the person fills 1/1.25).
+BOX_MARGIN = 1.25
+
+_VERSION_RE = re.compile(r"^\d+$")
+# Leading bytes of the formats tf.io.decode_image reads; checked before decoding so that a bad
+# input gets a message naming it instead of a decoder error.
+_MAGIC_BYTES = (
+    b"\xff\xd8\xff",  # JPEG
+    b"\x89PNG\r\n\x1a\n",  # PNG
+    b"GIF87a",
+    b"GIF89a",
+    b"BM",  # BMP
+)
+
+
+def box_to_center_scale(box):
+    """Person box → crop center and scale (the rule `serving_default` uses).
+
+    Args:
+        box: float [..., 4] (x1, y1, x2, y2) in original pixels.
+
+    Returns:
+        (center float32 [..., 2] = box centre (x, y), scale float32 [...] =
+        `BOX_MARGIN * max(x2 - x1, y2 - y1) / 200`, so the crop side `200 * scale` is 1.25 times
+        the box's longer side).
+    """
+    box = tf.convert_to_tensor(box, tf.float32)
+    center = 0.5 * (box[..., :2] + box[..., 2:])
+    side = tf.maximum(box[..., 2] - box[..., 0], box[..., 3] - box[..., 1])
+    return center, BOX_MARGIN * side / features.PIXELS_PER_SCALE
+
+
+def next_version(export_dir: str) -> int:
+    """1 + the highest integer subdirectory of `export_dir`, or 1 when there is none."""
+    if not tf.io.gfile.isdir(export_dir):
+        return 1
+    versions = [
+        int(name.rstrip("/"))
+        for name in tf.io.gfile.listdir(export_dir)
+        if _VERSION_RE.match(name.rstrip("/"))
+        and tf.io.gfile.isdir(os.path.join(export_dir, name.rstrip("/")))
+    ]
+    return max(versions, default=0) + 1
+
+
+class _ServingModule(tf.Module):
+    """Tracks the Keras model and holds the two serving functions."""
+
+    def __init__(self, model: keras.Model, joint_set: joints.JointSet, input_size: int, flip_test):
+        super().__init__(name="stacked_hourglass_serving")
+        self.model = model
+        self._output_name = inference.last_output_name(model)
+        self._input_size = int(input_size)
+        self._flip_permutation = joint_set.flip_permutation() if flip_test else None
+        self.serve_bytes = tf.function(
+            self._serve_bytes,
+            input_signature=[
+                tf.TensorSpec([None], tf.string, name="image_bytes"),
+                tf.TensorSpec([None, 4], tf.float32, name="box"),
+            ],
+        )
+        # Spatial dims are left open in the spec and checked in the graph, so that a wrong size
+        # gets a message naming the expected size rather than a shape mismatch deep in a conv.
+        self.serve_images = tf.function(
+            self._serve_images,
+            input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32, name="images")],
+        )
+
+    def _heatmaps(self, crops):
+        # `predict_heatmaps` expects a dict-output callable; the model is one.
+        return inference.predict_heatmaps(self.model, crops, self._flip_permutation)
+
+    def _serve_images(self, images):
+        s = self._input_size
+        shape = tf.shape(images)
+        check = tf.debugging.Assert(
+            tf.logical_and(tf.equal(shape[1], s), tf.equal(shape[2], s)),
+            [
+                tf.strings.format(
+                    "images has spatial size {}x{} (height x width); this model expects "
+                    + f"{s}x{s} crops, float32 in [0, 1]",
+                    (shape[1], shape[2]),
+                )
+            ],
+        )
+        with tf.control_dependencies([check]):
+            images = tf.ensure_shape(tf.identity(images), [None, s, s, 3])
+        heatmaps = self._heatmaps(images)
+        coords, scores = transforms.decode_heatmaps(heatmaps)
+        keypoints = transforms.heatmap_to_crop(coords, s, heatmaps.shape[1])
+        return {"keypoints": keypoints, "scores": scores, "heatmaps": heatmaps}
+
+    def _serve_bytes(self, image_bytes, box):
+        s = self._input_size
+        n_images, n_boxes = tf.shape(image_bytes)[0], tf.shape(box)[0]
+        check = tf.debugging.Assert(
+            tf.equal(n_images, n_boxes),
+            [
+                tf.strings.format(
+                    "box has {} rows but image_bytes has {} images; send one box per image "
+                    "(four zeros for the whole image)",
+                    (n_boxes, n_images),
+                )
+            ],
+        )
+        with tf.control_dependencies([check]):
+            index = tf.range(n_images)
+        crops, matrices, sizes, boxes = tf.map_fn(
+            self._crop_one,
+            (image_bytes, box, index),
+            fn_output_signature=(
+                tf.TensorSpec([s, s, 3], tf.float32),
+                tf.TensorSpec([3, 3], tf.float32),
+                tf.TensorSpec([2], tf.int32),
+                tf.TensorSpec([4], tf.float32),
+            ),
+        )
+        heatmaps = self._heatmaps(crops)
+        keypoints, scores = inference.heatmaps_to_keypoints(heatmaps, matrices, s)
+        return {
+            "keypoints": keypoints,
+            "scores": scores,
+            "heatmaps": heatmaps,
+            "image_size": sizes,
+            "box": boxes,
+        }
+
+    def _crop_one(self, args):
+        """One image's bytes and box → (crop [S, S, 3], matrix [3, 3], (H, W), box used [4])."""
+        data, box, i = args
+        length = tf.strings.length(data)
+        is_image = tf.reduce_any(
+            [tf.equal(tf.strings.substr(data, 0, len(m)), m) for m in _MAGIC_BYTES]
+        )
+        checks = [
+            tf.debugging.Assert(length > 0, [tf.strings.format("image_bytes[{}] is empty", i)]),
+            tf.debugging.Assert(
+                tf.logical_or(tf.equal(length, 0), is_image),
+                [
+                    tf.strings.format(
+                        "image_bytes[{}] ({} bytes) is not a JPEG/PNG/BMP/GIF image", (i, length)
+                    )
+                ],
+            ),
+        ]
+        with tf.control_dependencies(checks):
+            image = tf.io.decode_image(tf.identity(data), channels=3, expand_animations=False)
+        image = tf.image.convert_image_dtype(image, tf.float32)
+        size = tf.shape(image)[:2]
+        h, w = tf.cast(size[0], tf.float32), tf.cast(size[1], tf.float32)
+        whole = tf.stack([-0.5, -0.5, w - 0.5, h - 0.5])
+        box = tf.where(tf.reduce_all(tf.equal(box, 0.0)), whole, box)
+        x1, y1, x2, y2 = tf.unstack(box)
+        finite = tf.reduce_all(tf.math.is_finite(box))
+        positive = tf.logical_and(x2 > x1, y2 > y1)
+        # A box partly outside the image is fine (the crop is padded with zeros, as in
+        # training); one that does not overlap the image at all is a client error.
+        overlaps = tf.reduce_all([x1 < w - 0.5, x2 > -0.5, y1 < h - 0.5, y2 > -0.5])
+        box_checks = [
+            tf.debugging.Assert(
+                tf.logical_and(finite, positive),
+                [
+                    tf.strings.format(
+                        "box[{}] = {} has zero or negative area or is not finite (need x1 < x2 "
+                        "and y1 < y2; four zeros mean the whole image)",
+                        (i, box),
+                    )
+                ],
+            ),
+            tf.debugging.Assert(
+                overlaps,
+                [
+                    tf.strings.format(
+                        "box[{}] = {} lies outside the {}x{} (width x height) image",
+                        (i, box, size[1], size[0]),
+                    )
+                ],
+            ),
+        ]
+        with tf.control_dependencies(box_checks):
+            center, scale = box_to_center_scale(box)
+        matrix = transforms.crop_matrix(center, scale, self._input_size)
+        crop = transforms.warp_image(image, matrix, self._input_size)
+        return crop, matrix, tf.cast(size, tf.int32), box
+
+
+def joints_metadata(joint_set: joints.JointSet, input_size: int, heatmap_size: int, flip_test):
+    """The content of `assets/joints.json` (lets a client name joints without the model_dir)."""
+    return {
+        "dataset": joint_set.name,
+        "joint_names": list(joint_set.names),
+        "skeleton": [list(edge) for edge in joint_set.skeleton],
+        "flip_permutation": joint_set.flip_permutation(),
+        "input_size": int(input_size),
+        "heatmap_size": int(heatmap_size),
+        "flip_test": bool(flip_test),
+        "box_margin": BOX_MARGIN,
+        "coordinates": "0-based pixels, (x, y), integer values at pixel centres",
+        "package_version": stacked_hourglass.__version__,
+    }
+
+
+def export_model(
+    model: keras.Model,
+    joint_set: joints.JointSet,
+    input_size: int,
+    export_dir: str,
+    flip_test: bool = False,
+    version: int | None = None,
+) -> str:
+    """Writes `model` as `EXPORT_DIR/<version>/` with the two serving signatures.
+
+    The SavedModel is written to a temporary directory next to the final one (named so that TF
+    Serving, which only loads integer names, ignores it) and renamed when complete.
+
+    Args:
+        model: stacked hourglass `keras.Model` (dict outputs `heatmaps_i`), input [B, S, S, 3].
+        joint_set: the joints the model predicts (names, flip permutation for the flip test).
+        input_size: S, the crop side; must match the model's input.
+        export_dir: the versioned base directory (created if missing).
+        flip_test: average with the heatmaps of the mirrored crop inside the graph.
+        version: the integer version subdirectory; None = 1 + the highest existing one.
+
+    Returns:
+        The path `EXPORT_DIR/<version>`.
+
+    Raises:
+        ValueError: input size or joint count do not match the model, or version < 1.
+        FileExistsError: `EXPORT_DIR/<version>` already exists.
+    """
+    model_size = model.input_shape[1]
+    if model_size != input_size:
+        raise ValueError(f"input_size={input_size} but the model's input is {model.input_shape}")
+    outputs = model(tf.zeros([1, input_size, input_size, 3]), training=False)
+    heatmap_shape = outputs[inference.last_output_name(model)].shape
+    if heatmap_shape[-1] != joint_set.num_joints:
+        raise ValueError(
+            f"The model predicts {heatmap_shape[-1]} heatmaps but joint set {joint_set.name!r} "
+            f"has {joint_set.num_joints} joints"
+        )
+    version = next_version(export_dir) if version is None else int(version)
+    if version < 1:
+        raise ValueError(f"version must be a positive integer, got {version}")
+    final = os.path.join(export_dir, str(version))
+    if tf.io.gfile.exists(final):
+        raise FileExistsError(f"{final} already exists; pass another --version or remove it")
+    tf.io.gfile.makedirs(export_dir)
+    tmp = os.path.join(export_dir, f".tmp-{version}-{os.getpid()}")
+    if tf.io.gfile.exists(tmp):
+        tf.io.gfile.rmtree(tmp)
+    module = _ServingModule(model, joint_set, input_size, flip_test)
+    signatures = {
+        SERVING_DEFAULT: module.serve_bytes.get_concrete_function(),
+        SERVING_IMAGE_TENSOR: module.serve_images.get_concrete_function(),
+    }
+    try:
+        tf.saved_model.save(module, tmp, signatures=signatures)
+        assets = os.path.join(tmp, "assets")
+        tf.io.gfile.makedirs(assets)
+        metadata = joints_metadata(joint_set, input_size, heatmap_shape[1], flip_test)
+        with tf.io.gfile.GFile(os.path.join(assets, JOINTS_ASSET), "w") as f:
+            f.write(json.dumps(metadata, indent=2) + "\n")
+        tf.io.gfile.rename(tmp, final)
+    finally:
+        # Only a failed export leaves the temporary directory behind; the error propagates.
+        if os.path.isdir(tmp):
+            shutil.rmtree(tmp)
+    return final
+
+
+def export_from_model_dir(
+    model_dir: str, export_dir: str, flip_test: bool = False, version: int | None = None
+) -> str:
+    """Exports a training run's final model (or latest checkpoint); see `export_model`.
+
+    Args:
+        model_dir: a training directory (config.json + model.keras or checkpoints).
+        export_dir: the versioned base directory.
+        flip_test: bake the flip test into the graph.
+        version: version subdirectory; None = next free integer.
+
+    Returns:
+        The path `EXPORT_DIR/<version>`.
+    """
+    _, data_config, _ = training.load_configs(model_dir)
+    model = training.load_trained_model(model_dir)
+    return export_model(
+        model,
+        data_config.joint_set,
+        data_config.input_size,
+        export_dir,
+        flip_test=flip_test,
+        version=version,
+    )

@@ -1,0 +1,284 @@
+"""Pose prediction on one's own images with an exported SavedModel (`export_lib`).
+
+For each image `NAME.EXT` this writes, into the output directory:
+
+    NAME.json   {"image": path, "image_size": {"width", "height"}, "box": [x1, y1, x2, y2],
+                 "keypoints": {joint name: {"x", "y", "score"}}, "dataset", "flip_test"}
+    NAME.png    the image with the predicted skeleton, joints coloured by score
+
+Coordinates are 0-based original-image pixels, (x, y), integer values at pixel centres. The box
+is the one `serving_default` used (the whole image, [-0.5, -0.5, W - 0.5, H - 0.5], when none is
+given). Images go through the SavedModel one per call: their sizes differ, and an error then
+names the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+
+import numpy as np
+import tensorflow as tf
+
+from stacked_hourglass import export_lib, joints, visualize
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+_ASSERTION_RE = re.compile(r"assertion failed: \[(.*)\]")
+
+
+@dataclasses.dataclass(frozen=True)
+class Prediction:
+    """One image's prediction.
+
+    Attributes:
+        path: the image file.
+        image: uint8 [H, W, 3] decoded image (for drawing).
+        keypoints: float32 [K, 2] (x, y) 0-based original pixels.
+        scores: float32 [K] heatmap peaks.
+        box: float32 [4] (x1, y1, x2, y2) the box used.
+    """
+
+    path: str
+    image: np.ndarray
+    keypoints: np.ndarray
+    scores: np.ndarray
+    box: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True)
+class ServingModel:
+    """A loaded SavedModel and its `assets/joints.json`.
+
+    Attributes:
+        path: the version directory loaded.
+        serve: the `serving_default` concrete function.
+        metadata: the parsed joints.json.
+        joint_set: a `JointSet` for drawing (the packaged one when the dataset is known).
+    """
+
+    path: str
+    serve: object
+    metadata: dict
+    joint_set: joints.JointSet
+
+
+def resolve_saved_model(path: str) -> str:
+    """A SavedModel directory, or the highest version under a versioned export directory."""
+    if tf.io.gfile.exists(os.path.join(path, "saved_model.pb")):
+        return path
+    if tf.io.gfile.isdir(path):
+        latest = export_lib.next_version(path) - 1
+        if latest >= 1:
+            return os.path.join(path, str(latest))
+    raise FileNotFoundError(
+        f"{path}: not a SavedModel (no saved_model.pb) nor an export directory with version "
+        "subdirectories"
+    )
+
+
+def load_serving_model(path: str) -> ServingModel:
+    """Loads an exported SavedModel (or the latest version of an export directory)."""
+    path = resolve_saved_model(path)
+    metadata_path = os.path.join(path, "assets", export_lib.JOINTS_ASSET)
+    if not tf.io.gfile.exists(metadata_path):
+        raise FileNotFoundError(f"{metadata_path}: missing; was {path} written by export?")
+    with tf.io.gfile.GFile(metadata_path) as f:
+        metadata = json.load(f)
+    loaded = tf.saved_model.load(path)
+    if export_lib.SERVING_DEFAULT not in loaded.signatures:
+        raise ValueError(f"{path} has no {export_lib.SERVING_DEFAULT} signature")
+    return ServingModel(
+        path=path,
+        serve=loaded.signatures[export_lib.SERVING_DEFAULT],
+        metadata=metadata,
+        joint_set=_joint_set(metadata),
+    )
+
+
+def _joint_set(metadata: dict) -> joints.JointSet:
+    names = tuple(metadata["joint_names"])
+    try:
+        known = joints.get_joint_set(metadata["dataset"])
+    except ValueError:
+        known = None
+    if known is not None and known.names == names:
+        return known
+    # A model for joints this package does not know: enough to draw a skeleton.
+    return joints.JointSet(
+        name=metadata["dataset"],
+        names=names,
+        swap_pairs=(),
+        skeleton=tuple(tuple(edge) for edge in metadata["skeleton"]),
+        pck_groups=(),
+    )
+
+
+def parse_box(text: str | None) -> np.ndarray | None:
+    """ "x1,y1,x2,y2" → float32 [4]; None/empty → None (whole image)."""
+    if not text:
+        return None
+    parts = text.split(",")
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        values = []
+    if len(values) != 4 or not np.all(np.isfinite(values)):
+        raise ValueError(f"--box={text!r}: expected four numbers x1,y1,x2,y2 (original pixels)")
+    if values[2] <= values[0] or values[3] <= values[1]:
+        raise ValueError(f"--box={text!r}: need x1 < x2 and y1 < y2")
+    return np.asarray(values, np.float32)
+
+
+def list_images(spec: str) -> list[str]:
+    """Image files from "FILE[,FILE...]" or a directory (its image files, sorted).
+
+    Raises:
+        FileNotFoundError: a named file or directory does not exist, or a directory holds no
+            image files.
+    """
+    paths = []
+    for item in (p.strip() for p in spec.split(",")):
+        if not item:
+            continue
+        if os.path.isdir(item):
+            found = sorted(
+                os.path.join(item, name)
+                for name in os.listdir(item)
+                if name.lower().endswith(IMAGE_EXTENSIONS)
+                and os.path.isfile(os.path.join(item, name))
+            )
+            if not found:
+                raise FileNotFoundError(f"{item}: no {'/'.join(IMAGE_EXTENSIONS)} files")
+            paths.extend(found)
+        elif os.path.isfile(item):
+            paths.append(item)
+        else:
+            raise FileNotFoundError(f"{item}: no such file or directory")
+    if not paths:
+        raise FileNotFoundError(f"--image={spec!r} names no files")
+    return paths
+
+
+def error_summary(error: tf.errors.OpError) -> str:
+    """The one meaningful line of a TF error (the graph's assertion text, else the last line)."""
+    message = error.message or str(error)
+    match = _ASSERTION_RE.search(message)
+    if match:
+        return match.group(1)
+    lines = [
+        line.strip()
+        for line in message.splitlines()
+        if line.strip()
+        and not line.startswith(("Graph execution error", "Detected at node", "<stack", "\t"))
+        and not line.strip().startswith("[[")
+    ]
+    return lines[-1] if lines else type(error).__name__
+
+
+def predict_image(model: ServingModel, path: str, box: np.ndarray | None = None) -> Prediction:
+    """Runs `serving_default` on one image file.
+
+    Args:
+        model: from `load_serving_model`.
+        path: image file (JPEG/PNG/BMP/GIF).
+        box: float32 [4] x1, y1, x2, y2 in original pixels; None for the whole image.
+
+    Raises:
+        tf.errors.InvalidArgumentError: the model rejected the input; the message names it.
+    """
+    with open(path, "rb") as f:
+        data = f.read()
+    box = np.zeros(4, np.float32) if box is None else np.asarray(box, np.float32)
+    outputs = model.serve(image_bytes=tf.constant([data]), box=tf.constant(box[None]))
+    # Decoded again only for drawing; the model has already validated the bytes.
+    image = tf.io.decode_image(data, channels=3, expand_animations=False).numpy()
+    return Prediction(
+        path=path,
+        image=image,
+        keypoints=outputs["keypoints"].numpy()[0],
+        scores=outputs["scores"].numpy()[0],
+        box=outputs["box"].numpy()[0],
+    )
+
+
+def output_names(paths: list[str]) -> list[str]:
+    """Output stems: the file stem, or stem_ext when two inputs share a stem."""
+    stems = [os.path.splitext(os.path.basename(p))[0] for p in paths]
+    names = []
+    for path, stem in zip(paths, stems, strict=True):
+        if stems.count(stem) > 1:
+            stem = f"{stem}_{os.path.splitext(path)[1].lstrip('.')}"
+        names.append(stem)
+    if len(set(names)) != len(names):
+        raise ValueError(f"Several inputs would write the same output name: {paths}")
+    return names
+
+
+def prediction_record(model: ServingModel, prediction: Prediction) -> dict:
+    """The NAME.json content of a prediction."""
+    h, w = prediction.image.shape[:2]
+    return {
+        "image": prediction.path,
+        "image_size": {"width": int(w), "height": int(h)},
+        "box": [float(v) for v in prediction.box],
+        "dataset": model.metadata["dataset"],
+        "flip_test": model.metadata["flip_test"],
+        "coordinates": "0-based original pixels, (x, y), integer values at pixel centres",
+        "keypoints": {
+            name: {"x": float(x), "y": float(y), "score": float(s)}
+            for name, (x, y), s in zip(
+                model.metadata["joint_names"], prediction.keypoints, prediction.scores, strict=True
+            )
+        },
+    }
+
+
+def write_prediction(model: ServingModel, prediction: Prediction, output_dir: str, name: str):
+    """Writes NAME.json and NAME.png; returns their paths."""
+    os.makedirs(output_dir, exist_ok=True)
+    json_path = os.path.join(output_dir, f"{name}.json")
+    png_path = os.path.join(output_dir, f"{name}.png")
+    with open(json_path, "w", encoding="utf-8") as f:
+        json.dump(prediction_record(model, prediction), f, indent=2)
+        f.write("\n")
+    visualize.save_pose_png(
+        png_path,
+        prediction.image,
+        prediction.keypoints,
+        model.joint_set,
+        scores=prediction.scores,
+        title=os.path.basename(prediction.path),
+    )
+    return json_path, png_path
+
+
+def format_table(model: ServingModel, prediction: Prediction) -> str:
+    """A plain-text keypoints table of one prediction."""
+    h, w = prediction.image.shape[:2]
+    box = ", ".join(f"{v:.1f}" for v in prediction.box)
+    lines = [f"{prediction.path} ({w}x{h}, box [{box}])", f"  {'joint':<12}{'x':>9}{'y':>9}  score"]
+    for name, (x, y), s in zip(
+        model.metadata["joint_names"], prediction.keypoints, prediction.scores, strict=True
+    ):
+        # + 0.0 turns -0.0 into 0.0 for printing.
+        lines.append(f"  {name:<12}{x + 0.0:9.1f}{y + 0.0:9.1f}  {s:5.3f}")
+    return "\n".join(lines)
+
+
+def predict_files(model: ServingModel, paths: list[str], box=None) -> list[Prediction]:
+    """Predicts every file; the first bad input raises (nothing is written before all pass).
+
+    Raises:
+        tf.errors.InvalidArgumentError: with the message prefixed by the file's path.
+    """
+    predictions = []
+    for path in paths:
+        try:
+            predictions.append(predict_image(model, path, box))
+        except tf.errors.InvalidArgumentError as e:
+            raise tf.errors.InvalidArgumentError(
+                e.node_def, e.op, f"{path}: {error_summary(e)}"
+            ) from e
+    return predictions
