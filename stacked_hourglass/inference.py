@@ -72,20 +72,29 @@ def predict_dataset(model, dataset, input_size: int, flip_permutation=None, max_
     Returns:
         dict of numpy arrays over the N people, in dataset order: "preds" [N, K, 2] and
         "keypoints" [N, K, 2] (0-based original pixels), "scores" [N, K], "missing" [N, K] bool
-        (not annotated), "normalizer" [N], "index" [N], "person" [N].
+        (not annotated), "normalizer" [N], "index" [N], "person" [N], and "heatmap_mse" [N]
+        (mean squared error of the predicted against the target heatmaps, when the dataset
+        carries targets in info["heatmaps"]).
     """
 
     @tf.function(reduce_retracing=True)
-    def step(images, matrices):
+    def step(images, matrices, targets):
         heatmaps = predict_heatmaps(model, images, flip_permutation)
-        return heatmaps_to_keypoints(heatmaps, matrices, input_size)
+        preds, scores = heatmaps_to_keypoints(heatmaps, matrices, input_size)
+        mse = tf.reduce_mean(tf.square(heatmaps - targets), axis=[1, 2, 3])
+        return preds, scores, mse
 
-    parts = {k: [] for k in ("preds", "scores", "keypoints", "missing", "normalizer", "index")}
-    parts["person"] = []
+    keys = ("preds", "scores", "keypoints", "missing", "normalizer", "index", "person")
+    parts = {k: [] for k in (*keys, "heatmap_mse")}
     for batch, (images, info) in enumerate(dataset):
         if max_batches is not None and batch >= max_batches:
             break
-        preds, scores = step(images, info["matrix"])
+        targets = info.get("heatmaps")
+        preds, scores, mse = step(
+            images, info["matrix"], tf.zeros([0, 0, 0, 0]) if targets is None else targets
+        )
+        if targets is not None:
+            parts["heatmap_mse"].append(mse.numpy())
         parts["preds"].append(preds.numpy())
         parts["scores"].append(scores.numpy())
         parts["keypoints"].append(info["keypoints"].numpy())
@@ -95,4 +104,4 @@ def predict_dataset(model, dataset, input_size: int, flip_permutation=None, max_
         parts["person"].append(info["person"].numpy())
     if not parts["preds"]:
         raise ValueError("The evaluation dataset is empty")
-    return {k: np.concatenate(v) for k, v in parts.items()}
+    return {k: np.concatenate(v) for k, v in parts.items() if v}

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 import time
 
 import keras
@@ -40,6 +41,11 @@ class ModelConfig:
         num_joints: heatmap channels K (MPII: 16, FLIC: 11).
         input_size: square input side S in pixels (paper: 256); must be divisible by 4 * 2**depth.
         intermediate_supervision: output every stack's heatmaps (True) or only the last (False).
+        sync_batch_norm: BatchNorm statistics over the global batch across replicas (TF
+            backend); without it each replica normalises with its own part of the batch.
+        num_modules: residual modules at every residual place of the hourglasses and heads
+            (pose-hg-train's nModules): the paper compares 2 stacks x 4 modules, 4 x 2 and 8 x 1
+            at the same total depth (§5.1, Fig. 8).
     """
 
     num_stacks: int = 8
@@ -48,9 +54,13 @@ class ModelConfig:
     num_joints: int = 16
     input_size: int = 256
     intermediate_supervision: bool = True
+    sync_batch_norm: bool = False
+    num_modules: int = 1
 
     def __post_init__(self):
-        for name in ("num_stacks", "num_features", "depth", "num_joints", "input_size"):
+        for name in (
+            "num_stacks", "num_features", "depth", "num_joints", "input_size", "num_modules"
+        ):  # fmt: skip
             value = getattr(self, name)
             if not isinstance(value, int | np.integer) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -87,16 +97,20 @@ def _conv(filters, kernel_size, name, strides=1):
         kernel_size,
         strides=strides,
         padding="same",
-        kernel_initializer="he_normal",
+        # Torch's default (pose-hg-train): U(-1/sqrt(fan_in), 1/sqrt(fan_in)). He init makes the
+        # summed residual streams and the first heatmaps large, and training starts slower.
+        kernel_initializer=keras.initializers.VarianceScaling(1.0 / 3.0, "fan_in", "uniform"),
         name=name,
     )
 
 
-def _bn(name):
-    return layers.BatchNormalization(momentum=_BN_MOMENTUM, epsilon=_BN_EPSILON, name=name)
+def _bn(name, sync):
+    return layers.BatchNormalization(
+        momentum=_BN_MOMENTUM, epsilon=_BN_EPSILON, synchronized=sync, name=name
+    )
 
 
-def apply_residual(x, filters: int, name: str):
+def apply_residual(x, filters: int, name: str, sync_bn: bool = False):
     """Pre-activation bottleneck residual module (paper Fig. 4).
 
     BN-ReLU-conv1x1(F/2) -> BN-ReLU-conv3x3(F/2) -> BN-ReLU-conv1x1(F), plus the input; the skip
@@ -106,22 +120,36 @@ def apply_residual(x, filters: int, name: str):
         x: [B, H, W, C_in].
         filters: output channels F.
         name: layer-name prefix.
+        sync_bn: synchronise BatchNorm statistics across replicas.
 
     Returns:
         [B, H, W, F].
     """
     half = filters // 2
-    y = layers.ReLU(name=f"{name}_relu1")(_bn(f"{name}_bn1")(x))
+    y = layers.ReLU(name=f"{name}_relu1")(_bn(f"{name}_bn1", sync_bn)(x))
     y = _conv(half, 1, f"{name}_conv1")(y)
-    y = layers.ReLU(name=f"{name}_relu2")(_bn(f"{name}_bn2")(y))
+    y = layers.ReLU(name=f"{name}_relu2")(_bn(f"{name}_bn2", sync_bn)(y))
     y = _conv(half, 3, f"{name}_conv2")(y)
-    y = layers.ReLU(name=f"{name}_relu3")(_bn(f"{name}_bn3")(y))
+    y = layers.ReLU(name=f"{name}_relu3")(_bn(f"{name}_bn3", sync_bn)(y))
     y = _conv(filters, 1, f"{name}_conv3")(y)
     skip = x if x.shape[-1] == filters else _conv(filters, 1, f"{name}_skip")(x)
     return layers.Add(name=f"{name}_add")([skip, y])
 
 
-def apply_hourglass(x, depth: int, filters: int, name: str):
+def apply_residuals(x, filters: int, name: str, num_modules: int = 1, sync_bn: bool = False):
+    """`num_modules` residual modules in a row (pose-hg-train's nModules; the paper uses 1).
+
+    The first is named `name`, the following `name_m2`, `name_m3`, ... so that models with one
+    module per stage keep the same layer names.
+    """
+    for i in range(num_modules):
+        x = apply_residual(x, filters, name if i == 0 else f"{name}_m{i + 1}", sync_bn)
+    return x
+
+
+def apply_hourglass(
+    x, depth: int, filters: int, name: str, sync_bn: bool = False, num_modules: int = 1
+):
     """One hourglass of the given recursion depth (paper Fig. 3).
 
     Each level sums an upper branch (residual at the current resolution) and a lower branch
@@ -132,23 +160,27 @@ def apply_hourglass(x, depth: int, filters: int, name: str):
         depth: levels of recursion (4 in the paper).
         filters: F.
         name: layer-name prefix.
+        sync_bn: synchronise BatchNorm statistics across replicas.
+        num_modules: residual modules at each of those places (1 in the paper's final model).
 
     Returns:
         [B, H, W, F].
     """
-    up1 = apply_residual(x, filters, f"{name}_up1")
+    up1 = apply_residuals(x, filters, f"{name}_up1", num_modules, sync_bn)
     low1 = layers.MaxPooling2D(2, name=f"{name}_pool")(x)
-    low1 = apply_residual(low1, filters, f"{name}_low1")
+    low1 = apply_residuals(low1, filters, f"{name}_low1", num_modules, sync_bn)
     if depth > 1:
-        low2 = apply_hourglass(low1, depth - 1, filters, f"{name}_d{depth - 1}")
+        low2 = apply_hourglass(
+            low1, depth - 1, filters, f"{name}_d{depth - 1}", sync_bn, num_modules
+        )
     else:
-        low2 = apply_residual(low1, filters, f"{name}_low2")
-    low3 = apply_residual(low2, filters, f"{name}_low3")
+        low2 = apply_residuals(low1, filters, f"{name}_low2", num_modules, sync_bn)
+    low3 = apply_residuals(low2, filters, f"{name}_low3", num_modules, sync_bn)
     up2 = layers.UpSampling2D(2, interpolation="nearest", name=f"{name}_upsample")(low3)
     return layers.Add(name=f"{name}_add")([up1, up2])
 
 
-def apply_stem(x, filters: int):
+def apply_stem(x, filters: int, sync_bn: bool = False):
     """conv7x7/2 (64) + BN + ReLU -> residual(128) -> max-pool 2 -> residual(128) -> residual(F).
 
     Args:
@@ -159,23 +191,25 @@ def apply_stem(x, filters: int):
         [B, S/4, S/4, F].
     """
     x = _conv(64, 7, "stem_conv", strides=2)(x)
-    x = layers.ReLU(name="stem_relu")(_bn("stem_bn")(x))
-    x = apply_residual(x, 128, "stem_res1")
+    x = layers.ReLU(name="stem_relu")(_bn("stem_bn", sync_bn)(x))
+    x = apply_residual(x, 128, "stem_res1", sync_bn)
     x = layers.MaxPooling2D(2, name="stem_pool")(x)
-    x = apply_residual(x, 128, "stem_res2")
-    return apply_residual(x, filters, "stem_res3")
+    x = apply_residual(x, 128, "stem_res2", sync_bn)
+    return apply_residual(x, filters, "stem_res3", sync_bn)
 
 
-def apply_stack_head(x, filters: int, num_joints: int, stack: int):
-    """Residual -> 1x1 conv + BN + ReLU ("features") -> 1x1 conv to K heatmaps.
+def apply_stack_head(
+    x, filters: int, num_joints: int, stack: int, sync_bn: bool = False, num_modules: int = 1
+):
+    """Residual(s) -> 1x1 conv + BN + ReLU ("features") -> 1x1 conv to K heatmaps.
 
     Returns:
         (features [B, H, W, F], heatmaps [B, H, W, K]).
     """
     name = f"stack{stack}"
-    y = apply_residual(x, filters, f"{name}_res")
+    y = apply_residuals(x, filters, f"{name}_res", num_modules, sync_bn)
     y = _conv(filters, 1, f"{name}_feat_conv")(y)
-    features = layers.ReLU(name=f"{name}_feat_relu")(_bn(f"{name}_feat_bn")(y))
+    features = layers.ReLU(name=f"{name}_feat_relu")(_bn(f"{name}_feat_bn", sync_bn)(y))
     heatmaps = _conv(num_joints, 1, f"{name}_heatmap_conv")(features)
     return features, heatmaps
 
@@ -194,13 +228,13 @@ def build_model(config: ModelConfig | None = None, **overrides) -> keras.Model:
         Outputs are float32 even under a mixed-precision policy.
     """
     config = dataclasses.replace(config or ModelConfig(), **overrides)
-    f, k = config.num_features, config.num_joints
+    f, k, sync = config.num_features, config.num_joints, config.sync_batch_norm
     image = keras.Input((config.input_size, config.input_size, 3), name="image")
-    x = apply_stem(image, f)
+    x = apply_stem(image, f, sync)
     outputs = {}
     for stack in range(1, config.num_stacks + 1):
-        hg = apply_hourglass(x, config.depth, f, f"hg{stack}")
-        features, heatmaps = apply_stack_head(hg, f, k, stack)
+        hg = apply_hourglass(x, config.depth, f, f"hg{stack}", sync, config.num_modules)
+        features, heatmaps = apply_stack_head(hg, f, k, stack, sync, config.num_modules)
         # A linear float32 identity gives every output a stable name and keeps the loss in
         # float32 under mixed precision.
         heatmaps = layers.Activation("linear", dtype="float32", name=output_name(stack))(heatmaps)
@@ -230,6 +264,10 @@ def config_from_model(model: keras.Model) -> ModelConfig:
         num_joints=last.output.shape[-1],
         input_size=size,
         intermediate_supervision=len(stacks) == num_stacks,
+        sync_batch_norm=model.get_layer("stem_bn").synchronized,
+        num_modules=sum(
+            1 for layer in model.layers if re.fullmatch(r"hg1_up1(_m\d+)?_add", layer.name)
+        ),
     )
 
 
@@ -284,14 +322,12 @@ def main(argv=None):
     parser.add_argument("--summary", action="store_true", help="print size and cost (default)")
     parser.add_argument("--layers", action="store_true", help="also print the Keras layer table")
     defaults = ModelConfig()
-    for name in ("num_stacks", "num_features", "depth", "num_joints", "input_size"):
+    int_fields = ("num_stacks", "num_features", "depth", "num_joints", "input_size", "num_modules")
+    for name in int_fields:
         parser.add_argument(f"--{name}", type=int, default=getattr(defaults, name))
     parser.add_argument("--supervise", choices=("all", "last"), default="all")
     args = parser.parse_args(argv)
-    values = {
-        name: getattr(args, name)
-        for name in ("num_stacks", "num_features", "depth", "num_joints", "input_size")
-    }
+    values = {name: getattr(args, name) for name in int_fields}
     values["intermediate_supervision"] = args.supervise == "all"
     config = ModelConfig(**values)
     report = summarize(config)

@@ -224,13 +224,6 @@ def make_eval_dataset(files: str | list[str], config: DataConfig, batch_size: in
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
-def make_validation_loss_dataset(files: str, config: DataConfig, batch_size: int, output_names):
-    """Unaugmented (image, {name: heatmaps}) batches for the validation loss in `model.fit`."""
-    return make_eval_dataset(files, config, batch_size).map(
-        lambda image, info: (image, {name: info["heatmaps"] for name in output_names})
-    )
-
-
 def count_records(files: str | list[str]) -> int:
     """Number of records in TFRecord files (reads them once)."""
     file_list = list_files(files) if isinstance(files, str) else list(files)

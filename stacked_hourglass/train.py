@@ -42,6 +42,12 @@ _SHUFFLE_BUFFER = flags.DEFINE_integer("shuffle_buffer", 1024, "Shuffle buffer (
 _NUM_STACKS = flags.DEFINE_integer("num_stacks", 8, "Hourglass stacks.")
 _NUM_FEATURES = flags.DEFINE_integer("num_features", 256, "Channels inside the hourglasses.")
 _DEPTH = flags.DEFINE_integer("depth", 4, "Hourglass recursion depth.")
+_NUM_MODULES = flags.DEFINE_integer(
+    "num_modules", 1, "Residual modules per place (pose-hg-train's nModules; paper: 1)."
+)
+_SYNC_BATCH_NORM = flags.DEFINE_bool(
+    "sync_batch_norm", True, "BatchNorm over the global batch when training on several replicas."
+)
 
 # Optimisation.
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 6, "Global batch size.")
@@ -53,6 +59,9 @@ _EPSILON = flags.DEFINE_float("epsilon", 1e-8, "RMSprop epsilon (added after the
 _LR_FACTOR = flags.DEFINE_float("lr_factor", 0.2, "ReduceLROnPlateau factor.")
 _LR_PATIENCE = flags.DEFINE_integer("lr_patience", 5, "ReduceLROnPlateau patience (epochs).")
 _MIN_LR = flags.DEFINE_float("min_learning_rate", 1e-7, "ReduceLROnPlateau floor.")
+_LR_DROP_EPOCHS = flags.DEFINE_list(
+    "lr_drop_epochs", [], "Also multiply the rate by lr_factor after these epochs (1-based)."
+)
 _SUPERVISE = flags.DEFINE_enum(
     "supervise", "all", ["all", "last"], "Supervise every stack (paper) or only the last."
 )
@@ -85,6 +94,8 @@ def configs_from_flags():
         num_features=_NUM_FEATURES.value,
         depth=_DEPTH.value,
         input_size=_INPUT_SIZE.value,
+        sync_batch_norm=_SYNC_BATCH_NORM.value,
+        num_modules=_NUM_MODULES.value,
     )
     data_config = pipeline.DataConfig(
         dataset=_DATASET.value,
@@ -111,6 +122,7 @@ def configs_from_flags():
         lr_factor=_LR_FACTOR.value,
         lr_patience=_LR_PATIENCE.value,
         min_learning_rate=_MIN_LR.value,
+        lr_drop_epochs=tuple(int(e) for e in _LR_DROP_EPOCHS.value),
         supervise=_SUPERVISE.value,
         loss_weights=tuple(float(w) for w in _LOSS_WEIGHTS.value),
         valid_batches=_VALID_BATCHES.value,

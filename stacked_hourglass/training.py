@@ -46,6 +46,9 @@ class TrainConfig:
         learning_rate: RMSprop learning rate (paper: 2.5e-4).
         rho, epsilon: Torch rmsprop's alpha and epsilon.
         lr_factor, lr_patience, min_learning_rate: `ReduceLROnPlateau` on validation PCK.
+        lr_drop_epochs: also multiply the rate by `lr_factor` when these epochs (1-based
+            count of completed epochs) end — a fixed step schedule, as bearpaw/pytorch-pose uses,
+            for short runs where a plateau cannot be detected reliably.
         supervise: "all" (intermediate supervision) or "last" (ablation).
         loss_weights: per-stack loss weights (empty: 1 for every supervised stack).
         valid_batches: validation batches scored per epoch (0: the whole split).
@@ -69,6 +72,7 @@ class TrainConfig:
     lr_factor: float = 0.2
     lr_patience: int = 5
     min_learning_rate: float = 1e-7
+    lr_drop_epochs: tuple[int, ...] = ()
     supervise: str = "all"
     loss_weights: tuple[float, ...] = ()
     valid_batches: int = 0
@@ -121,6 +125,7 @@ def load_configs(model_dir: str):
         raise FileNotFoundError(f"{path}: no config.json; is {model_dir} a model_dir?") from None
     train = dict(payload["train"])
     train["loss_weights"] = tuple(train.get("loss_weights", ()))
+    train["lr_drop_epochs"] = tuple(train.get("lr_drop_epochs", ()))
     return (
         ModelConfig(**payload["model"]),
         pipeline.DataConfig(**payload["data"]),
@@ -141,6 +146,21 @@ def load_trained_model(model_dir: str) -> keras.Model:
     # Checkpoints also hold optimizer variables; an uncompiled model loads just its own.
     model.load_weights(_checkpoint_path(model_dir, state["epoch"]))
     return model
+
+
+class StepDrop(keras.callbacks.Callback):
+    """Multiplies the learning rate by `factor` at the end of the given epochs (1-based)."""
+
+    def __init__(self, epochs, factor):
+        super().__init__()
+        self.epochs = set(epochs)
+        self.factor = factor
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 in self.epochs:
+            rate = self.model.optimizer.learning_rate
+            rate.assign(rate * self.factor)
+            print(f"\nEpoch {epoch + 1}: learning rate dropped to {float(rate.numpy()):.3g}")
 
 
 def _write_json_atomic(path, payload):
@@ -225,7 +245,8 @@ class PCKCallback(keras.callbacks.Callback):
     """Scores the validation split in original pixels at every epoch end.
 
     Adds `val_pckh` (MPII/synthetic) or `val_pck` (FLIC) to the epoch logs, in %, so that
-    `ReduceLROnPlateau` placed after it can monitor it, and logs validation images with the
+    `ReduceLROnPlateau` placed after it can monitor it, and `val_heatmap_mse` (the last stack's
+    loss on unaugmented crops) from the same forward pass; logs validation images with the
     predicted skeleton to TensorBoard.
     """
 
@@ -257,6 +278,7 @@ class PCKCallback(keras.callbacks.Callback):
         self.last_table = table
         if logs is not None:
             logs[self.monitor] = float(table["Mean"])
+            logs["val_heatmap_mse"] = float(np.mean(result["heatmap_mse"]))
         with self.writer.as_default(step=epoch + 1):
             for column, value in table.items():
                 if isinstance(value, float | np.floating):
@@ -377,10 +399,15 @@ def train(model_config: ModelConfig, data_config: pipeline.DataConfig, train_con
         intermediate_supervision=train_config.supervise == "all",
     )
     data_config = dataclasses.replace(data_config, heatmap_size=model_config.heatmap_size)
-    save_configs(model_dir, model_config, data_config, train_config)
     keras.utils.set_random_seed(train_config.seed)
     policy = set_precision_policy(train_config.mixed_precision)
     strategy = make_strategy(train_config.distribution)
+    # Synchronised BatchNorm only matters (and only costs) with several replicas.
+    model_config = dataclasses.replace(
+        model_config,
+        sync_batch_norm=model_config.sync_batch_norm and strategy.num_replicas_in_sync > 1,
+    )
+    save_configs(model_dir, model_config, data_config, train_config)
 
     steps_per_epoch = train_config.steps_per_epoch or max(
         1, pipeline.count_records(data_config.train_files) // train_config.batch_size
@@ -388,14 +415,6 @@ def train(model_config: ModelConfig, data_config: pipeline.DataConfig, train_con
     train_ds = pipeline.make_train_dataset(
         data_config, train_config.batch_size, model_config.output_names
     )
-    loss_ds = pipeline.make_validation_loss_dataset(
-        data_config.valid_files,
-        data_config,
-        train_config.eval_batch_size,
-        model_config.output_names,
-    )
-    if train_config.valid_batches:
-        loss_ds = loss_ds.take(train_config.valid_batches)
     eval_ds = pipeline.make_eval_dataset(
         data_config.valid_files, data_config, train_config.eval_batch_size
     )
@@ -417,13 +436,15 @@ def train(model_config: ModelConfig, data_config: pipeline.DataConfig, train_con
         verbose=1,
     )
     resume = ResumeCheckpoint(model_dir, plateau)
+    drops = StepDrop(train_config.lr_drop_epochs, train_config.lr_factor)
     initial_epoch = resume.restore(model)
     if initial_epoch:
         print(f"Resuming {model_dir} from the end of epoch {initial_epoch}")
     callbacks = [
         pck,  # Before the plateau and checkpoint callbacks, which read what it logs.
         plateau,
-        resume,
+        drops,
+        resume,  # Last of the three: it saves the learning rate they set.
         keras.callbacks.TerminateOnNaN(),
         keras.callbacks.TensorBoard(log_dir=log_dir, update_freq=max(1, steps_per_epoch // 10)),
         keras.callbacks.CSVLogger(os.path.join(model_dir, "history.csv"), append=True),
@@ -436,7 +457,6 @@ def train(model_config: ModelConfig, data_config: pipeline.DataConfig, train_con
             epochs=train_config.epochs,
             initial_epoch=initial_epoch,
             steps_per_epoch=steps_per_epoch,
-            validation_data=loss_ds,
             callbacks=callbacks,
             verbose=train_config.verbose,
         )

@@ -81,7 +81,9 @@ def test_reinjection_is_wired():
         layer.set_weights([np.zeros_like(kernel), bias])
         after = model(image)
         np.testing.assert_allclose(after["heatmaps_1"], before["heatmaps_1"], atol=1e-6)
-        assert np.abs(np.asarray(after["heatmaps_2"]) - np.asarray(before["heatmaps_2"])).max() > 1e-4
+        assert (
+            np.abs(np.asarray(after["heatmaps_2"]) - np.asarray(before["heatmaps_2"])).max() > 1e-4
+        )
         before = after
 
 
@@ -147,3 +149,16 @@ def test_summary_command(capsys):
     model_lib.main(["--num_stacks=1", "--num_features=16", "--input_size=64"])
     out = capsys.readouterr().out
     assert "trainable parameters" in out and "multiply-adds per 64x64 image" in out
+
+
+def test_modules_per_stage_keep_depth_and_size_comparable():
+    """The paper's stacking ablation: 2 stacks x 2 modules vs 4 stacks x 1 module."""
+    two = model_lib.build_model(num_stacks=2, num_modules=2, num_features=16, input_size=64)
+    four = model_lib.build_model(num_stacks=4, num_modules=1, num_features=16, input_size=64)
+    p2 = model_lib.count_parameters(two)["trainable"]
+    p4 = model_lib.count_parameters(four)["trainable"]
+    assert abs(p2 - p4) / p4 < 0.03
+    convs = [sum("_conv2" in layer.name for layer in m.layers) for m in (two, four)]
+    assert abs(convs[0] - convs[1]) <= 2  # the same number of residual modules, give or take
+    assert model_lib.config_from_model(two).num_modules == 2
+    assert two.get_layer("hg1_up1_m2_add") is not None
