@@ -29,7 +29,7 @@ import sys
 
 from absl import app, flags
 
-from stacked_hourglass import evaluation, training
+from stacked_hourglass import evaluation
 from stacked_hourglass.joints import get_joint_set
 
 # Released-predictions mode.
@@ -103,6 +103,8 @@ def main(argv):
     try:
         dataset = _DATASET.value
         if dataset is None:
+            from stacked_hourglass import training  # TensorFlow: model mode only.
+
             dataset = (
                 training.load_configs(_MODEL_DIR.value)[1].dataset if _MODEL_DIR.value else "mpii"
             )

@@ -1,6 +1,7 @@
 """Scoring predictions: released prediction files and trained models, with tables and curves.
 
-The library behind `python -m stacked_hourglass.evaluate`.
+The library behind `python -m stacked_hourglass.evaluate`. TensorFlow is imported only by the
+model mode: scoring released predictions stays a quick numpy job with no TF start-up noise.
 """
 
 from __future__ import annotations
@@ -10,9 +11,8 @@ import os
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
 
-from stacked_hourglass import evaluation_io, inference, metrics, pipeline, plots, training
+from stacked_hourglass import evaluation_io, metrics, plots
 from stacked_hourglass.joints import JointSet
 
 
@@ -150,6 +150,8 @@ class _SavedModelHeatmaps:
     output_names = ["heatmaps_1"]
 
     def __init__(self, path):
+        import tensorflow as tf
+
         self.loaded = tf.saved_model.load(path)
         try:
             self.signature = self.loaded.signatures["serving_image_tensor"]
@@ -168,6 +170,8 @@ class _SavedModelHeatmaps:
 
 def load_model_for_evaluation(model_dir: str | None, saved_model: str | None):
     """(callable model, input_size) from a training directory or an exported SavedModel."""
+    from stacked_hourglass import training
+
     if bool(model_dir) == bool(saved_model):
         raise ValueError("Give exactly one of --model_dir and --saved_model")
     if model_dir:
@@ -202,6 +206,8 @@ def run_model_evaluation(
     Raises:
         ValueError / FileNotFoundError: bad paths or records (message names them).
     """
+    from stacked_hourglass import inference, pipeline
+
     if not data:
         raise ValueError("--data (a TFRecord glob) is required with --model_dir/--saved_model")
     model, input_size = load_model_for_evaluation(model_dir, saved_model)

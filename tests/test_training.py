@@ -11,7 +11,7 @@ import keras
 import numpy as np
 import pytest
 
-from stacked_hourglass import pipeline, training
+from stacked_hourglass import evaluation, joints, pipeline, training
 from stacked_hourglass.model import ModelConfig, build_model
 from stacked_hourglass.optimizers import TorchRMSprop
 
@@ -56,6 +56,24 @@ def test_train_writes_model_summary_and_configs(synthetic_records, tmp_path):
     model = training.load_trained_model(str(run))
     assert sorted(model.output_names) == ["heatmaps_1", "heatmaps_2"]
     assert training.format_validation(saved).splitlines()[0].split()[0] == "Head"
+
+    # The evaluator scores the final model exactly as the trainer's validation did.
+    figures = evaluation.run_model_evaluation(
+        model_dir=str(run),
+        saved_model=None,
+        data=synthetic_records["valid"],
+        flip_test=False,
+        batch_size=5,
+        joint_set=joints.SYNTHETIC,
+        head="head_top",
+        threshold=None,
+        output_dir=str(tmp_path / "eval"),
+    )
+    assert figures["table"]["Mean"] == pytest.approx(saved["validation"]["Mean"])
+    with h5py.File(tmp_path / "eval" / "run.preds.h5") as f:
+        preds, index = f["preds"][()], f["index"][()]
+    assert preds.shape == (16, 16, 2) and np.all(np.diff(index) > 0)
+    assert (tmp_path / "eval" / "run.pck_curves.png").stat().st_size > 10_000
 
 
 def test_loss_decreases_on_real_pipeline(synthetic_records, tmp_path):
@@ -118,7 +136,7 @@ def test_killed_run_resumes_at_the_last_completed_epoch(synthetic_records, tmp_p
     script = textwrap.dedent(
         f"""
         import keras, os
-        from stacked_hourglass import pipeline, training
+        from stacked_hourglass import evaluation, joints, pipeline, training
         from stacked_hourglass.model import ModelConfig
 
         class Kill(keras.callbacks.Callback):
