@@ -1,5 +1,7 @@
 """Installs the stacked_hourglass package."""
 
+import pathlib
+
 import setuptools
 
 setuptools.setup(
@@ -9,7 +11,7 @@ setuptools.setup(
         "Stacked Hourglass Networks for Human Pose Estimation (Newell et al., ECCV 2016) "
         "in TensorFlow 2 / Keras 3"
     ),
-    long_description=open("README.md", encoding="utf-8").read(),
+    long_description=pathlib.Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
     packages=setuptools.find_packages(include=["stacked_hourglass", "stacked_hourglass.*"]),

@@ -71,7 +71,8 @@ def main(argv):
     print(f"  build + compile:     {built - imported:.1f} s")
     print(f"  first train step:    {first - built:.1f} s (tracing included)")
     print(f"  time to first step:  {first - start:.1f} s from process start")
-    print(f"  throughput:          {rate:.2f} images/s ({(done - first) / _STEPS.value:.3f} s/step)")
+    step = (done - first) / _STEPS.value
+    print(f"  throughput:          {rate:.2f} images/s ({step:.3f} s/step)")
 
 
 if __name__ == "__main__":

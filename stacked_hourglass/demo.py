@@ -33,8 +33,8 @@ _FLAGFILE = flags.DEFINE_string(
 _NUM_TRAIN = flags.DEFINE_integer("num_train", 8000, "Synthetic training people.")
 _NUM_VALID = flags.DEFINE_integer("num_valid", 500, "Synthetic held-out people.")
 _NUM_WORKERS = flags.DEFINE_integer("num_workers", 2, "Conversion threads.")
-_TRAIN_FLAGS = flags.DEFINE_list(
-    "train_flags", [], "Extra training flags, e.g. --train_flags=--epochs=2,--steps_per_epoch=5."
+_TRAIN_FLAGS = flags.DEFINE_multi_string(
+    "train_flag", [], "An extra training flag (repeatable), e.g. --train_flag=--epochs=8."
 )
 
 

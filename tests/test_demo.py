@@ -21,7 +21,7 @@ def test_demo_runs_end_to_end(tmp_path):
     result = subprocess.run(
         [
             sys.executable, "-m", "stacked_hourglass.demo", f"--workdir={workdir}",
-            "--num_train=24", "--num_valid=8", f"--train_flags={','.join(TOY_TRAINING)}",
+            "--num_train=24", "--num_valid=8", *[f"--train_flag={f}" for f in TOY_TRAINING],
         ],
         capture_output=True, text=True, cwd=tmp_path,
     )  # fmt: skip
@@ -60,10 +60,9 @@ def test_ablation_runs_end_to_end(tmp_path, synthetic_records):
             sys.executable, "-m", "stacked_hourglass.ablation",
             f"--base_flagfile={REPO / 'configs' / 'demo.flags'}", f"--workdir={tmp_path}",
             "--variants=1x2,2x1,2x1_last",
-            "--train_flags=" + ",".join([
-                *TOY_TRAINING, f"--train_files={synthetic_records['train']}",
-                f"--valid_files={synthetic_records['valid']}",
-            ]),
+            *[f"--train_flag={f}" for f in TOY_TRAINING],
+            f"--train_flag=--train_files={synthetic_records['train']}",
+            f"--train_flag=--valid_files={synthetic_records['valid']}",
         ],
         capture_output=True, text=True,
     )  # fmt: skip
