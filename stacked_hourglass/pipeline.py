@@ -74,6 +74,34 @@ def _valid_joints(record):
     return record[features.KEYPOINT_STATUS] > features.NOT_ANNOTATED
 
 
+def augmentation_matrix(record, seed, config: DataConfig):
+    """The sample's crop matrix with its random rotation, scale and flip.
+
+    Args:
+        record: output of `features.parse_example`.
+        seed: [2] stateless seed of the geometric augmentation.
+        config: `DataConfig`.
+
+    Returns:
+        (matrix float32 [3, 3] original pixels -> crop pixels, mirrored bool []).
+    """
+    angle, factor, mirrored = transforms.sample_augmentation(
+        seed,
+        rotation=config.rotation,
+        rotation_prob=config.rotation_prob,
+        scale=config.scale,
+        flip=config.flip,
+    )
+    matrix = transforms.crop_matrix(
+        record[features.CENTER],
+        record[features.SCALE] * factor,
+        config.input_size,
+        rotation=angle,
+        flip=mirrored,
+    )
+    return matrix, mirrored
+
+
 def make_training_example(record, seed, config: DataConfig):
     """One augmented crop and its target heatmaps from a parsed record.
 
@@ -87,20 +115,7 @@ def make_training_example(record, seed, config: DataConfig):
     """
     joint_set = config.joint_set
     aug_seed, jitter_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-    angle, factor, mirrored = transforms.sample_augmentation(
-        aug_seed,
-        rotation=config.rotation,
-        rotation_prob=config.rotation_prob,
-        scale=config.scale,
-        flip=config.flip,
-    )
-    matrix = transforms.crop_matrix(
-        record[features.CENTER],
-        record[features.SCALE] * factor,
-        config.input_size,
-        rotation=angle,
-        flip=mirrored,
-    )
+    matrix, mirrored = augmentation_matrix(record, aug_seed, config)
     image = transforms.warp_image(
         decode_image(record[features.IMAGE_ENCODED]), matrix, config.input_size
     )

@@ -117,16 +117,7 @@ def _decode_back(config, record, seed):
     """Crop + augment + heatmaps, then decode + inverse, all with the sample's parameters."""
     image, heatmaps = pipeline.make_training_example(record, seed, config)
     aug_seed, _ = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-    angle, factor, mirrored = transforms.sample_augmentation(
-        aug_seed, config.rotation, config.rotation_prob, config.scale, config.flip
-    )
-    matrix = transforms.crop_matrix(
-        record[features.CENTER],
-        record[features.SCALE] * factor,
-        config.input_size,
-        rotation=angle,
-        flip=mirrored,
-    )
+    matrix, mirrored = pipeline.augmentation_matrix(record, aug_seed, config)
     coords, _ = transforms.decode_heatmaps(heatmaps[None])
     back = transforms.heatmap_to_original(coords, matrix[None], config.input_size, 64)[0]
     perm = tf.constant(joints.MPII.flip_permutation())
