@@ -11,7 +11,7 @@ import keras
 import numpy as np
 import pytest
 
-from stacked_hourglass import evaluation, joints, pipeline, training
+from stacked_hourglass import evaluation, export_lib, joints, pipeline, training
 from stacked_hourglass.model import ModelConfig, build_model
 from stacked_hourglass.optimizers import TorchRMSprop
 
@@ -75,6 +75,21 @@ def test_train_writes_model_summary_and_configs(synthetic_records, tmp_path):
     assert preds.shape == (16, 16, 2) and np.all(np.diff(index) > 0)
     assert (tmp_path / "eval" / "run.pck_curves.png").stat().st_size > 10_000
 
+    # The exported SavedModel (in-graph crop network and decoding) scores the same.
+    export = export_lib.export_from_model_dir(str(run), str(tmp_path / "export"))
+    served = evaluation.run_model_evaluation(
+        model_dir=None,
+        saved_model=export,
+        data=synthetic_records["valid"],
+        flip_test=False,
+        batch_size=5,
+        joint_set=joints.SYNTHETIC,
+        head="head_top",
+        threshold=None,
+        output_dir=None,
+    )
+    assert served["table"]["Mean"] == pytest.approx(saved["validation"]["Mean"], abs=0.5)
+
 
 def test_loss_decreases_on_real_pipeline(synthetic_records, tmp_path):
     model_config, data_config, _ = _configs(synthetic_records, tmp_path)
@@ -136,7 +151,7 @@ def test_killed_run_resumes_at_the_last_completed_epoch(synthetic_records, tmp_p
     script = textwrap.dedent(
         f"""
         import keras, os
-        from stacked_hourglass import evaluation, joints, pipeline, training
+        from stacked_hourglass import evaluation, export_lib, joints, pipeline, training
         from stacked_hourglass.model import ModelConfig
 
         class Kill(keras.callbacks.Callback):
