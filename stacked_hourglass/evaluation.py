@@ -7,7 +7,6 @@ model mode: scoring released predictions stays a quick numpy job with no TF star
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import numpy as np
@@ -150,22 +149,16 @@ class _SavedModelHeatmaps:
     output_names = ["heatmaps_1"]
 
     def __init__(self, path):
-        import tensorflow as tf
+        from stacked_hourglass import predict_lib
 
-        self.loaded = tf.saved_model.load(path)
-        try:
-            self.signature = self.loaded.signatures["serving_image_tensor"]
-        except KeyError:
-            raise ValueError(
-                f"{path}: SavedModel has no 'serving_image_tensor' signature"
-            ) from None
-        spec = self.signature.structured_input_signature[1]
-        ((self.input_name, tensor_spec),) = spec.items()
-        self.input_size = int(tensor_spec.shape[1])
+        self.serving = predict_lib.load_serving_model(path)
+        # The signature leaves the spatial size open (it checks it in the graph): read it from
+        # the export's assets/joints.json.
+        self.input_size = int(self.serving.metadata["input_size"])
 
     def __call__(self, images, training=False):
         del training
-        return {"heatmaps_1": self.signature(**{self.input_name: images})["heatmaps"]}
+        return {"heatmaps_1": self.serving.serve_images(images=images)["heatmaps"]}
 
 
 def load_model_for_evaluation(model_dir: str | None, saved_model: str | None):
@@ -177,8 +170,6 @@ def load_model_for_evaluation(model_dir: str | None, saved_model: str | None):
     if model_dir:
         model_config, _, _ = training.load_configs(model_dir)
         return training.load_trained_model(model_dir), model_config.input_size
-    if not os.path.isdir(saved_model):
-        raise ValueError(f"{saved_model}: no such SavedModel directory")
     model = _SavedModelHeatmaps(saved_model)
     return model, model.input_size
 

@@ -54,14 +54,19 @@ class ServingModel:
     Attributes:
         path: the version directory loaded.
         serve: the `serving_default` concrete function.
+        serve_images: the `serving_image_tensor` concrete function (crops in).
         metadata: the parsed joints.json.
         joint_set: a `JointSet` for drawing (the packaged one when the dataset is known).
+        loaded: the loaded SavedModel object; it owns the variables the signatures read, so it
+            must live as long as they are called.
     """
 
     path: str
     serve: object
+    serve_images: object
     metadata: dict
     joint_set: joints.JointSet
+    loaded: object
 
 
 def resolve_saved_model(path: str) -> str:
@@ -87,13 +92,16 @@ def load_serving_model(path: str) -> ServingModel:
     with tf.io.gfile.GFile(metadata_path) as f:
         metadata = json.load(f)
     loaded = tf.saved_model.load(path)
-    if export_lib.SERVING_DEFAULT not in loaded.signatures:
-        raise ValueError(f"{path} has no {export_lib.SERVING_DEFAULT} signature")
+    for name in (export_lib.SERVING_DEFAULT, export_lib.SERVING_IMAGE_TENSOR):
+        if name not in loaded.signatures:
+            raise ValueError(f"{path} has no {name} signature")
     return ServingModel(
         path=path,
         serve=loaded.signatures[export_lib.SERVING_DEFAULT],
+        serve_images=loaded.signatures[export_lib.SERVING_IMAGE_TENSOR],
         metadata=metadata,
         joint_set=_joint_set(metadata),
+        loaded=loaded,
     )
 
 
