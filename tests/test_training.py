@@ -57,18 +57,21 @@ def test_train_writes_model_summary_and_configs(synthetic_records, tmp_path):
     assert sorted(model.output_names) == ["heatmaps_1", "heatmaps_2"]
     assert training.format_validation(saved).splitlines()[0].split()[0] == "Head"
 
+    def evaluate(model_dir=None, saved_model=None, output_dir=None):
+        return evaluation.run_model_evaluation(
+            model_dir=model_dir,
+            saved_model=saved_model,
+            data=synthetic_records["valid"],
+            flip_test=False,
+            batch_size=5,
+            joint_set=joints.SYNTHETIC,
+            head="head_top",
+            threshold=None,
+            output_dir=output_dir,
+        )
+
     # The evaluator scores the final model exactly as the trainer's validation did.
-    figures = evaluation.run_model_evaluation(
-        model_dir=str(run),
-        saved_model=None,
-        data=synthetic_records["valid"],
-        flip_test=False,
-        batch_size=5,
-        joint_set=joints.SYNTHETIC,
-        head="head_top",
-        threshold=None,
-        output_dir=str(tmp_path / "eval"),
-    )
+    figures = evaluate(model_dir=str(run), output_dir=str(tmp_path / "eval"))
     assert figures["table"]["Mean"] == pytest.approx(saved["validation"]["Mean"])
     with h5py.File(tmp_path / "eval" / "run.preds.h5") as f:
         preds, index = f["preds"][()], f["index"][()]
@@ -77,17 +80,7 @@ def test_train_writes_model_summary_and_configs(synthetic_records, tmp_path):
 
     # The exported SavedModel (in-graph crop network and decoding) scores the same.
     export = export_lib.export_from_model_dir(str(run), str(tmp_path / "export"))
-    served = evaluation.run_model_evaluation(
-        model_dir=None,
-        saved_model=export,
-        data=synthetic_records["valid"],
-        flip_test=False,
-        batch_size=5,
-        joint_set=joints.SYNTHETIC,
-        head="head_top",
-        threshold=None,
-        output_dir=None,
-    )
+    served = evaluate(saved_model=export)
     assert served["table"]["Mean"] == pytest.approx(saved["validation"]["Mean"], abs=0.5)
 
 
