@@ -313,6 +313,7 @@ class ResumeCheckpoint(keras.callbacks.Callback):
         self.model_dir = model_dir
         self.plateau = plateau
         self.keep = keep
+        self._plateau_state = {}
         os.makedirs(os.path.join(model_dir, _CHECKPOINT_DIR), exist_ok=True)
 
     def restore(self, model) -> int:
@@ -323,9 +324,14 @@ class ResumeCheckpoint(keras.callbacks.Callback):
             model.optimizer.build(model.trainable_variables)
         model.load_weights(_checkpoint_path(self.model_dir, state["epoch"]))
         model.optimizer.learning_rate.assign(state["learning_rate"])
-        for key, value in state.get("plateau", {}).items():
-            setattr(self.plateau, key, value)
+        self._plateau_state = state.get("plateau", {})
         return int(state["epoch"])
+
+    def on_train_begin(self, logs=None):
+        # ReduceLROnPlateau resets its counters in its own on_train_begin, which runs before
+        # this one (it comes first in the callback list): put the saved ones back afterwards.
+        for key, value in self._plateau_state.items():
+            setattr(self.plateau, key, value)
 
     def on_epoch_end(self, epoch, logs=None):
         done = epoch + 1
@@ -461,7 +467,7 @@ def train(model_config: ModelConfig, data_config: pipeline.DataConfig, train_con
             verbose=train_config.verbose,
         )
     fit_seconds = time.perf_counter() - fit_start
-    trained_epochs = train_config.epochs - initial_epoch
+    trained_epochs = max(0, train_config.epochs - initial_epoch)
     if pck.last_table is None:
         pck.model = model
         pck.on_epoch_end(train_config.epochs - 1, None)

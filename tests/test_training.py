@@ -121,7 +121,8 @@ def test_resume_continues_at_the_same_step_with_the_same_optimizer_state(
     model = build_model(model_config)
     training.compile_model(model, model_config, train_config)
     plateau = keras.callbacks.ReduceLROnPlateau()
-    initial_epoch = training.ResumeCheckpoint(str(run), plateau).restore(model)
+    resume = training.ResumeCheckpoint(str(run), plateau)
+    initial_epoch = resume.restore(model)
     assert initial_epoch == 2
     assert int(model.optimizer.iterations.numpy()) == 6
     restored = [v.numpy() for v in model.optimizer.variables]
@@ -130,6 +131,13 @@ def test_resume_continues_at_the_same_step_with_the_same_optimizer_state(
         np.testing.assert_array_equal(saved, now)
     velocities = [v for v in model.optimizer.variables if v.path.endswith("_velocity")]
     assert velocities and all(np.any(v.numpy() != 0) for v in velocities[:5])
+
+    # The plateau callback's counters survive the restart too.
+    saved_plateau = json.loads((run / "checkpoints" / "state.json").read_text())["plateau"]
+    plateau.on_train_begin()  # resets its counters, as fit() does first...
+    resume.on_train_begin()  # ...and they come back
+    assert np.isfinite(plateau.best)
+    assert plateau.best == saved_plateau["best"] and plateau.wait == saved_plateau["wait"]
 
     # Running again with more epochs resumes from epoch 2 (step 6) and trains one more epoch.
     summary = training.train(*_configs(synthetic_records, run, epochs=3))
