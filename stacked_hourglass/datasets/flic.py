@@ -25,7 +25,6 @@ FLIC `valid.h5`). `index` is the 0-based position in `examples`, `person` is 0.
 from __future__ import annotations
 
 import pathlib
-from collections.abc import Iterator
 
 import numpy as np
 import scipy.io
@@ -114,11 +113,3 @@ def read_examples_mat(
         )
         items.append(writer.PendingExample(example, images_dir / filename))
     return items
-
-
-def examples(
-    path: pathlib.Path | str, images_dir: pathlib.Path | str, split: str
-) -> Iterator[features.PersonExample | writer.Skipped]:
-    """Complete `PersonExample`s (images read one by one) or `Skipped` people, in order."""
-    for item in read_examples_mat(path, images_dir, split):
-        yield writer.complete_item(item)

@@ -37,7 +37,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import pathlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import h5py
 import numpy as np
@@ -461,15 +461,3 @@ def read_annotations(
             raise ValueError(f"{annotations}: a json file is already one split; no --split_file")
         return read_json(annotations, images_dir, ground_truth)
     raise ValueError(f"{annotations}: unknown MPII annotation format {suffix!r} (.mat/.h5/.json)")
-
-
-def examples(
-    annotations: pathlib.Path | str,
-    images_dir: pathlib.Path | str,
-    split: str = "train",
-    split_file: pathlib.Path | str | None = None,
-    ground_truth: pathlib.Path | str | None = None,
-) -> Iterator[features.PersonExample | writer.Skipped]:
-    """Complete `PersonExample`s (images read one by one) or `Skipped` people, in order."""
-    for item in read_annotations(annotations, images_dir, split, split_file, ground_truth):
-        yield writer.complete_item(item)
