@@ -54,8 +54,9 @@ def main(argv):
     import numpy as np
     import tensorflow as tf
 
-    from stacked_hourglass import export_lib, joints
+    from stacked_hourglass import joints
     from stacked_hourglass.model import build_model
+    from stacked_hourglass.serving import exporter
 
     with tempfile.TemporaryDirectory() as tmp:
         path = _SAVED_MODEL.value
@@ -67,7 +68,7 @@ def main(argv):
                 num_joints=joints.MPII.num_joints,
             )
             start = time.perf_counter()
-            path = export_lib.export_model(
+            path = exporter.export_model(
                 model, joints.MPII, _INPUT_SIZE.value, tmp, flip_test=_FLIP_TEST.value
             )
             print(
@@ -77,7 +78,7 @@ def main(argv):
             )
         print(f"SavedModel {path}: {_dir_size(path) / 2**20:.1f} MiB")
         start = time.perf_counter()
-        serve = tf.saved_model.load(path).signatures[export_lib.SERVING_DEFAULT]
+        serve = tf.saved_model.load(path).signatures[exporter.SERVING_DEFAULT]
         print(f"load: {time.perf_counter() - start:.1f} s")
         h, w = (int(v) for v in _IMAGE_SIZE.value.split("x"))
         pixels = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from stacked_hourglass.datasets import synthetic
+from stacked_hourglass.data.sources import synthetic
 
 
 def main() -> None:

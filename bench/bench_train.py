@@ -31,11 +31,12 @@ def main(argv):
     import numpy as np
     import tensorflow as tf
 
-    from stacked_hourglass import pipeline, training
+    from stacked_hourglass.data import pipeline
     from stacked_hourglass.model import ModelConfig, build_model
+    from stacked_hourglass.training.trainer import trainer
 
     imported = time.perf_counter()
-    policy = training.set_precision_policy(_MIXED.value)
+    policy = trainer.set_precision_policy(_MIXED.value)
     config = ModelConfig(
         num_stacks=_NUM_STACKS.value,
         num_features=_NUM_FEATURES.value,
@@ -43,7 +44,7 @@ def main(argv):
         input_size=_INPUT_SIZE.value,
     )
     model = build_model(config)
-    training.compile_model(model, config, training.TrainConfig(jit_compile=_JIT.value))
+    trainer.compile_model(model, config, trainer.TrainConfig(jit_compile=_JIT.value))
     built = time.perf_counter()
     b, s, h = _BATCH_SIZE.value, config.input_size, config.heatmap_size
     if _DATA.value:

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from absl import app, flags
 
-from stacked_hourglass import evaluation_io
+from stacked_hourglass.evaluation import formats
 
 _FLAGFILE_ARG = flags.DEFINE_string("base_flagfile", None, "Training flagfile of every variant.")
 _WORKDIR = flags.DEFINE_string("workdir", "ablation", "One model_dir per variant goes here.")
@@ -155,7 +155,7 @@ def main(argv):
     print(f"\nAblation ({monitor}, last stack, validation split):")
     print(format_ablation_table(rows))
     png = plot_ablation(rows, monitor, workdir / "ablation.png")
-    evaluation_io.write_json(workdir / "ablation.json", rows)
+    formats.write_json(workdir / "ablation.json", rows)
     print(f"Wrote {png} and {workdir / 'ablation.json'}")
 
 

@@ -23,8 +23,9 @@ from pathlib import Path
 
 from absl import app, flags
 
-from stacked_hourglass import features
-from stacked_hourglass.datasets import synthetic, writer
+from stacked_hourglass.data import features
+from stacked_hourglass.data.records import shards
+from stacked_hourglass.data.sources import synthetic
 
 _WORKDIR = flags.DEFINE_string("workdir", "demo_workdir", "Where everything is written.")
 _FLAGFILE = flags.DEFINE_string(
@@ -55,13 +56,13 @@ def _run(command: list[str]) -> None:
 def make_data(out: Path, num_train: int, num_valid: int, num_workers: int) -> None:
     """Synthetic train/valid TFRecords (kept if a previous run wrote them)."""
     for split, count in (("train", num_train), ("valid", num_valid)):
-        if (out / writer.manifest_name(split)).exists():
-            print(f"Using existing {out / writer.manifest_name(split)}")
+        if (out / shards.manifest_name(split)).exists():
+            print(f"Using existing {out / shards.manifest_name(split)}")
             continue
-        items, num_items, sources = writer.read_items(
+        items, num_items, sources = shards.read_items(
             "synthetic", split, None, None, None, None, count, 0
         )
-        result = writer.write_split(
+        result = shards.write_split(
             items,
             num_items,
             out,
@@ -72,7 +73,7 @@ def make_data(out: Path, num_train: int, num_valid: int, num_workers: int) -> No
             sources=sources,
             options={"num_examples": count, "seed": 0},
         )
-        print(writer.format_summary(result))
+        print(shards.format_summary(result))
 
 
 def write_held_out_image(path: Path) -> str:

@@ -29,7 +29,7 @@ import sys
 
 from absl import app, flags
 
-from stacked_hourglass import evaluation
+from stacked_hourglass.evaluation import report
 from stacked_hourglass.joints import get_joint_set
 
 # Released-predictions mode.
@@ -86,7 +86,7 @@ def main(argv):
         if not _GROUND_TRUTH.value:
             raise app.UsageError("--predictions needs --ground_truth")
         try:
-            evaluation.run_released_evaluation(
+            report.run_released_evaluation(
                 _PREDICTIONS.value,
                 _GROUND_TRUTH.value,
                 joint_set=joint_set,
@@ -108,7 +108,7 @@ def main(argv):
             dataset = (
                 training.load_configs(_MODEL_DIR.value)[1].dataset if _MODEL_DIR.value else "mpii"
             )
-        evaluation.run_model_evaluation(
+        report.run_model_evaluation(
             model_dir=_MODEL_DIR.value,
             saved_model=_SAVED_MODEL.value,
             data=_DATA.value,

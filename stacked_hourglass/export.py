@@ -28,16 +28,16 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     # Imported here so that flag errors do not wait for TensorFlow to load.
-    from stacked_hourglass import export_lib
+    from stacked_hourglass.serving import exporter
 
     try:
-        path = export_lib.export_from_model_dir(
+        path = exporter.export_from_model_dir(
             _MODEL_DIR.value, _EXPORT_DIR.value, flip_test=_FLIP_TEST.value, version=_VERSION.value
         )
     except (FileNotFoundError, FileExistsError, ValueError) as e:
         sys.exit(f"error: {e}")
     print(f"Exported {_MODEL_DIR.value} -> {path} (flip_test={_FLIP_TEST.value})")
-    print(f"Signatures: {export_lib.SERVING_DEFAULT}, {export_lib.SERVING_IMAGE_TENSOR}")
+    print(f"Signatures: {exporter.SERVING_DEFAULT}, {exporter.SERVING_IMAGE_TENSOR}")
 
 
 if __name__ == "__main__":

@@ -38,23 +38,21 @@ def main(argv):
     # Imported here so that flag errors do not wait for TensorFlow to load.
     import tensorflow as tf
 
-    from stacked_hourglass import predict_lib
+    from stacked_hourglass.serving import client
 
     try:
-        box = predict_lib.parse_box(_BOX.value)
-        paths = predict_lib.list_images(_IMAGE.value)
-        names = predict_lib.output_names(paths)
-        model = predict_lib.load_serving_model(_SAVED_MODEL.value)
-        predictions = predict_lib.predict_files(model, paths, box)
+        box = client.parse_box(_BOX.value)
+        paths = client.list_images(_IMAGE.value)
+        names = client.output_names(paths)
+        model = client.load_serving_model(_SAVED_MODEL.value)
+        predictions = client.predict_files(model, paths, box)
     except tf.errors.InvalidArgumentError as e:
         sys.exit(f"error: {e.message}")
     except (FileNotFoundError, ValueError) as e:
         sys.exit(f"error: {e}")
     for prediction, name in zip(predictions, names, strict=True):
-        print(predict_lib.format_table(model, prediction))
-        json_path, png_path = predict_lib.write_prediction(
-            model, prediction, _OUTPUT_DIR.value, name
-        )
+        print(client.format_table(model, prediction))
+        json_path, png_path = client.write_prediction(model, prediction, _OUTPUT_DIR.value, name)
         print(f"  wrote {json_path} and {png_path}")
     print(f"{len(predictions)} image(s) -> {os.path.abspath(_OUTPUT_DIR.value)}")
 

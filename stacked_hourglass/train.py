@@ -12,8 +12,9 @@ import json
 
 from absl import app, flags
 
-from stacked_hourglass import pipeline, training
+from stacked_hourglass.data import pipeline
 from stacked_hourglass.model import ModelConfig
+from stacked_hourglass.training.trainer import trainer
 
 _MODEL_DIR = flags.DEFINE_string("model_dir", "runs/default", "Checkpoints, logs, final model.")
 _EXPORT_DIR = flags.DEFINE_string(
@@ -111,7 +112,7 @@ def configs_from_flags():
         shuffle_buffer=_SHUFFLE_BUFFER.value,
         seed=_SEED.value,
     )
-    train_config = training.TrainConfig(
+    train_config = trainer.TrainConfig(
         model_dir=_MODEL_DIR.value,
         batch_size=_BATCH_SIZE.value,
         epochs=_EPOCHS.value,
@@ -146,16 +147,16 @@ def main(argv):
         pipeline.list_files(data_config.valid_files)
     except (ValueError, FileNotFoundError) as e:
         raise app.UsageError(str(e)) from e
-    summary = training.train(model_config, data_config, train_config)
+    summary = trainer.train(model_config, data_config, train_config)
     if _EXPORT_DIR.value:
-        from stacked_hourglass import export_lib
+        from stacked_hourglass.serving import exporter
 
-        path = export_lib.export_from_model_dir(
+        path = exporter.export_from_model_dir(
             train_config.model_dir, _EXPORT_DIR.value, flip_test=_EXPORT_FLIP_TEST.value
         )
         summary["export_dir"] = path
     print(json.dumps({k: summary[k] for k in ("model_dir", "steps", "train_seconds")}, indent=1))
-    print(training.format_validation(summary))
+    print(trainer.format_validation(summary))
 
 
 if __name__ == "__main__":

@@ -2,12 +2,13 @@
 
 import pytest
 
-from stacked_hourglass.datasets import synthetic, writer
+from stacked_hourglass.data.records import shards
+from stacked_hourglass.data.sources import synthetic
 
 
 def write_synthetic_split(output_dir, split, num_examples, num_shards=2, seed=0):
     """Writes `num_examples` synthetic people as SPLIT-*.tfrecord; returns the glob."""
-    writer.write_split(
+    shards.write_split(
         synthetic.generate_examples(split, num_examples, seed=seed),
         num_examples,
         output_dir,

@@ -17,7 +17,7 @@ import h5py
 import numpy as np
 import pytest
 
-from stacked_hourglass import evaluation_io, metrics
+from stacked_hourglass.evaluation import formats, pck
 from stacked_hourglass.joints import MPII
 
 REPO = Path(__file__).resolve().parents[1]
@@ -65,25 +65,23 @@ def _rounds_to(value, published, decimals):
 
 @pytest.fixture(scope="module")
 def detections_gt():
-    return evaluation_io.load_ground_truth(DETECTIONS_GT, num_joints=16)
+    return formats.load_ground_truth(DETECTIONS_GT, num_joints=16)
 
 
 @pytest.fixture(scope="module")
 def posehg_gt():
-    return evaluation_io.load_ground_truth(POSEHG_GT, num_joints=16)
+    return formats.load_ground_truth(POSEHG_GT, num_joints=16)
 
 
 @pytest.fixture(scope="module")
 def predictions():
-    return {
-        k: evaluation_io.load_predictions(DATA / v, num_joints=16) for k, v in PREDICTIONS.items()
-    }
+    return {k: formats.load_predictions(DATA / v, num_joints=16) for k, v in PREDICTIONS.items()}
 
 
 @pytest.mark.parametrize("name", list(PREDICTIONS))
 def test_reference_table_with_detections_gt(name, predictions, detections_gt):
     gt, missing, norm, _ = detections_gt
-    table = metrics.pck_table(predictions[name], gt, norm, missing, MPII)
+    table = pck.pck_table(predictions[name], gt, norm, missing, MPII)
     keys = (*COLUMNS, "Mean", "uMean", "hrnet_0.11", "Mean@0.1")
     ref = dict(zip(keys, REFERENCE[name], strict=True))
     for column in COLUMNS:
@@ -92,7 +90,7 @@ def test_reference_table_with_detections_gt(name, predictions, detections_gt):
     assert _rounds_to(table["uMean"], ref["uMean"], 2), table["uMean"]
     assert _rounds_to(table["Mean@0.1"], ref["Mean@0.1"], 3), table["Mean@0.1"]
     # HRNet's "Mean@0.1" really is the pooled Mean at 0.11; we reproduce it only on request.
-    hrnet = metrics.pck_table(predictions[name], gt, norm, missing, MPII, threshold=0.11)
+    hrnet = pck.pck_table(predictions[name], gt, norm, missing, MPII, threshold=0.11)
     assert _rounds_to(hrnet["Mean"], ref["hrnet_0.11"], 3), hrnet["Mean"]
 
 
@@ -104,7 +102,7 @@ def test_acceptance_figures(predictions, detections_gt):
         "valid-ours": (95.94, 94.68, 88.53, 83.38, 87.48, 83.09, 79.05, 88.04),
     }
     for name, values in expected.items():
-        table = metrics.pck_table(predictions[name], gt, norm, missing, MPII)
+        table = pck.pck_table(predictions[name], gt, norm, missing, MPII)
         got = [table[c] for c in (*COLUMNS, "Mean")]
         np.testing.assert_allclose(got, values, atol=0.05, rtol=0)
 
@@ -113,7 +111,7 @@ def test_counts_of_scored_joints(detections_gt, posehg_gt):
     expected = [2115, 2485, 2889, 2888, 2478, 2119, 2878, 2932, 2932, 2932, 2928, 2935, 2944,
                 2944, 2932, 2909]  # fmt: skip
     for gt, missing, norm, _ in (detections_gt, posehg_gt):
-        _, counts = metrics.pck(gt, gt, norm, missing, 0.5)
+        _, counts = pck.pck(gt, gt, norm, missing, 0.5)
         assert counts.tolist() == expected
         assert counts[MPII.mean_indices()].sum() == 38430
 
@@ -155,8 +153,8 @@ def test_ground_truths_differ_in_exactly_13_entries(detections_gt, posehg_gt):
 
 
 def _flips(pred, gt_a, norm_a, gt_b, norm_b, missing, threshold):
-    correct_a, _ = metrics.pck(pred, gt_a, norm_a, missing, threshold)
-    correct_b, _ = metrics.pck(pred, gt_b, norm_b, missing, threshold)
+    correct_a, _ = pck.pck(pred, gt_a, norm_a, missing, threshold)
+    correct_b, _ = pck.pck(pred, gt_b, norm_b, missing, threshold)
     return np.argwhere(correct_a != correct_b)
 
 
@@ -185,7 +183,7 @@ def test_every_difference_between_the_two_gt_tables_is_explained(
     step1 = _flips(pred, gt_d, norm_d, gt_fixed, norm_d, missing, threshold)
     assert all(entries[i, j] for i, j in step1)
     step2 = _flips(pred, gt_fixed, norm_d, gt_v, norm_d, missing, threshold)
-    dist = metrics.normalized_distances(pred, gt_fixed, norm_d, missing)
+    dist = pck.normalized_distances(pred, gt_fixed, norm_d, missing)
     head = set(MPII.indices(HEAD_JOINTS))
     moved = np.linalg.norm(gt_fixed - gt_v, axis=2)  # px each label moves in step 2
     for i, j in step2:
@@ -197,22 +195,22 @@ def test_every_difference_between_the_two_gt_tables_is_explained(
     non_head = [(i, MPII.names[j]) for i, j in step2 if j not in head]
     assert all(abs(dist[i, MPII.index(n)] - threshold) < 1e-6 for i, n in non_head), non_head
     step3 = _flips(pred, gt_v, norm_d, gt_v, norm_v, missing, threshold)
-    dist_v = metrics.normalized_distances(pred, gt_v, norm_d, missing)
+    dist_v = pck.normalized_distances(pred, gt_v, norm_d, missing)
     for i, j in step3:
         # Only near-ties: the normaliser changes by < 6e-5 px, i.e. the distance by a relative
         # < 6e-5 / normaliser.
         assert abs(dist_v[i, j] - threshold) <= threshold * 6e-5 / norm_d[i], (i, MPII.names[j])
 
-    table_v = metrics.pck_table(pred, gt_v, norm_v, missing, MPII, threshold=threshold)
-    table_fixed = metrics.pck_table(pred, gt_fixed, norm_d, missing, MPII, threshold=threshold)
+    table_v = pck.pck_table(pred, gt_v, norm_v, missing, MPII, threshold=threshold)
+    table_fixed = pck.pck_table(pred, gt_fixed, norm_d, missing, MPII, threshold=threshold)
     flipped = {int(j) for _, j in (*step2, *step3)}
     groups = MPII.group_indices()
     changed = {c for c in COLUMNS if table_v[c] != table_fixed[c]}
     assert changed <= {c for c in COLUMNS if flipped & set(groups[c])}
     # Each column changes by the net number of flips over its joints' counts (nothing else).
-    _, counts = metrics.pck(pred, gt_v, norm_v, missing, threshold)
-    correct_v, _ = metrics.pck(pred, gt_v, norm_v, missing, threshold)
-    correct_fixed, _ = metrics.pck(pred, gt_fixed, norm_d, missing, threshold)
+    _, counts = pck.pck(pred, gt_v, norm_v, missing, threshold)
+    correct_v, _ = pck.pck(pred, gt_v, norm_v, missing, threshold)
+    correct_fixed, _ = pck.pck(pred, gt_fixed, norm_d, missing, threshold)
     net = correct_v.sum(axis=0).astype(int) - correct_fixed.sum(axis=0)
     for c in COLUMNS:
         predicted = np.mean(100.0 * net[groups[c]] / counts[groups[c]])
@@ -232,7 +230,7 @@ def test_known_gt_effects(predictions, detections_gt, posehg_gt):
     gt_d, missing, norm_d, _ = detections_gt
     gt_v, _, norm_v, _ = posehg_gt
     # SOURCES.md: with valid.h5 + `normalize`, newell.h5 Ankle becomes 80.40 instead of 80.37.
-    table = metrics.pck_table(predictions["newell"], gt_v, norm_v, missing, MPII)
+    table = pck.pck_table(predictions["newell"], gt_v, norm_v, missing, MPII)
     assert _rounds_to(table["Ankle"], 80.40, 2)
     # Tompson's predictions carry the same zeroed coordinates as pos_gt_src (person 2763's legs
     # predicted at (0, 0), the 5 zeroed head_top / ankle / elbow entries predicted with the same
@@ -241,7 +239,7 @@ def test_known_gt_effects(predictions, detections_gt, posehg_gt):
     entries = [(i, MPII.index(j)) for i, j in sorted(DIFFERING_ENTRIES)]
     rows, cols = np.array(entries).T
     for name, pred in predictions.items():
-        correct, _ = metrics.pck(pred, gt_d, norm_d, missing, 0.5)
+        correct, _ = pck.pck(pred, gt_d, norm_d, missing, 0.5)
         assert correct[rows, cols].sum() == (7 if name == "tompson" else 0), name
 
 
@@ -257,9 +255,9 @@ def test_posehg_eval_convention(predictions, posehg_gt):
     unknown).
     """
     gt_v, missing_v, norm_v, _ = posehg_gt
-    missing = missing_v | metrics.posehg_label_missing(gt_v)
+    missing = missing_v | pck.posehg_label_missing(gt_v)
     assert int((missing & ~missing_v).sum()) == 54  # annotated, but on/beyond the top-left border
-    table = metrics.pck_table(
+    table = pck.pck_table(
         predictions["valid-ours"], gt_v, norm_v, missing, MPII, head="neck_and_top"
     )
     published = {"Head": 96.67, "Shoulder": 94.68, "Elbow": 88.54, "Wrist": 83.38, "Ankle": 79.07}
@@ -325,7 +323,7 @@ def test_cli_mismatched_people_is_a_one_line_error(tmp_path):
     short = tmp_path / "short.h5"
     with h5py.File(DATA / PREDICTIONS["valid-ours"], "r") as f:
         preds = f["preds"][:100]
-    evaluation_io.write_predictions_h5(short, preds, coordinate_base=1)
+    formats.write_predictions_h5(short, preds, coordinate_base=1)
     result = _evaluate(f"--predictions={short}", f"--ground_truth={DETECTIONS_GT}")
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()

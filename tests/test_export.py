@@ -13,8 +13,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from stacked_hourglass import export_lib, inference, pipeline, training, transforms
-from stacked_hourglass.model import ModelConfig, build_model
+from stacked_hourglass.data import geometry, pipeline
+from stacked_hourglass.model import ModelConfig, build_model, inference
+from stacked_hourglass.serving import exporter
+from stacked_hourglass.training.trainer import trainer
 
 INPUT_SIZE = 64
 
@@ -25,9 +27,9 @@ def make_model_dir(path, num_stacks=2):
     keras.utils.set_random_seed(1234)
     model = build_model(model_config)
     os.makedirs(path, exist_ok=True)
-    model.save(os.path.join(path, training.FINAL_MODEL_FILE))
+    model.save(os.path.join(path, trainer.FINAL_MODEL_FILE))
     data_config = pipeline.DataConfig(dataset="mpii", input_size=INPUT_SIZE, heatmap_size=16)
-    training.save_configs(path, model_config, data_config, training.TrainConfig(model_dir=path))
+    trainer.save_configs(path, model_config, data_config, trainer.TrainConfig(model_dir=path))
     return model
 
 
@@ -53,11 +55,11 @@ def exported(tmp_path_factory):
     model_dir = str(root / "run")
     make_model_dir(model_dir)
     export_dir = str(root / "export")
-    path = export_lib.export_from_model_dir(model_dir, export_dir)
+    path = exporter.export_from_model_dir(model_dir, export_dir)
     return {
         "path": path,
         "export_dir": export_dir,
-        "model": training.load_trained_model(model_dir),
+        "model": trainer.load_trained_model(model_dir),
         "loaded": tf.saved_model.load(path),
     }
 
@@ -68,8 +70,8 @@ def python_keypoints(model, data, box):
     box = np.asarray(box, np.float32)
     center = 0.5 * (box[:2] + box[2:])
     scale = 1.25 * max(box[2] - box[0], box[3] - box[1]) / 200.0
-    matrix = transforms.crop_matrix(center, scale, INPUT_SIZE)
-    crop = transforms.warp_image(image, matrix, INPUT_SIZE)
+    matrix = geometry.crop_matrix(center, scale, INPUT_SIZE)
+    crop = geometry.warp_image(image, matrix, INPUT_SIZE)
     heatmaps = inference.predict_heatmaps(model, crop[None])
     keypoints, scores = inference.heatmaps_to_keypoints(heatmaps, matrix[None], INPUT_SIZE)
     return keypoints.numpy()[0], scores.numpy()[0], crop.numpy()
@@ -78,7 +80,7 @@ def python_keypoints(model, data, box):
 def test_layout_and_metadata(exported):
     assert exported["path"] == os.path.join(exported["export_dir"], "1")
     assert sorted(os.listdir(exported["export_dir"])) == ["1"]  # no temporary left behind
-    with open(os.path.join(exported["path"], "assets", export_lib.JOINTS_ASSET)) as f:
+    with open(os.path.join(exported["path"], "assets", exporter.JOINTS_ASSET)) as f:
         metadata = json.load(f)
     assert metadata["dataset"] == "mpii"
     assert metadata["joint_names"][0] == "r_ankle" and len(metadata["joint_names"]) == 16
@@ -88,16 +90,16 @@ def test_layout_and_metadata(exported):
 
 
 def test_next_version(tmp_path):
-    assert export_lib.next_version(str(tmp_path / "missing")) == 1
+    assert exporter.next_version(str(tmp_path / "missing")) == 1
     for name in ("1", "3", "10", "abc", ".tmp-11-1"):
         (tmp_path / name).mkdir()
     (tmp_path / "12").write_text("a file, not a version")
-    assert export_lib.next_version(str(tmp_path)) == 11
+    assert exporter.next_version(str(tmp_path)) == 11
 
 
 def test_existing_version_is_not_overwritten(exported):
     with pytest.raises(FileExistsError, match="already exists"):
-        export_lib.export_model(
+        exporter.export_model(
             exported["model"],
             pipeline.DataConfig().joint_set,
             INPUT_SIZE,
@@ -180,12 +182,12 @@ def test_serving_default_matches_python_path(exported):
         np.testing.assert_allclose(out["scores"].numpy()[i], scores, rtol=1e-4, atol=1e-5)
         # The crop signature on the same crop agrees in crop pixels.
         tensor_out = exported["loaded"].signatures["serving_image_tensor"](images=crop[None])
-        matrix = transforms.crop_matrix(
+        matrix = geometry.crop_matrix(
             0.5 * (box[:2] + box[2:]),
             1.25 * max(box[2] - box[0], box[3] - box[1]) / 200.0,
             INPUT_SIZE,
         )
-        in_crop = transforms.apply_affine(matrix, keypoints).numpy()
+        in_crop = geometry.apply_affine(matrix, keypoints).numpy()
         np.testing.assert_allclose(tensor_out["keypoints"].numpy()[0], in_crop, atol=0.05)
 
 

@@ -8,8 +8,9 @@ import pytest
 import scipy.io
 import tensorflow as tf
 
-from stacked_hourglass import features
-from stacked_hourglass.datasets import flic, writer
+from stacked_hourglass.data import features
+from stacked_hourglass.data.records import shards
+from stacked_hourglass.data.sources import flic
 
 DATA = pathlib.Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 FLIC_MAT = DATA / "joint-cnn-mrf" / "data_FLIC.mat"
@@ -76,13 +77,13 @@ def test_round_trip_subset(tmp_path, flic_items):
         (images / name).parent.mkdir(parents=True, exist_ok=True)
         (images / name).write_bytes(jpeg)
     items = flic.read_examples_mat(FLIC_MAT, images, "valid")
-    result = writer.write_split(
+    result = shards.write_split(
         items, len(items), tmp_path / "out", "valid", "flic", num_shards=2, num_workers=2,
         sources=[FLIC_MAT], show_progress=False,
     )  # fmt: skip
     rows = [i for i, n in enumerate(names) if n in set(present)]
     assert result.num_records == len(rows) >= 20
-    assert result.manifest["skipped_by_reason"] == {writer.MISSING_IMAGE: 1016 - len(rows)}
+    assert result.manifest["skipped_by_reason"] == {shards.MISSING_IMAGE: 1016 - len(rows)}
     assert result.manifest["joint_names"][0] == "l_shoulder"
     records = [
         features.parse_example_numpy(raw.numpy(), 11)
@@ -114,8 +115,8 @@ def test_nan_joint_is_skipped(tmp_path):
     _tiny_examples_mat(tmp_path / "examples.mat", coords)
     (item,) = flic.read_examples_mat(tmp_path / "examples.mat", tmp_path, "valid")
     assert item.example.center == (19.0, 239.0)  # (10 + 30) / 2 - 1, 240 - 1
-    skipped = writer.complete_item(item)
-    assert isinstance(skipped, writer.Skipped) and skipped.reason == writer.NAN_ANNOTATION
+    skipped = shards.complete_item(item)
+    assert isinstance(skipped, shards.Skipped) and skipped.reason == shards.NAN_ANNOTATION
     assert skipped.filename == "a.jpg" and "person/keypoints" in skipped.detail
     assert flic.read_examples_mat(tmp_path / "examples.mat", tmp_path, "train") == []
     with pytest.raises(ValueError, match="split"):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import scipy.io
 
-from stacked_hourglass import evaluation_io, metrics
+from stacked_hourglass.evaluation import formats, pck
 from stacked_hourglass.joints import FLIC, MPII
 
 
@@ -29,10 +29,10 @@ def test_tie_at_threshold_counts_as_correct():
     pred = np.array([[[3.0, 4.0]]])
     norm = np.array([10.0])
     missing = np.zeros((1, 1), dtype=bool)
-    assert metrics.normalized_distances(pred, gt, norm, missing)[0, 0] == 0.5
-    correct, counts = metrics.pck(pred, gt, norm, missing, 0.5)
+    assert pck.normalized_distances(pred, gt, norm, missing)[0, 0] == 0.5
+    correct, counts = pck.pck(pred, gt, norm, missing, 0.5)
     assert correct[0, 0] and counts.tolist() == [1]
-    correct, _ = metrics.pck(pred, gt, norm, missing, np.nextafter(0.5, 0.0))
+    correct, _ = pck.pck(pred, gt, norm, missing, np.nextafter(0.5, 0.0))
     assert not correct[0, 0]
 
 
@@ -44,9 +44,9 @@ def test_missing_joints_are_skipped_and_nan():
     pred = np.array([[[0.0, 0.0], [999.0, 999.0]], [[20.0, 0.0], [0.0, 0.0]]])
     norm = np.array([10.0, 10.0])
     missing = np.array([[False, True], [False, False]])
-    dist = metrics.normalized_distances(pred, gt, norm, missing)
+    dist = pck.normalized_distances(pred, gt, norm, missing)
     assert dist[0, 0] == 0.0 and math.isnan(dist[0, 1]) and dist[1, 0] == 2.0
-    correct, counts = metrics.pck(pred, gt, norm, missing, 0.5)
+    correct, counts = pck.pck(pred, gt, norm, missing, 0.5)
     assert correct.tolist() == [[True, False], [False, True]]
     assert counts.tolist() == [2, 1]
 
@@ -56,7 +56,7 @@ def test_occluded_joints_are_scored_and_nan_prediction_is_wrong():
     # (a joint a method does not predict) is scored as wrong, not skipped.
     gt, pred, norm, missing = _mpii_people(1)
     pred[0, MPII.index("head_top")] = np.nan
-    correct, counts = metrics.pck(pred, gt, norm, missing, 0.5)
+    correct, counts = pck.pck(pred, gt, norm, missing, 0.5)
     assert counts.sum() == MPII.num_joints
     assert correct.sum() == MPII.num_joints - 1
 
@@ -66,8 +66,8 @@ def test_group_with_all_joints_missing_is_nan_without_warning():
     missing[:, MPII.indices(["l_ankle", "r_ankle"])] = True
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        table = metrics.pck_table(pred, gt, norm, missing, MPII)
-        curves = metrics.pck_curve(pred, gt, norm, missing, MPII)
+        table = pck.pck_table(pred, gt, norm, missing, MPII)
+        curves = pck.pck_curve(pred, gt, norm, missing, MPII)
     assert math.isnan(table["Ankle"])
     assert math.isnan(table["per_joint"]["l_ankle"])
     assert table["Knee"] == 100.0 and table["Mean"] == 100.0 and table["uMean"] == 100.0
@@ -75,9 +75,9 @@ def test_group_with_all_joints_missing_is_nan_without_warning():
     # Everything missing: every value NaN, still no warning or exception.
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        empty = metrics.pck_table(pred, gt, norm, np.ones_like(missing), MPII)
+        empty = pck.pck_table(pred, gt, norm, np.ones_like(missing), MPII)
     assert math.isnan(empty["Mean"]) and math.isnan(empty["uMean"]) and math.isnan(empty["Head"])
-    assert "nan" in metrics.format_table(empty)
+    assert "nan" in pck.format_table(empty)
 
 
 def test_pooled_mean_versus_unweighted_mean():
@@ -93,7 +93,7 @@ def test_pooled_mean_versus_unweighted_mean():
     missing[1, MPII.index("r_ankle")] = False
     pred[1, MPII.index("r_ankle"), 0] += 20.0
     pred[1, MPII.indices(["pelvis", "thorax"]), 0] += 20.0
-    table = metrics.pck_table(pred, gt, norm, missing, MPII)
+    table = pck.pck_table(pred, gt, norm, missing, MPII)
     assert table["per_joint"]["r_ankle"] == 50.0
     assert table["per_joint"]["pelvis"] == 50.0
     assert table["Mean"] == pytest.approx(100.0 * 14 / 15, abs=1e-12)
@@ -108,12 +108,12 @@ def test_head_column_conventions():
     # head_top correct, upper_neck wrong: "head_top" Head = 100, "neck_and_top" Head = 50.
     gt, pred, norm, missing = _mpii_people(1)
     pred[0, MPII.index("upper_neck"), 1] += 30.0
-    assert metrics.pck_table(pred, gt, norm, missing, MPII)["Head"] == 100.0
-    table = metrics.pck_table(pred, gt, norm, missing, MPII, head="neck_and_top")
+    assert pck.pck_table(pred, gt, norm, missing, MPII)["Head"] == 100.0
+    table = pck.pck_table(pred, gt, norm, missing, MPII, head="neck_and_top")
     assert table["Head"] == 50.0
     assert table["column_joints"]["Head"] == ["upper_neck", "head_top"]
     with pytest.raises(ValueError, match="head must be"):
-        metrics.pck_table(pred, gt, norm, missing, MPII, head="neck")
+        pck.pck_table(pred, gt, norm, missing, MPII, head="neck")
 
 
 def test_mean_at_0_1_uses_exactly_0_1():
@@ -122,18 +122,18 @@ def test_mean_at_0_1_uses_exactly_0_1():
     gt, pred, norm, missing = _mpii_people(2)
     pred[0, :, 0] += 1.0
     pred[1, :, 0] += 1.05
-    table = metrics.pck_table(pred, gt, norm, missing, MPII)
+    table = pck.pck_table(pred, gt, norm, missing, MPII)
     assert table["Mean@0.1"] == 50.0 and table["Mean"] == 100.0
-    assert metrics.pck_table(pred, gt, norm, missing, MPII, threshold=0.11)["Mean"] == 100.0
+    assert pck.pck_table(pred, gt, norm, missing, MPII, threshold=0.11)["Mean"] == 100.0
 
 
 def test_head_size_formula():
     # Box (10, 20)–(40, 60): sides 30 × 40, diagonal 50, head size 0.6 × 50 = 30. Corners given
     # in either order give the same size.
     boxes = np.array([[10.0, 20.0, 40.0, 60.0], [40.0, 60.0, 10.0, 20.0]])
-    np.testing.assert_allclose(metrics.head_size(boxes), [30.0, 30.0], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(pck.head_size(boxes), [30.0, 30.0], rtol=0, atol=1e-12)
     with pytest.raises(ValueError, match="headboxes"):
-        metrics.head_size(np.zeros((2, 3)))
+        pck.head_size(np.zeros((2, 3)))
 
 
 def test_torso_size_uses_r_shoulder_and_l_hip():
@@ -141,9 +141,9 @@ def test_torso_size_uses_r_shoulder_and_l_hip():
     gt = np.full((1, FLIC.num_joints, 2), 77.0)
     gt[0, FLIC.index("r_shoulder")] = (10.0, 10.0)
     gt[0, FLIC.index("l_hip")] = (13.0, 14.0)
-    np.testing.assert_allclose(metrics.torso_size(gt, FLIC), [5.0])
+    np.testing.assert_allclose(pck.torso_size(gt, FLIC), [5.0])
     with pytest.raises(ValueError, match="torso_joints"):
-        metrics.torso_size(np.zeros((1, 16, 2)), MPII)
+        pck.torso_size(np.zeros((1, 16, 2)), MPII)
 
 
 def test_flic_table_uses_threshold_0_2():
@@ -153,11 +153,11 @@ def test_flic_table_uses_threshold_0_2():
     pred = gt.copy()
     pred[0, :, 1] = 20.0
     pred[1, :, 1] = 21.0
-    table = metrics.pck_table(pred, gt, np.full(2, 100.0), np.zeros((2, 11), bool), FLIC)
+    table = pck.pck_table(pred, gt, np.full(2, 100.0), np.zeros((2, 11), bool), FLIC)
     assert table["threshold"] == 0.2
     assert table["columns"] == ["Head", "Shoulder", "Elbow", "Wrist", "Hip"]
     assert table["Elbow"] == 50.0 and table["Mean"] == 50.0
-    assert "PCK@0.2" in metrics.format_table(table)
+    assert "PCK@0.2" in pck.format_table(table)
 
 
 def test_pck_curve_is_monotone_and_matches_table():
@@ -165,9 +165,9 @@ def test_pck_curve_is_monotone_and_matches_table():
     gt, pred, norm, missing = _mpii_people(50)
     pred += rng.normal(scale=4.0, size=pred.shape)
     missing[rng.random(missing.shape) < 0.1] = True
-    curves = metrics.pck_curve(pred, gt, norm, missing, MPII)
+    curves = pck.pck_curve(pred, gt, norm, missing, MPII)
     assert curves["thresholds"].shape == (51,) and curves["thresholds"][-1] == 0.5
-    table = metrics.pck_table(pred, gt, norm, missing, MPII)
+    table = pck.pck_table(pred, gt, norm, missing, MPII)
     for column in [*table["columns"], "Mean", "uMean"]:
         assert np.all(np.diff(curves[column]) >= 0)
         assert curves[column][-1] == pytest.approx(table[column], abs=1e-12)
@@ -177,14 +177,14 @@ def test_pck_curve_is_monotone_and_matches_table():
 def test_input_validation_names_the_problem():
     gt, pred, norm, missing = _mpii_people(2)
     with pytest.raises(ValueError, match="pred has 1 people but gt has 2"):
-        metrics.pck(pred[:1], gt, norm, missing, 0.5)
+        pck.pck(pred[:1], gt, norm, missing, 0.5)
     with pytest.raises(ValueError, match="normalizer must be finite and > 0"):
-        metrics.pck(pred, gt, np.array([10.0, 0.0]), missing, 0.5)
+        pck.pck(pred, gt, np.array([10.0, 0.0]), missing, 0.5)
 
 
 def test_format_table_layout():
     gt, pred, norm, missing = _mpii_people(1)
-    text = metrics.format_table(metrics.pck_table(pred, gt, norm, missing, MPII))
+    text = pck.format_table(pck.pck_table(pred, gt, norm, missing, MPII))
     header, values, note = text.splitlines()
     assert header.split() == [
         "Head", "Shoulder", "Elbow", "Wrist", "Hip", "Knee", "Ankle", "Mean", "Mean@0.1"
@@ -196,7 +196,7 @@ def test_format_table_layout():
 def test_posehg_label_filter():
     # pose-hg skips any label with x ≤ 1 or y ≤ 1 (1-based), not only the (0, 0) of missing ones.
     gt = np.array([[[0.0, 0.0], [1.0, 50.0], [50.0, 1.0], [1.5, 1.5], [30.0, -2.0]]])
-    assert metrics.posehg_label_missing(gt).tolist() == [[True, True, True, False, True]]
+    assert pck.posehg_label_missing(gt).tolist() == [[True, True, True, False, True]]
 
 
 # ---- evaluation_io -------------------------------------------------------------------------
@@ -223,7 +223,7 @@ def test_load_predictions_detects_orientation(tmp_path, orientation, perm, fmt):
         path = tmp_path / ("p.h5" if fmt == "h5" else "p.mat")
         with h5py.File(path, "w") as f:
             f["preds"] = stored
-    loaded = evaluation_io.load_predictions(path)
+    loaded = formats.load_predictions(path)
     assert loaded.dtype == np.float64 and loaded.shape == (3, 16, 2), orientation
     np.testing.assert_array_equal(loaded, expected)
 
@@ -232,9 +232,9 @@ def test_load_predictions_flic_and_explicit_k(tmp_path):
     path = tmp_path / "flic.h5"
     with h5py.File(path, "w") as f:
         f["preds"] = np.transpose(_preds(5, 11), (2, 1, 0))
-    np.testing.assert_array_equal(evaluation_io.load_predictions(path), _preds(5, 11))
+    np.testing.assert_array_equal(formats.load_predictions(path), _preds(5, 11))
     with pytest.raises(ValueError, match=r"unrecognised.*\(2, 11, 5\)"):
-        evaluation_io.load_predictions(path, num_joints=16)
+        formats.load_predictions(path, num_joints=16)
 
 
 def test_load_predictions_ambiguous_shape_names_file_and_shape(tmp_path):
@@ -243,7 +243,7 @@ def test_load_predictions_ambiguous_shape_names_file_and_shape(tmp_path):
     with h5py.File(path, "w") as f:
         f["preds"] = np.zeros((2, 16, 2))
     with pytest.raises(ValueError, match=r"ambiguous.h5.*ambiguous.*\(2, 16, 2\)"):
-        evaluation_io.load_predictions(path)
+        formats.load_predictions(path)
 
 
 def test_load_predictions_errors_name_file_and_field(tmp_path):
@@ -251,13 +251,13 @@ def test_load_predictions_errors_name_file_and_field(tmp_path):
     with h5py.File(path, "w") as f:
         f["coords"] = np.zeros((3, 16, 2))
     with pytest.raises(ValueError, match=r"nopreds.h5: missing field\(s\) \['preds'\].*coords"):
-        evaluation_io.load_predictions(path)
+        formats.load_predictions(path)
     junk = tmp_path / "junk.mat"
     junk.write_bytes(b"not a mat file at all")
     with pytest.raises(ValueError, match="junk.mat"):
-        evaluation_io.load_predictions(junk)
+        formats.load_predictions(junk)
     with pytest.raises(ValueError, match="no such file"):
-        evaluation_io.load_predictions(tmp_path / "absent.h5")
+        formats.load_predictions(tmp_path / "absent.h5")
 
 
 def test_load_ground_truth_both_formats(tmp_path):
@@ -275,7 +275,7 @@ def test_load_ground_truth_both_formats(tmp_path):
             "headboxes_src": np.transpose(boxes.reshape(2, 2, 2), (1, 2, 0)),
         },
     )
-    g, missing, norm, headboxes = evaluation_io.load_ground_truth(mat)
+    g, missing, norm, headboxes = formats.load_ground_truth(mat)
     np.testing.assert_array_equal(g, gt)
     assert missing.sum() == 1 and missing[1, 3]
     np.testing.assert_allclose(norm, [30.0, 6.0])
@@ -285,27 +285,27 @@ def test_load_ground_truth_both_formats(tmp_path):
     with h5py.File(h5, "w") as f:
         f["part"] = gt
         f["normalize"] = np.array([30.0, 6.0])
-    g, missing, norm, headboxes = evaluation_io.load_ground_truth(h5)
+    g, missing, norm, headboxes = formats.load_ground_truth(h5)
     np.testing.assert_array_equal(g, gt)
     assert missing.sum() == 1 and missing[1, 3] and headboxes is None
     np.testing.assert_array_equal(norm, [30.0, 6.0])
     with pytest.raises(ValueError, match="11"):
-        evaluation_io.load_ground_truth(h5, num_joints=11)
+        formats.load_ground_truth(h5, num_joints=11)
 
     bad = tmp_path / "bad.h5"
     with h5py.File(bad, "w") as f:
         f["part"] = gt
     with pytest.raises(ValueError, match=r"bad.h5: missing field\(s\) \['normalize'\]"):
-        evaluation_io.load_ground_truth(bad)
+        formats.load_ground_truth(bad)
     bad_mat = tmp_path / "bad.mat"
     scipy.io.savemat(bad_mat, {"pos_gt_src": np.transpose(gt, (1, 2, 0))})
     with pytest.raises(ValueError, match=r"bad.mat: missing field\(s\).*jnt_missing"):
-        evaluation_io.load_ground_truth(bad_mat)
+        formats.load_ground_truth(bad_mat)
 
 
 def test_write_predictions_h5_roundtrip(tmp_path):
     preds0 = _preds() - 1.0  # 0-based
-    path = evaluation_io.write_predictions_h5(
+    path = formats.write_predictions_h5(
         tmp_path / "sub" / "preds.h5",
         preds0,
         coordinate_base=0,
@@ -315,16 +315,16 @@ def test_write_predictions_h5_roundtrip(tmp_path):
         assert f["preds"].shape == (3, 16, 2) and f["preds"].dtype == np.float64
         np.testing.assert_array_equal(f["index"][()], np.arange(3))
     # Written 1-based: 0-based input + 1.
-    np.testing.assert_array_equal(evaluation_io.load_predictions(path), preds0 + 1.0)
-    evaluation_io.write_predictions_h5(path, preds0 + 1.0, coordinate_base=1)
-    np.testing.assert_array_equal(evaluation_io.load_predictions(path), preds0 + 1.0)
+    np.testing.assert_array_equal(formats.load_predictions(path), preds0 + 1.0)
+    formats.write_predictions_h5(path, preds0 + 1.0, coordinate_base=1)
+    np.testing.assert_array_equal(formats.load_predictions(path), preds0 + 1.0)
     assert [p.name for p in path.parent.iterdir()] == ["preds.h5"]  # no temporary left over
     with pytest.raises(ValueError, match="coordinate_base"):
-        evaluation_io.write_predictions_h5(path, preds0, coordinate_base=2)
+        formats.write_predictions_h5(path, preds0, coordinate_base=2)
 
 
 def test_write_json_is_strict_json(tmp_path):
-    path = evaluation_io.write_json(
+    path = formats.write_json(
         tmp_path / "f.json",
         {"a": np.float64("nan"), "b": np.arange(3), "c": {"d": np.int64(4)}, "e": 0.5},
     )

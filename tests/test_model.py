@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from stacked_hourglass import model as model_lib
-from stacked_hourglass.optimizers import TorchRMSprop
+from stacked_hourglass.training.optimizers import TorchRMSprop
 
 TINY = dict(num_stacks=2, num_features=16, depth=4, num_joints=5, input_size=64)
 

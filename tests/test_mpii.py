@@ -9,8 +9,9 @@ import pytest
 import scipy.io
 import tensorflow as tf
 
-from stacked_hourglass import features
-from stacked_hourglass.datasets import mpii, writer
+from stacked_hourglass.data import features
+from stacked_hourglass.data.records import shards
+from stacked_hourglass.data.sources import mpii
 
 DATA = pathlib.Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 VALID_H5 = DATA / "pose-hg-train" / "data" / "mpii" / "annot" / "valid.h5"
@@ -55,14 +56,14 @@ def test_valid_h5_subset_round_trip(tmp_path):
 
     items = mpii.read_annotations(VALID_H5, images, split="valid")
     assert len(items) == 2958
-    result = writer.write_split(
+    result = shards.write_split(
         items, len(items), tmp_path / "out", "valid", "mpii", num_shards=2, num_workers=2,
         sources=[VALID_H5], show_progress=False,
     )  # fmt: skip
     rows = [i for i, n in enumerate(names) if n in set(present)]
     assert result.num_records == len(rows) >= 50
-    assert result.manifest["skipped_by_reason"] == {writer.MISSING_IMAGE: 2958 - len(rows)}
-    assert result.manifest["sources"][0]["sha256"] == writer.file_sha256(VALID_H5)
+    assert result.manifest["skipped_by_reason"] == {shards.MISSING_IMAGE: 2958 - len(rows)}
+    assert result.manifest["sources"][0]["sha256"] == shards.file_sha256(VALID_H5)
 
     records = _read(result.shard_paths)
     assert [r[features.SOURCE_INDEX] for r in records] == [int(h5["index"][i]) for i in rows]
@@ -225,7 +226,7 @@ def test_official_mat_train_excludes_valid_and_skips(official):
         official / "mpii.mat", official / "images", "train", official / "split.txt"
     )
     kinds = [
-        (type(i).__name__, *((i.index, i.person) if isinstance(i, writer.Skipped)
+        (type(i).__name__, *((i.index, i.person) if isinstance(i, shards.Skipped)
                              else (i.example.index, i.example.person)))
         for i in items
     ]  # fmt: skip
@@ -235,7 +236,7 @@ def test_official_mat_train_excludes_valid_and_skips(official):
         ("PendingExample", 1, 1),
         ("PendingExample", 1, 2),
     ]
-    assert items[1].reason == writer.NO_CENTER and "annorect(1)" in items[1].detail
+    assert items[1].reason == shards.NO_CENTER and "annorect(1)" in items[1].detail
     a0 = items[0].example
     assert a0.center == (99.0, 119.0 + 15.0) and a0.scale == 1.25
     np.testing.assert_array_equal(a0.keypoints[9], (100.5, 29.25))
@@ -243,11 +244,11 @@ def test_official_mat_train_excludes_valid_and_skips(official):
     assert items[2].example.keypoint_status[8] == features.VISIBLE  # is_visible missing
     assert items[3].example.keypoint_status[15] == features.OCCLUDED  # is_visible "0"
 
-    result = writer.write_split(
+    result = shards.write_split(
         items, len(items), official / "out", "train", "mpii", num_shards=1, show_progress=False
     )
     assert result.num_records == 3
-    assert result.manifest["skipped_by_reason"] == {writer.NO_CENTER: 1}
+    assert result.manifest["skipped_by_reason"] == {shards.NO_CENTER: 1}
     records = _read(result.shard_paths)
     np.testing.assert_allclose(records[0][features.KEYPOINTS][9], (100.5, 29.25))
     np.testing.assert_allclose(records[0][features.HEADBOX], (89, 19, 109, 44))
@@ -260,7 +261,7 @@ def test_official_mat_test_split_has_no_keypoints(official):
     assert (example.index, example.person) == (2, 0)
     assert example.center == pytest.approx((149.0, 89.0 + 15 * 1.1))
     assert not example.keypoint_status.any() and not example.keypoints.any()
-    result = writer.write_split(
+    result = shards.write_split(
         items, 1, official / "out", "test", "mpii", num_shards=1, show_progress=False
     )
     (record,) = _read(result.shard_paths)
@@ -271,9 +272,9 @@ def test_official_mat_test_split_has_no_keypoints(official):
 def test_missing_images_folder_or_annotations(tmp_path):
     (tmp_path / "a.mat").write_bytes(b"")
     with pytest.raises(FileNotFoundError, match="no_images"):
-        writer.read_items("mpii", "train", tmp_path / "a.mat", tmp_path / "no_images")
+        shards.read_items("mpii", "train", tmp_path / "a.mat", tmp_path / "no_images")
     with pytest.raises(FileNotFoundError, match="b.mat"):
-        writer.read_items("flic", "train", tmp_path / "b.mat", tmp_path)
+        shards.read_items("flic", "train", tmp_path / "b.mat", tmp_path)
 
 
 def test_official_mat_valid_needs_split_file_and_checks_names(official):
@@ -316,4 +317,4 @@ def test_json_bad_row_is_skipped(tmp_path):
              "joints_vis": [1] * 16}]  # fmt: skip
     (tmp_path / "bad.json").write_text(json.dumps(rows))
     (item,) = mpii.read_json(tmp_path / "bad.json", tmp_path)
-    assert isinstance(item, writer.Skipped) and "row 0" in item.detail
+    assert isinstance(item, shards.Skipped) and "row 0" in item.detail

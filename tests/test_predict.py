@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from stacked_hourglass import export_lib, inference, joints, predict_lib
-from stacked_hourglass.model import build_model
+from stacked_hourglass import joints
+from stacked_hourglass.model import build_model, inference
+from stacked_hourglass.serving import client, exporter
 
 INPUT_SIZE = 64
 
@@ -31,7 +32,7 @@ def setup(tmp_path_factory):
     keras.utils.set_random_seed(99)
     model = build_model(num_stacks=1, num_features=16, input_size=INPUT_SIZE, num_joints=16)
     export_dir = str(root / "export")
-    path = export_lib.export_model(model, joints.MPII, INPUT_SIZE, export_dir, flip_test=True)
+    path = exporter.export_model(model, joints.MPII, INPUT_SIZE, export_dir, flip_test=True)
     images = root / "images"
     images.mkdir()
     (images / "person.jpg").write_bytes(tf.io.encode_jpeg(_image((96, 72), 1)).numpy())
@@ -52,13 +53,13 @@ def run_cli(*args):
 
 
 def test_flip_test_is_in_the_graph(setup):
-    serving = predict_lib.load_serving_model(setup["export_dir"])  # resolves to version 1
+    serving = client.load_serving_model(setup["export_dir"])  # resolves to version 1
     assert serving.path == setup["path"]
     assert serving.metadata["flip_test"] is True
     assert serving.joint_set is joints.MPII
     crops = tf.constant(_image((64, 64), 3)[None] / 255.0, tf.float32)
     loaded = tf.saved_model.load(setup["path"])
-    out = loaded.signatures[export_lib.SERVING_IMAGE_TENSOR](images=crops)
+    out = loaded.signatures[exporter.SERVING_IMAGE_TENSOR](images=crops)
     expected = inference.predict_heatmaps(setup["model"], crops, joints.MPII.flip_permutation())
     single = inference.predict_heatmaps(setup["model"], crops)
     np.testing.assert_allclose(out["heatmaps"].numpy(), expected.numpy(), rtol=1e-4, atol=1e-4)
@@ -66,27 +67,27 @@ def test_flip_test_is_in_the_graph(setup):
 
 
 def test_parse_box():
-    assert predict_lib.parse_box(None) is None
-    np.testing.assert_array_equal(predict_lib.parse_box("1,2,30.5,40"), [1, 2, 30.5, 40])
+    assert client.parse_box(None) is None
+    np.testing.assert_array_equal(client.parse_box("1,2,30.5,40"), [1, 2, 30.5, 40])
     for bad in ("1,2,3", "a,b,c,d", "1,2,3,inf", "10,2,5,40"):
         with pytest.raises(ValueError, match="--box"):
-            predict_lib.parse_box(bad)
+            client.parse_box(bad)
 
 
 def test_list_images_and_names(setup):
     root = setup["root"]
-    found = predict_lib.list_images(str(root / "images"))
+    found = client.list_images(str(root / "images"))
     assert [os.path.basename(p) for p in found] == ["other.png", "person.jpg"]
     with pytest.raises(FileNotFoundError, match="missing.jpg: no such file"):
-        predict_lib.list_images(f"{found[0]},{root / 'missing.jpg'}")
-    assert predict_lib.output_names(["a/x.jpg", "b/x.png", "y.jpg"]) == ["x_jpg", "x_png", "y"]
+        client.list_images(f"{found[0]},{root / 'missing.jpg'}")
+    assert client.output_names(["a/x.jpg", "b/x.png", "y.jpg"]) == ["x_jpg", "x_png", "y"]
 
 
 def test_error_summary_names_the_file(setup):
-    serving = predict_lib.load_serving_model(setup["path"])
+    serving = client.load_serving_model(setup["path"])
     bad = str(setup["root"] / "notes.txt")
     with pytest.raises(tf.errors.InvalidArgumentError) as info:
-        predict_lib.predict_files(serving, [bad])
+        client.predict_files(serving, [bad])
     assert info.value.message == (
         f"{bad}: image_bytes[0] (13 bytes) is not a JPEG/PNG/BMP/GIF image"
     )
@@ -111,8 +112,8 @@ def test_cli_writes_json_and_png(setup):
     assert list(record["keypoints"]) == list(joints.MPII.names)
     assert set(record["keypoints"]["r_ankle"]) == {"x", "y", "score"}
     # Same numbers as calling the signature directly.
-    serving = predict_lib.load_serving_model(setup["path"])
-    direct = predict_lib.predict_image(serving, str(image), np.array([5, 10, 60, 90], np.float32))
+    serving = client.load_serving_model(setup["path"])
+    direct = client.predict_image(serving, str(image), np.array([5, 10, 60, 90], np.float32))
     got = np.array([[v["x"], v["y"]] for v in record["keypoints"].values()])
     np.testing.assert_allclose(got, direct.keypoints, atol=1e-4)
     assert (out_dir / "person.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from stacked_hourglass import features, joints
-from stacked_hourglass.datasets import synthetic
+from stacked_hourglass import joints
+from stacked_hourglass.data import features
+from stacked_hourglass.data.sources import synthetic
 
 JS = joints.SYNTHETIC
 K = JS.num_joints

@@ -11,9 +11,13 @@ import keras
 import numpy as np
 import pytest
 
-from stacked_hourglass import evaluation, export_lib, joints, pipeline, training
+from stacked_hourglass import joints
+from stacked_hourglass.data import pipeline
+from stacked_hourglass.evaluation import report
 from stacked_hourglass.model import ModelConfig, build_model
-from stacked_hourglass.optimizers import TorchRMSprop
+from stacked_hourglass.serving import exporter
+from stacked_hourglass.training.optimizers import TorchRMSprop
+from stacked_hourglass.training.trainer import trainer
 
 TINY_MODEL = ModelConfig(num_stacks=2, num_features=16, input_size=64)
 
@@ -27,7 +31,7 @@ def _configs(records, model_dir, **train_overrides):
         heatmap_size=16,
         shuffle_buffer=16,
     )
-    train = training.TrainConfig(
+    train = trainer.TrainConfig(
         model_dir=str(model_dir),
         batch_size=4,
         epochs=2,
@@ -36,11 +40,11 @@ def _configs(records, model_dir, **train_overrides):
         tensorboard_images=2,
         verbose=0,
     )
-    return TINY_MODEL, data, training.TrainConfig(**{**train.__dict__, **train_overrides})
+    return TINY_MODEL, data, trainer.TrainConfig(**{**train.__dict__, **train_overrides})
 
 
 def test_train_writes_model_summary_and_configs(synthetic_records, tmp_path):
-    summary = training.train(*_configs(synthetic_records, tmp_path / "run"))
+    summary = trainer.train(*_configs(synthetic_records, tmp_path / "run"))
     run = tmp_path / "run"
     assert summary["steps"] == 6
     assert (run / "model.keras").exists() and (run / "summary.json").exists()
@@ -49,16 +53,16 @@ def test_train_writes_model_summary_and_configs(synthetic_records, tmp_path):
     assert 0.0 <= saved["validation"]["Mean"] <= 100.0
     assert saved["validation"]["num_people"] == 16
     assert len(saved["history"]["val_pckh"]) == 2
-    model_config, data_config, train_config = training.load_configs(str(run))
+    model_config, data_config, train_config = trainer.load_configs(str(run))
     assert model_config.num_joints == 16 and data_config.heatmap_size == 16
     assert train_config.batch_size == 4
     assert os.listdir(run / "logs")
-    model = training.load_trained_model(str(run))
+    model = trainer.load_trained_model(str(run))
     assert sorted(model.output_names) == ["heatmaps_1", "heatmaps_2"]
-    assert training.format_validation(saved).splitlines()[0].split()[0] == "Head"
+    assert trainer.format_validation(saved).splitlines()[0].split()[0] == "Head"
 
     def evaluate(model_dir=None, saved_model=None, output_dir=None):
-        return evaluation.run_model_evaluation(
+        return report.run_model_evaluation(
             model_dir=model_dir,
             saved_model=saved_model,
             data=synthetic_records["valid"],
@@ -79,7 +83,7 @@ def test_train_writes_model_summary_and_configs(synthetic_records, tmp_path):
     assert (tmp_path / "eval" / "run.pck_curves.png").stat().st_size > 10_000
 
     # The exported SavedModel (in-graph crop network and decoding) scores the same.
-    export = export_lib.export_from_model_dir(str(run), str(tmp_path / "export"))
+    export = exporter.export_from_model_dir(str(run), str(tmp_path / "export"))
     served = evaluate(saved_model=export)
     assert served["table"]["Mean"] == pytest.approx(saved["validation"]["Mean"], abs=0.5)
 
@@ -88,7 +92,7 @@ def test_loss_decreases_on_real_pipeline(synthetic_records, tmp_path):
     model_config, data_config, _ = _configs(synthetic_records, tmp_path)
     keras.utils.set_random_seed(0)
     model = build_model(model_config)
-    training.compile_model(model, model_config, training.TrainConfig(learning_rate=1e-3))
+    trainer.compile_model(model, model_config, trainer.TrainConfig(learning_rate=1e-3))
     batches = (
         pipeline.make_train_dataset(data_config, 4, model_config.output_names)
         .take(1)
@@ -111,7 +115,7 @@ def test_resume_continues_at_the_same_step_with_the_same_optimizer_state(
 ):
     run = tmp_path / "run"
     configs = _configs(synthetic_records, run, epochs=2)
-    training.train(*configs)
+    trainer.train(*configs)
     checkpoint = run / "checkpoints" / "epoch-0002.weights.h5"
     saved_state = _optimizer_state(checkpoint)
     assert json.loads((run / "checkpoints" / "state.json").read_text())["step"] == 6
@@ -119,9 +123,9 @@ def test_resume_continues_at_the_same_step_with_the_same_optimizer_state(
     # A fresh process would rebuild and compile the model, then restore: do the same here.
     model_config, data_config, train_config = configs
     model = build_model(model_config)
-    training.compile_model(model, model_config, train_config)
+    trainer.compile_model(model, model_config, train_config)
     plateau = keras.callbacks.ReduceLROnPlateau()
-    resume = training.ResumeCheckpoint(str(run), plateau)
+    resume = trainer.ResumeCheckpoint(str(run), plateau)
     initial_epoch = resume.restore(model)
     assert initial_epoch == 2
     assert int(model.optimizer.iterations.numpy()) == 6
@@ -140,7 +144,7 @@ def test_resume_continues_at_the_same_step_with_the_same_optimizer_state(
     assert plateau.best == saved_plateau["best"] and plateau.wait == saved_plateau["wait"]
 
     # Running again with more epochs resumes from epoch 2 (step 6) and trains one more epoch.
-    summary = training.train(*_configs(synthetic_records, run, epochs=3))
+    summary = trainer.train(*_configs(synthetic_records, run, epochs=3))
     assert summary["resumed_from_epoch"] == 2
     assert summary["steps"] == 9
 
@@ -152,7 +156,11 @@ def test_killed_run_resumes_at_the_last_completed_epoch(synthetic_records, tmp_p
     script = textwrap.dedent(
         f"""
         import keras, os
-        from stacked_hourglass import evaluation, export_lib, joints, pipeline, training
+        from stacked_hourglass import joints
+        from stacked_hourglass.evaluation import report
+        from stacked_hourglass.serving import exporter
+        from stacked_hourglass.data import pipeline
+        from stacked_hourglass.training.trainer import trainer
         from stacked_hourglass.model import ModelConfig
 
         class Kill(keras.callbacks.Callback):
@@ -161,10 +169,10 @@ def test_killed_run_resumes_at_the_last_completed_epoch(synthetic_records, tmp_p
                     os._exit(17)  # as abrupt as a SIGKILL: no cleanup, no flush
 
         keras.callbacks.TerminateOnNaN.on_train_batch_end = Kill.on_train_batch_end
-        training.train(
+        trainer.train(
             ModelConfig(**{model_config.__dict__!r}),
             pipeline.DataConfig(**{data_config.__dict__!r}),
-            training.TrainConfig(**{train_config.__dict__!r}),
+            trainer.TrainConfig(**{train_config.__dict__!r}),
         )
         """
     )
@@ -173,7 +181,7 @@ def test_killed_run_resumes_at_the_last_completed_epoch(synthetic_records, tmp_p
     state = json.loads((run / "checkpoints" / "state.json").read_text())
     assert state == {**state, "epoch": 1, "step": 3}
     assert not (run / "model.keras").exists()
-    summary = training.train(model_config, data_config, train_config)
+    summary = trainer.train(model_config, data_config, train_config)
     assert summary["resumed_from_epoch"] == 1 and summary["steps"] == 9
 
 
@@ -263,4 +271,4 @@ def test_train_cli_rejects_missing_files(tmp_path):
 )
 def test_train_config_checks(kwargs, message):
     with pytest.raises(ValueError, match=message):
-        training.TrainConfig(**kwargs)
+        trainer.TrainConfig(**kwargs)

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from stacked_hourglass import features
-from stacked_hourglass.datasets import writer
+from stacked_hourglass.data import features
+from stacked_hourglass.data.records import shards
 
 
 def _jpeg(height=48, width=64, value=128) -> bytes:
@@ -54,7 +54,7 @@ def _read(paths, num_joints=16):
 def _write(items, out, **kwargs):
     items = list(items)
     kwargs.setdefault("show_progress", False)
-    return writer.write_split(items, len(items), out, "train", "synthetic", **kwargs)
+    return shards.write_split(items, len(items), out, "train", "synthetic", **kwargs)
 
 
 def test_shards_manifest_and_round_trip(tmp_path):
@@ -78,7 +78,7 @@ def test_shards_manifest_and_round_trip(tmp_path):
 
     assert manifest["package_version"] == stacked_hourglass.__version__
     for shard in manifest["shards"]:
-        assert shard["sha256"] == writer.file_sha256(tmp_path / shard["file"])
+        assert shard["sha256"] == shards.file_sha256(tmp_path / shard["file"])
     records = _read(result.shard_paths)
     assert [r[features.SOURCE_INDEX] for r in records] == list(range(10))  # source order
     for record, example in zip(records, examples, strict=True):
@@ -107,9 +107,9 @@ def test_bad_records_are_skipped_and_listed(tmp_path):
     nan_keypoints[2, 0] = np.nan
     far = _example(0).keypoints.copy()
     far[1] = (500.0, 10.0)  # image is 64 wide: > 1 image width outside
-    missing = writer.PendingExample(_example(4), tmp_path / "nope.jpg")
+    missing = shards.PendingExample(_example(4), tmp_path / "nope.jpg")
     (tmp_path / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not a jpeg")
-    corrupt = writer.PendingExample(_example(5), tmp_path / "corrupt.jpg")
+    corrupt = shards.PendingExample(_example(5), tmp_path / "corrupt.jpg")
     items = [
         _example(0),
         _example(1, keypoints=nan_keypoints),
@@ -117,19 +117,19 @@ def test_bad_records_are_skipped_and_listed(tmp_path):
         _example(3, keypoints=far),
         missing,
         corrupt,
-        writer.Skipped("x.jpg", 7, 1, writer.NO_CENTER, "annorect has no objpos"),
+        shards.Skipped("x.jpg", 7, 1, shards.NO_CENTER, "annorect has no objpos"),
         _example(8),
     ]
     result = _write(items, tmp_path / "out", num_shards=2, num_workers=2)
     manifest = result.manifest
     assert manifest["num_records"] == 2
     assert manifest["skipped_by_reason"] == {
-        writer.CORRUPT_IMAGE: 1,
-        writer.FAR_OUTSIDE: 1,
-        writer.MISSING_IMAGE: 1,
-        writer.NAN_ANNOTATION: 1,
-        writer.NO_CENTER: 1,
-        writer.BAD_SCALE: 1,
+        shards.CORRUPT_IMAGE: 1,
+        shards.FAR_OUTSIDE: 1,
+        shards.MISSING_IMAGE: 1,
+        shards.NAN_ANNOTATION: 1,
+        shards.NO_CENTER: 1,
+        shards.BAD_SCALE: 1,
     }
     by_index = {s["index"]: s for s in manifest["skipped"]}
     assert "person/keypoints" in by_index[1]["detail"]
@@ -137,7 +137,7 @@ def test_bad_records_are_skipped_and_listed(tmp_path):
     assert "nope.jpg" in by_index[4]["detail"]
     assert "corrupt.jpg" in by_index[5]["detail"]
     assert [r[features.SOURCE_INDEX] for r in _read(result.shard_paths)] == [0, 8]
-    summary = writer.format_summary(result)
+    summary = shards.format_summary(result)
     assert "Skipped 6 person(s)" in summary and "corrupt_image: 1" in summary
 
 
@@ -146,11 +146,11 @@ def test_pending_example_reads_image_size(tmp_path):
     png = tf.io.encode_png(tf.zeros([7, 9, 3], tf.uint8)).numpy()
     (tmp_path / "b.png").write_bytes(png)
     for name, size in (("a.jpg", (30, 40)), ("b.png", (7, 9))):
-        pending = writer.PendingExample(
+        pending = shards.PendingExample(
             _example(0, image=b"", height=0, width=0, center=(5.0, 5.0)), tmp_path / name
         )
         pending.example.keypoints[:] = 1.0
-        loaded = writer.complete_item(pending, verify_images=True)
+        loaded = shards.complete_item(pending, verify_images=True)
         assert isinstance(loaded, features.PersonExample), loaded
         assert (loaded.height, loaded.width) == size
         assert loaded.image_encoded == (tmp_path / name).read_bytes()
@@ -170,7 +170,7 @@ def _exploding(items, after):
 def test_interrupted_run_leaves_no_final_names(tmp_path):
     examples = [_example(i) for i in range(10)]
     with pytest.raises(_Boom):
-        writer.write_split(
+        shards.write_split(
             _exploding(examples, 6), 10, tmp_path / "fresh", "train", "synthetic",
             num_shards=2, num_workers=2, show_progress=False,
         )  # fmt: skip
@@ -180,7 +180,7 @@ def test_interrupted_run_leaves_no_final_names(tmp_path):
     good = _write(examples, tmp_path / "out", num_shards=2)
     before = {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()}
     with pytest.raises(_Boom):
-        writer.write_split(
+        shards.write_split(
             _exploding([_example(i + 100) for i in range(10)], 3), 10, tmp_path / "out",
             "train", "synthetic", num_shards=2, num_workers=2, show_progress=False,
         )  # fmt: skip
@@ -191,10 +191,10 @@ def test_interrupted_run_leaves_no_final_names(tmp_path):
 
 def test_strict_and_empty_write_nothing(tmp_path):
     items = [_example(0), _example(1, scale=-1.0)]
-    with pytest.raises(writer.StrictError, match="non_positive_scale"):
+    with pytest.raises(shards.StrictError, match="non_positive_scale"):
         _write(items, tmp_path / "strict", num_shards=1, strict=True)
     assert not (tmp_path / "strict").exists()
-    with pytest.raises(writer.EmptySplitError):
+    with pytest.raises(shards.EmptySplitError):
         _write([_example(1, scale=-1.0)], tmp_path / "empty", num_shards=1)
     assert not (tmp_path / "empty").exists()
 
@@ -211,10 +211,10 @@ def test_stale_shards_of_a_previous_count_are_removed(tmp_path):
 
 
 def test_default_shard_count_and_too_many_items(tmp_path):
-    assert writer.default_num_shards(1) == 1
-    assert writer.default_num_shards(writer.DEFAULT_RECORDS_PER_SHARD + 1) == 2
+    assert shards.default_num_shards(1) == 1
+    assert shards.default_num_shards(shards.DEFAULT_RECORDS_PER_SHARD + 1) == 2
     with pytest.raises(ValueError, match="more than num_items"):
-        writer.write_split(
+        shards.write_split(
             [_example(0), _example(1)], 1, tmp_path, "train", "synthetic", show_progress=False
         )
     assert not list(tmp_path.iterdir())
@@ -233,7 +233,7 @@ def test_synthetic_items_use_generate_examples(monkeypatch):
     import stacked_hourglass.datasets as package
 
     monkeypatch.setattr(package, "synthetic", fake, raising=False)
-    items, count, sources = writer.read_items("synthetic", "valid", num_examples=3, seed=7)
+    items, count, sources = shards.read_items("synthetic", "valid", num_examples=3, seed=7)
     assert count == 3 and sources == [] and len(list(items)) == 3
     assert calls == [("valid", 3, 7)]
 
@@ -247,7 +247,7 @@ def test_progress_bar_is_quiet_when_not_a_terminal():
             pass
 
     stream = Stream()
-    progress = writer.Progress(100, "x", stream=stream)
+    progress = shards.Progress(100, "x", stream=stream)
     for i in range(1, 101):
         progress.update(i)
     progress.update(100, force=True)
@@ -256,4 +256,4 @@ def test_progress_bar_is_quiet_when_not_a_terminal():
 
 def test_bad_split_name(tmp_path):
     with pytest.raises(ValueError, match="simple name"):
-        writer.write_split([], 0, tmp_path, "../x", "synthetic")
+        shards.write_split([], 0, tmp_path, "../x", "synthetic")

@@ -21,7 +21,7 @@ import sys
 
 from absl import app, flags
 
-from stacked_hourglass.datasets import writer
+from stacked_hourglass.data.records import shards
 
 _DATASET = flags.DEFINE_enum(
     "dataset", None, ["mpii", "flic", "synthetic"], "Which dataset to convert."
@@ -83,7 +83,7 @@ def main(argv):
     if _SPLIT_FILE.value and not os.path.isfile(_SPLIT_FILE.value):
         return _error(f"split file {_SPLIT_FILE.value} does not exist")
     try:
-        items, num_items, sources = writer.read_items(
+        items, num_items, sources = shards.read_items(
             _DATASET.value,
             _SPLIT.value,
             _ANNOTATIONS.value,
@@ -109,7 +109,7 @@ def main(argv):
           f"{_ANNOTATIONS.value or 'the synthetic generator'} "
           f"with {_NUM_WORKERS.value} worker(s).")  # fmt: skip
     try:
-        result = writer.write_split(
+        result = shards.write_split(
             items,
             num_items,
             _OUTPUT_DIR.value,
@@ -122,9 +122,9 @@ def main(argv):
             strict=_STRICT.value,
             verify_images=_VERIFY_IMAGES.value,
         )
-    except writer.NothingWrittenError as e:
+    except shards.NothingWrittenError as e:
         return _error(f"{e}; nothing written")
-    print(writer.format_summary(result))
+    print(shards.format_summary(result))
     return 0
 
 

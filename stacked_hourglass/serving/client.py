@@ -22,7 +22,9 @@ import re
 import numpy as np
 import tensorflow as tf
 
-from stacked_hourglass import export_lib, joints, visualize
+from stacked_hourglass import joints
+from stacked_hourglass.serving import exporter
+from stacked_hourglass.utils import drawing
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 _ASSERTION_RE = re.compile(r"assertion failed: \[(.*)\]")
@@ -74,7 +76,7 @@ def resolve_saved_model(path: str) -> str:
     if tf.io.gfile.exists(os.path.join(path, "saved_model.pb")):
         return path
     if tf.io.gfile.isdir(path):
-        latest = export_lib.next_version(path) - 1
+        latest = exporter.next_version(path) - 1
         if latest >= 1:
             return os.path.join(path, str(latest))
     raise FileNotFoundError(
@@ -86,19 +88,19 @@ def resolve_saved_model(path: str) -> str:
 def load_serving_model(path: str) -> ServingModel:
     """Loads an exported SavedModel (or the latest version of an export directory)."""
     path = resolve_saved_model(path)
-    metadata_path = os.path.join(path, "assets", export_lib.JOINTS_ASSET)
+    metadata_path = os.path.join(path, "assets", exporter.JOINTS_ASSET)
     if not tf.io.gfile.exists(metadata_path):
         raise FileNotFoundError(f"{metadata_path}: missing; was {path} written by export?")
     with tf.io.gfile.GFile(metadata_path) as f:
         metadata = json.load(f)
     loaded = tf.saved_model.load(path)
-    for name in (export_lib.SERVING_DEFAULT, export_lib.SERVING_IMAGE_TENSOR):
+    for name in (exporter.SERVING_DEFAULT, exporter.SERVING_IMAGE_TENSOR):
         if name not in loaded.signatures:
             raise ValueError(f"{path} has no {name} signature")
     return ServingModel(
         path=path,
-        serve=loaded.signatures[export_lib.SERVING_DEFAULT],
-        serve_images=loaded.signatures[export_lib.SERVING_IMAGE_TENSOR],
+        serve=loaded.signatures[exporter.SERVING_DEFAULT],
+        serve_images=loaded.signatures[exporter.SERVING_IMAGE_TENSOR],
         metadata=metadata,
         joint_set=_joint_set(metadata),
         loaded=loaded,
@@ -251,7 +253,7 @@ def write_prediction(model: ServingModel, prediction: Prediction, output_dir: st
     with open(json_path, "w", encoding="utf-8") as f:
         json.dump(prediction_record(model, prediction), f, indent=2)
         f.write("\n")
-    visualize.save_pose_png(
+    drawing.save_pose_png(
         png_path,
         prediction.image,
         prediction.keypoints,

@@ -38,7 +38,10 @@ import keras
 import tensorflow as tf
 
 import stacked_hourglass
-from stacked_hourglass import features, inference, joints, training, transforms
+from stacked_hourglass import joints
+from stacked_hourglass.data import features, geometry
+from stacked_hourglass.model import inference
+from stacked_hourglass.training.trainer import trainer
 
 JOINTS_ASSET = "joints.json"
 SERVING_DEFAULT = "serving_default"
@@ -131,8 +134,8 @@ class _ServingModule(tf.Module):
         with tf.control_dependencies([check]):
             images = tf.ensure_shape(tf.identity(images), [None, s, s, 3])
         heatmaps = self._heatmaps(images)
-        coords, scores = transforms.decode_heatmaps(heatmaps)
-        keypoints = transforms.heatmap_to_crop(coords, s, heatmaps.shape[1])
+        coords, scores = geometry.decode_heatmaps(heatmaps)
+        keypoints = geometry.heatmap_to_crop(coords, s, heatmaps.shape[1])
         return {"keypoints": keypoints, "scores": scores, "heatmaps": heatmaps}
 
     def _serve_bytes(self, image_bytes, box):
@@ -224,8 +227,8 @@ class _ServingModule(tf.Module):
         ]
         with tf.control_dependencies(box_checks):
             center, scale = box_to_center_scale(box)
-        matrix = transforms.crop_matrix(center, scale, self._input_size)
-        crop = transforms.warp_image(image, matrix, self._input_size)
+        matrix = geometry.crop_matrix(center, scale, self._input_size)
+        crop = geometry.warp_image(image, matrix, self._input_size)
         return crop, matrix, tf.cast(size, tf.int32), box
 
 
@@ -327,8 +330,8 @@ def export_from_model_dir(
     Returns:
         The path `EXPORT_DIR/<version>`.
     """
-    _, data_config, _ = training.load_configs(model_dir)
-    model = training.load_trained_model(model_dir)
+    _, data_config, _ = trainer.load_configs(model_dir)
+    model = trainer.load_trained_model(model_dir)
     return export_model(
         model,
         data_config.joint_set,

@@ -37,7 +37,8 @@ import numpy as np
 import tensorflow as tf
 
 import stacked_hourglass
-from stacked_hourglass import features, joints
+from stacked_hourglass import joints
+from stacked_hourglass.data import features
 
 # A joint (or the crop centre) more than one image size outside the image is an annotation error
 # (e.g. a wrong image or a sign error), not a person partly out of frame.
@@ -522,10 +523,10 @@ def read_items(
         FileNotFoundError / ValueError: bad input, naming the file.
     """
     # Imported here: the readers import this module.
-    from stacked_hourglass.datasets import flic, mpii
+    from stacked_hourglass.data.sources import flic, mpii
 
     if dataset == "synthetic":
-        from stacked_hourglass.datasets import synthetic
+        from stacked_hourglass.data.sources import synthetic
 
         if split not in ("train", "valid"):
             raise ValueError(f"synthetic split must be train or valid, got {split!r}")

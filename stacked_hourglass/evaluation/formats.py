@@ -26,7 +26,7 @@ import h5py
 import numpy as np
 import scipy.io
 
-from stacked_hourglass import metrics
+from stacked_hourglass.evaluation import pck
 
 # Joint counts of the datasets we know (MPII and the synthetic set: 16, FLIC: 11), used to tell
 # the joint axis from the person axis when a file does not say which is which.
@@ -188,7 +188,7 @@ def load_ground_truth(path, num_joints: int | None = None):
             )
         # [:, :, i] = [[x1, y1], [x2, y2]] → rows (x1, y1, x2, y2).
         headboxes = np.ascontiguousarray(boxes.transpose(2, 0, 1).reshape(-1, 4))
-        normalizer = metrics.head_size(headboxes)
+        normalizer = pck.head_size(headboxes)
     n, k = gt.shape[:2]
     if normalizer.shape != (n,):
         raise ValueError(f"{path}: field 'normalize' has shape {normalizer.shape}, expected ({n},)")

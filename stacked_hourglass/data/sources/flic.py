@@ -29,8 +29,9 @@ import pathlib
 import numpy as np
 import scipy.io
 
-from stacked_hourglass import features, joints
-from stacked_hourglass.datasets import writer
+from stacked_hourglass import joints
+from stacked_hourglass.data import features
+from stacked_hourglass.data.records import shards
 
 DATASET = "flic"
 
@@ -59,7 +60,7 @@ def _columns() -> np.ndarray:
 
 def read_examples_mat(
     path: pathlib.Path | str, images_dir: pathlib.Path | str, split: str
-) -> list[writer.Item]:
+) -> list[shards.Item]:
     """Reads FLIC `examples.mat` into pending examples of one split (see the module docstring).
 
     Raises:
@@ -89,7 +90,7 @@ def read_examples_mat(
             x1, _, x2, _ = (float(v) - 1.0 for v in np.asarray(ex.torsobox).ravel())
         except (TypeError, ValueError, IndexError, AttributeError) as e:
             items.append(
-                writer.Skipped(filename, i, 0, writer.NAN_ANNOTATION,
+                shards.Skipped(filename, i, 0, shards.NAN_ANNOTATION,
                                f"{path} examples({i + 1}): unreadable coords/torsobox ({e})")
             )  # fmt: skip
             continue
@@ -111,5 +112,5 @@ def read_examples_mat(
             index=i,
             person=0,
         )
-        items.append(writer.PendingExample(example, images_dir / filename))
+        items.append(shards.PendingExample(example, images_dir / filename))
     return items

@@ -25,7 +25,8 @@ from collections.abc import Iterator
 import numpy as np
 import tensorflow as tf
 
-from stacked_hourglass import features, joints
+from stacked_hourglass import joints
+from stacked_hourglass.data import features
 
 JOINT_SET = joints.SYNTHETIC
 

@@ -23,9 +23,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from stacked_hourglass import inference, metrics, pipeline, transforms, visualize
-from stacked_hourglass.model import ModelConfig, build_model, output_name
-from stacked_hourglass.optimizers import TorchRMSprop
+from stacked_hourglass.data import geometry, pipeline
+from stacked_hourglass.evaluation import pck
+from stacked_hourglass.model import ModelConfig, build_model, inference, output_name
+from stacked_hourglass.training.optimizers import TorchRMSprop
+from stacked_hourglass.utils import drawing
 
 CONFIG_FILE = "config.json"
 FINAL_MODEL_FILE = "model.keras"
@@ -221,8 +223,8 @@ class HeatmapPCK(keras.metrics.Metric):
         self.total = self.add_variable(shape=(), initializer="zeros", name="total")
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        true_xy, true_peak = transforms.decode_heatmaps(y_true)
-        pred_xy, _ = transforms.decode_heatmaps(y_pred)
+        true_xy, true_peak = geometry.decode_heatmaps(y_true)
+        pred_xy, _ = geometry.decode_heatmaps(y_pred)
         size = tf.cast(tf.shape(y_true)[1], tf.float32)
         distance = tf.norm(pred_xy - true_xy, axis=-1) / (size / 10.0)
         valid = true_peak > 0.5
@@ -268,7 +270,7 @@ class PCKCallback(keras.callbacks.Callback):
             self.data_config.input_size,
             max_batches=self.valid_batches,
         )
-        table = metrics.pck_table(
+        table = pck.pck_table(
             result["preds"],
             result["keypoints"],
             result["normalizer"],
@@ -290,12 +292,12 @@ class PCKCallback(keras.callbacks.Callback):
     def _images(self):
         images, info = next(iter(self.eval_dataset.unbatch().batch(self.num_images)))
         heatmaps = inference.predict_heatmaps(self.model, images)
-        coords, scores = transforms.decode_heatmaps(heatmaps)
-        crop = transforms.heatmap_to_crop(
+        coords, scores = geometry.decode_heatmaps(heatmaps)
+        crop = geometry.heatmap_to_crop(
             coords, self.data_config.input_size, self.data_config.heatmap_size
         )
         drawn = [
-            visualize.render_pose(img, kp, self.joint_set, scores=sc)
+            drawing.render_pose(img, kp, self.joint_set, scores=sc)
             for img, kp, sc in zip(images.numpy(), crop.numpy(), scores.numpy(), strict=True)
         ]
         return np.stack(drawn)
@@ -510,4 +512,4 @@ def _jsonable(value):
 
 def format_validation(summary: dict) -> str:
     """The validation table of a `train()` summary, as text."""
-    return metrics.format_table(summary["validation"])
+    return pck.format_table(summary["validation"])

@@ -43,8 +43,9 @@ import h5py
 import numpy as np
 import scipy.io
 
-from stacked_hourglass import features, joints
-from stacked_hourglass.datasets import writer
+from stacked_hourglass import joints
+from stacked_hourglass.data import features
+from stacked_hourglass.data.records import shards
 
 DATASET = "mpii"
 NUM_JOINTS = joints.MPII.num_joints  # 16
@@ -128,7 +129,7 @@ def _pending(
     headbox,
     index: int,
     person: int,
-) -> writer.PendingExample:
+) -> shards.PendingExample:
     example = features.PersonExample(
         image_encoded=b"",
         filename=filename,
@@ -144,7 +145,7 @@ def _pending(
         index=int(index),
         person=int(person),
     )
-    return writer.PendingExample(example, images_dir / filename)
+    return shards.PendingExample(example, images_dir / filename)
 
 
 # --- official mpii_human_pose_v1_u12_1.mat -------------------------------------------------------
@@ -179,19 +180,19 @@ def _number(value) -> float:
 
 def _mat_person(
     rect, images_dir: pathlib.Path, filename: str, index: int, person: int, with_joints: bool
-) -> writer.Item:
+) -> shards.Item:
     def skip(reason, detail):
-        return writer.Skipped(filename, index, person, reason, detail)
+        return shards.Skipped(filename, index, person, reason, detail)
 
     where = f"annolist({index + 1}).annorect({person + 1})"  # MATLAB indexing, as users search
     objpos, scale = _field(rect, "objpos"), _field(rect, "scale")
     if objpos is None or scale is None or _field(objpos, "x") is None:
-        return skip(writer.NO_CENTER, f"{where} has no objpos/scale")
+        return skip(shards.NO_CENTER, f"{where} has no objpos/scale")
     try:
         raw_scale = _number(scale)
         center, scale = adjust_center_scale((_number(objpos.x), _number(objpos.y)), raw_scale)
     except (TypeError, ValueError, AttributeError) as e:
-        return skip(writer.NO_CENTER, f"{where}: unreadable objpos/scale ({e})")
+        return skip(shards.NO_CENTER, f"{where}: unreadable objpos/scale ({e})")
 
     headbox, normalizer = None, 0.0
     box = [_field(rect, k) for k in ("x1", "y1", "x2", "y2")]
@@ -205,15 +206,15 @@ def _mat_person(
         annopoints = _field(rect, "annopoints")
         points = _as_list(_field(annopoints, "point")) if annopoints is not None else []
         if not points:
-            return skip(writer.NO_KEYPOINTS, f"{where} has no annopoints")
+            return skip(shards.NO_KEYPOINTS, f"{where} has no annopoints")
         for point in points:
             try:
                 joint = int(_number(point.id))
                 x, y = _number(point.x), _number(point.y)
             except (TypeError, ValueError, AttributeError, IndexError) as e:
-                return skip(writer.NAN_ANNOTATION, f"{where}.annopoints: unreadable point ({e})")
+                return skip(shards.NAN_ANNOTATION, f"{where}.annopoints: unreadable point ({e})")
             if not 0 <= joint < NUM_JOINTS:
-                return skip(writer.NAN_ANNOTATION, f"{where}.annopoints: joint id {joint}")
+                return skip(shards.NAN_ANNOTATION, f"{where}.annopoints: joint id {joint}")
             keypoints[joint] = (x - 1.0, y - 1.0)
             visible = _field(point, "is_visible")
             # Missing/empty is_visible: the point was clicked, so treat it as visible.
@@ -238,7 +239,7 @@ def read_mat(
     images_dir: pathlib.Path | str,
     split: str,
     split_entries: Sequence[SplitEntry] | None = None,
-) -> list[writer.Item]:
+) -> list[shards.Item]:
     """Reads the official `mpii_human_pose_v1_u12_1.mat` (struct RELEASE).
 
     Args:
@@ -248,7 +249,7 @@ def read_mat(
         split_entries: the validation people (`read_split_file`); required for "valid".
 
     Returns:
-        Items in output order: `writer.PendingExample` per person, `writer.Skipped` for people
+        Items in output order: `shards.PendingExample` per person, `shards.Skipped` for people
         without objpos/scale or joints (and split-file people absent from the `.mat`).
     """
     path, images_dir = pathlib.Path(path), pathlib.Path(images_dir)
@@ -277,7 +278,7 @@ def read_mat(
                 rects(entry.index)
             ):
                 items.append(
-                    writer.Skipped(
+                    shards.Skipped(
                         entry.imgname,
                         entry.index,
                         entry.person,
@@ -319,7 +320,7 @@ def read_h5(
     images_dir: pathlib.Path | str,
     split: str | None = None,
     split_entries: Sequence[SplitEntry] | None = None,
-) -> list[writer.Item]:
+) -> list[shards.Item]:
     """Reads a pose-hg `.h5` (imgname, center, scale, part, visible, normalize, index, person).
 
     `center`/`scale` are already adjusted (DESIGN.md §1); coordinates are 1-based and shifted
@@ -386,7 +387,7 @@ def read_json(
     path: pathlib.Path | str,
     images_dir: pathlib.Path | str,
     ground_truth: pathlib.Path | str | None = None,
-) -> list[writer.Item]:
+) -> list[shards.Item]:
     """Reads HRNet/mmpose json: a list of {image, center, scale, joints, joints_vis}.
 
     `center`/`scale` are raw MPII objpos/scale (adjusted here, as HRNet's `mpii.py` does in code)
@@ -414,8 +415,8 @@ def read_json(
             annotated = np.asarray(row["joints_vis"], np.float64).reshape(NUM_JOINTS) > 0
         except (KeyError, TypeError, ValueError) as e:
             items.append(
-                writer.Skipped(str(row.get("image", "")) if isinstance(row, dict) else "", r, -1,
-                               writer.NAN_ANNOTATION, f"{path} row {r}: unreadable ({e!r})")
+                shards.Skipped(str(row.get("image", "")) if isinstance(row, dict) else "", r, -1,
+                               shards.NAN_ANNOTATION, f"{path} row {r}: unreadable ({e!r})")
             )  # fmt: skip
             continue
         keypoints = np.where(annotated[:, None], joints_1based - 1.0, 0.0)
@@ -438,7 +439,7 @@ def read_annotations(
     split: str = "train",
     split_file: pathlib.Path | str | None = None,
     ground_truth: pathlib.Path | str | None = None,
-) -> list[writer.Item]:
+) -> list[shards.Item]:
     """Reads any MPII format, chosen by the file extension (.mat, .h5, .json).
 
     Raises:

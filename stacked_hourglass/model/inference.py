@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from stacked_hourglass import features, transforms
+from stacked_hourglass.data import features, geometry
 
 
 def last_output_name(model: keras.Model) -> str:
@@ -38,7 +38,7 @@ def predict_heatmaps(model, images, flip_permutation=None):
     heatmaps = model(images, training=False)[name]
     if flip_permutation is not None:
         mirrored = model(tf.reverse(images, axis=[2]), training=False)[name]
-        heatmaps = 0.5 * (heatmaps + transforms.flip_heatmaps(mirrored, flip_permutation))
+        heatmaps = 0.5 * (heatmaps + geometry.flip_heatmaps(mirrored, flip_permutation))
     return tf.cast(heatmaps, tf.float32)
 
 
@@ -47,15 +47,15 @@ def heatmaps_to_keypoints(heatmaps, matrices, input_size: int):
 
     Args:
         heatmaps: float32 [B, H, H, K].
-        matrices: float32 [B, 3, 3], original -> crop (from `transforms.crop_matrix`).
+        matrices: float32 [B, 3, 3], original -> crop (from `geometry.crop_matrix`).
         input_size: crop side S.
 
     Returns:
         (keypoints float32 [B, K, 2] (x, y) 0-based original pixels, scores float32 [B, K]).
     """
-    coords, scores = transforms.decode_heatmaps(heatmaps)
+    coords, scores = geometry.decode_heatmaps(heatmaps)
     heatmap_size = heatmaps.shape[1] or tf.shape(heatmaps)[1]
-    keypoints = transforms.heatmap_to_original(coords, matrices, input_size, heatmap_size)
+    keypoints = geometry.heatmap_to_original(coords, matrices, input_size, heatmap_size)
     return keypoints, scores
 
 

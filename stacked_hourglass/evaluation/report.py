@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stacked_hourglass import evaluation_io, metrics, plots
+from stacked_hourglass.evaluation import formats, pck, plots
 from stacked_hourglass.joints import JointSet
 
 
@@ -56,10 +56,10 @@ def report_figures(
     Returns:
         The figures dict (as written to the JSON).
     """
-    table = metrics.pck_table(preds, gt, normalizer, missing, joint_set, threshold, head)
-    curves = metrics.pck_curve(preds, gt, normalizer, missing, joint_set, head=head)
+    table = pck.pck_table(preds, gt, normalizer, missing, joint_set, threshold, head)
+    curves = pck.pck_curve(preds, gt, normalizer, missing, joint_set, head=head)
     n, k = missing.shape
-    head_note = metrics.column_note(table, "Head")
+    head_note = pck.column_note(table, "Head")
     if joint_set.name in ("mpii", "synthetic"):
         head_note += {
             "head_top": " (HRNet/mmpose/bearpaw convention)",
@@ -76,12 +76,12 @@ def report_figures(
         f"({int(missing.sum())} skipped); Mean pooled over {table['num_joints_scored']} joints"
         + (f" (excluding {', '.join(joint_set.names[i] for i in excluded)})." if excluded else ".")
     )
-    print(metrics.format_table(table))
+    print(pck.format_table(table))
     figures = {"name": name, "sources": sources, "table": table, "curves": curves}
     if output_dir:
         out = Path(output_dir)
-        json_path = evaluation_io.write_json(out / f"{name}.pck.json", figures)
-        title = f"{name}: {kind}@{table['threshold']:g}, {metrics.column_note(table, 'Head')}"
+        json_path = formats.write_json(out / f"{name}.pck.json", figures)
+        title = f"{name}: {kind}@{table['threshold']:g}, {pck.column_note(table, 'Head')}"
         png_path = plots.plot_pck_curves(curves, out / f"{name}.pck_curves.png", title)
         print(f"Wrote {json_path} and {png_path}")
     return figures
@@ -103,17 +103,17 @@ def run_released_evaluation(
         ValueError: unreadable files, missing fields, or predictions and ground truth that do
             not match in people or joints (message names both files and shapes).
     """
-    gt, missing, normalizer, headboxes = evaluation_io.load_ground_truth(
+    gt, missing, normalizer, headboxes = formats.load_ground_truth(
         ground_truth, num_joints=joint_set.num_joints
     )
-    preds = evaluation_io.load_predictions(predictions, num_joints=joint_set.num_joints)
+    preds = formats.load_predictions(predictions, num_joints=joint_set.num_joints)
     if preds.shape != gt.shape:
         raise ValueError(
             f"{predictions} has predictions for {preds.shape[0]} people x {preds.shape[1]} "
             f"joints but {ground_truth} has {gt.shape[0]} x {gt.shape[1]}"
         )
     if posehg_label_filter:
-        missing = missing | metrics.posehg_label_missing(gt)
+        missing = missing | pck.posehg_label_missing(gt)
     normalizer_source = (
         "0.6 x head-box diagonal (headboxes_src)" if headboxes is not None else "'normalize' field"
     )
@@ -149,9 +149,9 @@ class _SavedModelHeatmaps:
     output_names = ["heatmaps_1"]
 
     def __init__(self, path):
-        from stacked_hourglass import predict_lib
+        from stacked_hourglass.serving import client
 
-        self.serving = predict_lib.load_serving_model(path)
+        self.serving = client.load_serving_model(path)
         # The signature leaves the spatial size open (it checks it in the graph): read it from
         # the export's assets/joints.json.
         self.input_size = int(self.serving.metadata["input_size"])
@@ -163,13 +163,13 @@ class _SavedModelHeatmaps:
 
 def load_model_for_evaluation(model_dir: str | None, saved_model: str | None):
     """(callable model, input_size) from a training directory or an exported SavedModel."""
-    from stacked_hourglass import training
+    from stacked_hourglass.training.trainer import trainer
 
     if bool(model_dir) == bool(saved_model):
         raise ValueError("Give exactly one of --model_dir and --saved_model")
     if model_dir:
-        model_config, _, _ = training.load_configs(model_dir)
-        return training.load_trained_model(model_dir), model_config.input_size
+        model_config, _, _ = trainer.load_configs(model_dir)
+        return trainer.load_trained_model(model_dir), model_config.input_size
     model = _SavedModelHeatmaps(saved_model)
     return model, model.input_size
 
@@ -197,7 +197,8 @@ def run_model_evaluation(
     Raises:
         ValueError / FileNotFoundError: bad paths or records (message names them).
     """
-    from stacked_hourglass import inference, pipeline
+    from stacked_hourglass.data import pipeline
+    from stacked_hourglass.model import inference
 
     if not data:
         raise ValueError("--data (a TFRecord glob) is required with --model_dir/--saved_model")
@@ -237,7 +238,7 @@ def run_model_evaluation(
         sources=source,
     )
     if output_dir:
-        path = evaluation_io.write_predictions_h5(
+        path = formats.write_predictions_h5(
             Path(output_dir) / f"{name}.preds.h5",
             result["preds"],
             coordinate_base=0,

@@ -19,7 +19,8 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
-from stacked_hourglass import features, joints
+from stacked_hourglass import joints
+from stacked_hourglass.data import features
 
 _STATUS_COLOURS = {features.VISIBLE: "lime", features.OCCLUDED: "orange"}
 

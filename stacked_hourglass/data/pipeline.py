@@ -11,7 +11,8 @@ import dataclasses
 
 import tensorflow as tf
 
-from stacked_hourglass import features, joints, transforms
+from stacked_hourglass import joints
+from stacked_hourglass.data import features, geometry
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,14 +86,14 @@ def augmentation_matrix(record, seed, config: DataConfig):
     Returns:
         (matrix float32 [3, 3] original pixels -> crop pixels, mirrored bool []).
     """
-    angle, factor, mirrored = transforms.sample_augmentation(
+    angle, factor, mirrored = geometry.sample_augmentation(
         seed,
         rotation=config.rotation,
         rotation_prob=config.rotation_prob,
         scale=config.scale,
         flip=config.flip,
     )
-    matrix = transforms.crop_matrix(
+    matrix = geometry.crop_matrix(
         record[features.CENTER],
         record[features.SCALE] * factor,
         config.input_size,
@@ -116,19 +117,19 @@ def make_training_example(record, seed, config: DataConfig):
     joint_set = config.joint_set
     aug_seed, jitter_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
     matrix, mirrored = augmentation_matrix(record, aug_seed, config)
-    image = transforms.warp_image(
+    image = geometry.warp_image(
         decode_image(record[features.IMAGE_ENCODED]), matrix, config.input_size
     )
     if config.color_jitter > 0:
-        image = transforms.color_jitter(image, jitter_seed, config.color_jitter)
-    keypoints = transforms.apply_affine(matrix, record[features.KEYPOINTS])
+        image = geometry.color_jitter(image, jitter_seed, config.color_jitter)
+    keypoints = geometry.apply_affine(matrix, record[features.KEYPOINTS])
     valid = _valid_joints(record)
     # After a mirror, the person's left joints lie where the right ones were: swap channels.
     perm = tf.constant(joint_set.flip_permutation())
     keypoints = tf.where(mirrored, tf.gather(keypoints, perm), keypoints)
     valid = tf.where(mirrored, tf.gather(valid, perm), valid)
-    keypoints = transforms.crop_to_heatmap(keypoints, config.input_size, config.heatmap_size)
-    heatmaps = transforms.render_heatmaps(keypoints, valid, config.heatmap_size, config.sigma)
+    keypoints = geometry.crop_to_heatmap(keypoints, config.input_size, config.heatmap_size)
+    heatmaps = geometry.render_heatmaps(keypoints, valid, config.heatmap_size, config.sigma)
     return image, heatmaps
 
 
@@ -140,14 +141,14 @@ def make_eval_example(record, config: DataConfig):
         [K, 2] original pixels, "status" [K], "normalizer" [], "center" [2], "scale" [],
         "index" [], "person" [], "heatmaps" [H, H, K] unaugmented targets).
     """
-    matrix = transforms.crop_matrix(
+    matrix = geometry.crop_matrix(
         record[features.CENTER], record[features.SCALE], config.input_size
     )
-    image = transforms.warp_image(
+    image = geometry.warp_image(
         decode_image(record[features.IMAGE_ENCODED]), matrix, config.input_size
     )
-    keypoints_hm = transforms.crop_to_heatmap(
-        transforms.apply_affine(matrix, record[features.KEYPOINTS]),
+    keypoints_hm = geometry.crop_to_heatmap(
+        geometry.apply_affine(matrix, record[features.KEYPOINTS]),
         config.input_size,
         config.heatmap_size,
     )
@@ -160,7 +161,7 @@ def make_eval_example(record, config: DataConfig):
         "scale": record[features.SCALE],
         "index": record[features.SOURCE_INDEX],
         "person": record[features.SOURCE_PERSON],
-        "heatmaps": transforms.render_heatmaps(
+        "heatmaps": geometry.render_heatmaps(
             keypoints_hm, _valid_joints(record), config.heatmap_size, config.sigma
         ),
     }

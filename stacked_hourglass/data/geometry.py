@@ -19,7 +19,7 @@ import math
 
 import tensorflow as tf
 
-from stacked_hourglass import features
+from stacked_hourglass.data import features
 
 _EPS = 1e-6
 

@@ -1,1 +1,0 @@
-"""Readers of annotation formats (MPII, FLIC) and the synthetic people generator."""
