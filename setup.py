@@ -15,6 +15,9 @@ setuptools.setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
     packages=setuptools.find_packages(include=["stacked_hourglass", "stacked_hourglass.*"]),
+    # The training configs travel with the package (importlib.resources), so the demo and
+    # `--flagfile` work from an installed copy too; the checkout's configs/ links to them.
+    package_data={"stacked_hourglass": ["configs/*.flags"]},
     install_requires=[
         "tensorflow==2.21.*",
         "keras>=3.10,<4",
@@ -26,6 +29,11 @@ setuptools.setup(
         "tensorboard>=2.20,<3",
     ],
     extras_require={
-        "dev": ["pytest>=8,<10", "ruff>=0.6,<1"],
+        "dev": [
+            "pytest>=8,<10",
+            "ruff>=0.6,<1",
+            "import-linter>=2.1,<3",
+            "hypothesis>=6.100,<7",
+        ],
     },
 )

@@ -25,105 +25,92 @@ NAME.preds.h5 in pose-hg's layout, 1-based, rows in source order):
 
 from __future__ import annotations
 
-import sys
+from absl import flags
 
-from absl import app, flags
-
-from stacked_hourglass.evaluation import report
-from stacked_hourglass.joints import get_joint_set
-
-# Released-predictions mode.
-_PREDICTIONS = flags.DEFINE_string(
-    "predictions", None, "Prediction file (.h5 or .mat with `preds`); selects released mode."
-)
-_GROUND_TRUTH = flags.DEFINE_string(
-    "ground_truth",
-    None,
-    "Ground-truth file: detections_our_format.mat or a pose-hg .h5 (valid.h5).",
-)
-_POSEHG_LABEL_FILTER = flags.DEFINE_boolean(
-    "posehg_label_filter",
-    False,
-    "Also skip ground-truth labels with x <= 1 or y <= 1, as pose-hg's calcDists does.",
-)
-# Model mode.
-_MODEL_DIR = flags.DEFINE_string("model_dir", None, "Training directory with checkpoints.")
-_SAVED_MODEL = flags.DEFINE_string("saved_model", None, "Exported SavedModel directory.")
-_DATA = flags.DEFINE_string("data", None, "TFRecord glob of the evaluation split.")
-_FLIP_TEST = flags.DEFINE_boolean(
-    "flip_test", False, "Average with the heatmaps of the flipped image."
-)
-_BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Evaluation batch size.", lower_bound=1)
-# Shared.
-_OUTPUT_DIR = flags.DEFINE_string(
-    "output_dir",
-    None,
-    "Where to write NAME.pck.json and NAME.pck_curves.png; unset: print only, write nothing.",
-)
-_DATASET = flags.DEFINE_enum(
-    "dataset",
-    None,
-    ["mpii", "flic", "synthetic"],
-    "Joint set of the predictions; default mpii, or the model_dir's training dataset.",
-)
-_HEAD = flags.DEFINE_enum(
-    "head",
-    "head_top",
-    ["head_top", "neck_and_top"],
-    "MPII 'Head' column: head_top (HRNet/mmpose/bearpaw) or the mean of upper_neck and head_top "
-    "(MPII's own evaluation, pose-hg).",
-)
-_THRESHOLD = flags.DEFINE_float(
-    "threshold", None, "PCK threshold; default the dataset's (0.5 MPII PCKh, 0.2 FLIC PCK)."
-)
+from stacked_hourglass.joints import JOINT_SET_NAMES, get_joint_set
+from stacked_hourglass.utils import cli
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    if _PREDICTIONS.value:
-        joint_set = get_joint_set(_DATASET.value or "mpii")
-        if not _GROUND_TRUTH.value:
-            raise app.UsageError("--predictions needs --ground_truth")
-        try:
-            report.run_released_evaluation(
-                _PREDICTIONS.value,
-                _GROUND_TRUTH.value,
-                joint_set=joint_set,
-                head=_HEAD.value,
-                threshold=_THRESHOLD.value,
-                output_dir=_OUTPUT_DIR.value,
-                posehg_label_filter=_POSEHG_LABEL_FILTER.value,
-            )
-        except ValueError as e:
-            # Bad input: one line naming the file and the problem, non-zero exit (DESIGN.md §4).
-            print(f"evaluate: error: {' '.join(str(e).split())}", file=sys.stderr)
-            return 1
-        return 0
-    try:
-        dataset = _DATASET.value
-        if dataset is None:
-            from stacked_hourglass import training  # TensorFlow: model mode only.
+def define_flags(fv: flags.FlagValues) -> None:
+    def string(name, help_text):
+        flags.DEFINE_string(name, None, help_text, flag_values=fv)
 
-            dataset = (
-                training.load_configs(_MODEL_DIR.value)[1].dataset if _MODEL_DIR.value else "mpii"
-            )
-        report.run_model_evaluation(
-            model_dir=_MODEL_DIR.value,
-            saved_model=_SAVED_MODEL.value,
-            data=_DATA.value,
-            flip_test=_FLIP_TEST.value,
-            batch_size=_BATCH_SIZE.value,
-            joint_set=get_joint_set(dataset),
-            head=_HEAD.value,
-            threshold=_THRESHOLD.value,
-            output_dir=_OUTPUT_DIR.value,
+    # Released-predictions mode.
+    string("predictions", "Prediction file (.h5 or .mat with `preds`); selects released mode.")
+    string("ground_truth", "Ground-truth file: detections_our_format.mat or a pose-hg .h5.")
+    flags.DEFINE_boolean(
+        "posehg_label_filter",
+        False,
+        "Also skip ground-truth labels with x <= 1 or y <= 1, as pose-hg's calcDists does.",
+        flag_values=fv,
+    )
+    # Model mode.
+    string("model_dir", "Training (or weight-import) directory.")
+    string("saved_model", "Exported SavedModel directory (or its versioned base).")
+    string("data", "TFRecord glob of the evaluation split.")
+    flags.DEFINE_boolean(
+        "flip_test", False, "Average with the heatmaps of the flipped image.", flag_values=fv
+    )
+    flags.DEFINE_integer("batch_size", 32, "Evaluation batch size.", lower_bound=1, flag_values=fv)
+    # Shared.
+    string("output_dir", "Where NAME.pck.json and NAME.pck_curves.png go; unset: print only.")
+    flags.DEFINE_enum(
+        "dataset",
+        None,
+        list(JOINT_SET_NAMES),
+        "Joint set of the predictions; default mpii, or the model_dir's training dataset.",
+        flag_values=fv,
+    )
+    flags.DEFINE_enum(
+        "head",
+        "head_top",
+        ["head_top", "neck_and_top"],
+        "MPII 'Head' column: head_top (HRNet/mmpose/bearpaw) or the mean of upper_neck and "
+        "head_top (MPII's own evaluation, pose-hg).",
+        flag_values=fv,
+    )
+    flags.DEFINE_float(
+        "threshold", None, "PCK threshold; default the dataset's (0.5 PCKh, 0.2 FLIC PCK).",
+        flag_values=fv,
+    )  # fmt: skip
+
+
+def run(fv: flags.FlagValues) -> None:
+    common = {"head": fv["head"].value, "threshold": fv["threshold"].value,
+              "output_dir": fv["output_dir"].value}  # fmt: skip
+    if fv["predictions"].value:
+        from stacked_hourglass.evaluation import released  # numpy only: no TF start-up
+
+        cli.require(fv, "ground_truth")
+        released.run_released_evaluation(
+            fv["predictions"].value,
+            fv["ground_truth"].value,
+            joint_set=get_joint_set(fv["dataset"].value or "mpii"),
+            posehg_label_filter=fv["posehg_label_filter"].value,
+            **common,
         )
-    except (ValueError, FileNotFoundError, OSError) as e:
-        print(f"evaluate: error: {' '.join(str(e).split())}", file=sys.stderr)
-        return 1
-    return 0
+        return
+    from stacked_hourglass import run_dir
+    from stacked_hourglass.evaluation import model_eval
+
+    dataset = fv["dataset"].value
+    if dataset is None:
+        model_dir = fv["model_dir"].value
+        dataset = run_dir.load_config(model_dir).data.dataset if model_dir else "mpii"
+    model_eval.run_model_evaluation(
+        model_dir=fv["model_dir"].value,
+        saved_model=fv["saved_model"].value,
+        data=fv["data"].value,
+        flip_test=fv["flip_test"].value,
+        batch_size=fv["batch_size"].value,
+        joint_set=get_joint_set(dataset),
+        **common,
+    )
+
+
+def main(argv=None) -> int:
+    return cli.main("evaluate", define_flags, run, argv, __doc__)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    raise SystemExit(main())

@@ -214,6 +214,7 @@ FLIC = JointSet(
 )
 
 _JOINT_SETS = {js.name: js for js in (MPII, FLIC, SYNTHETIC)}
+JOINT_SET_NAMES = tuple(_JOINT_SETS)
 
 
 def get_joint_set(name: str) -> JointSet:

@@ -12,26 +12,24 @@ line on bad input (missing file, not an image, bad or outside box).
 from __future__ import annotations
 
 import os
-import sys
 
-from absl import app, flags
+from absl import flags
 
-_SAVED_MODEL = flags.DEFINE_string(
-    "saved_model", None, "SavedModel version dir, or an export dir (its highest version is used)."
-)
-_IMAGE = flags.DEFINE_string(
-    "image", None, "Image file(s), comma-separated, or a directory of .jpg/.png/.bmp/.gif files."
-)
-_BOX = flags.DEFINE_string(
-    "box", None, "Person box x1,y1,x2,y2 in original pixels (default: the whole image)."
-)
-_OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where NAME.json and NAME.png go.")
-flags.mark_flags_as_required(["saved_model", "image", "output_dir"])
+from stacked_hourglass.utils import cli
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+def define_flags(fv: flags.FlagValues) -> None:
+    for name, help_text in (
+        ("saved_model", "SavedModel version dir, or an export dir (its highest version)."),
+        ("image", "Image file(s), comma-separated, or a directory of .jpg/.png/.bmp/.gif."),
+        ("box", "Person box x1,y1,x2,y2 in original pixels (default: the whole image)."),
+        ("output_dir", "Where NAME.json and NAME.png go."),
+    ):
+        flags.DEFINE_string(name, None, help_text, flag_values=fv)
+
+
+def run(fv: flags.FlagValues) -> int:
+    cli.require(fv, "saved_model", "image", "output_dir")
     # TF's per-call C++ warnings (e.g. "Local rendezvous is aborting" on a failed assertion)
     # would bury the one-line error; the user can still ask for them.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -40,22 +38,26 @@ def main(argv):
 
     from stacked_hourglass.serving import client
 
+    box = client.parse_box(fv["box"].value)
+    paths = client.list_images(fv["image"].value)
+    names = client.output_names(paths)
+    model = client.load_serving_model(fv["saved_model"].value)
     try:
-        box = client.parse_box(_BOX.value)
-        paths = client.list_images(_IMAGE.value)
-        names = client.output_names(paths)
-        model = client.load_serving_model(_SAVED_MODEL.value)
         predictions = client.predict_files(model, paths, box)
     except tf.errors.InvalidArgumentError as e:
-        sys.exit(f"error: {e.message}")
-    except (FileNotFoundError, ValueError) as e:
-        sys.exit(f"error: {e}")
+        raise ValueError(e.message) from None
+    output_dir = fv["output_dir"].value
     for prediction, name in zip(predictions, names, strict=True):
         print(client.format_table(model, prediction))
-        json_path, png_path = client.write_prediction(model, prediction, _OUTPUT_DIR.value, name)
+        json_path, png_path = client.write_prediction(model, prediction, output_dir, name)
         print(f"  wrote {json_path} and {png_path}")
-    print(f"{len(predictions)} image(s) -> {os.path.abspath(_OUTPUT_DIR.value)}")
+    print(f"{len(predictions)} image(s) -> {os.path.abspath(output_dir)}")
+    return 0
+
+
+def main(argv=None) -> int:
+    return cli.main("predict", define_flags, run, argv, __doc__)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    raise SystemExit(main())

@@ -1,4 +1,4 @@
-"""Crop geometry, augmentation and heatmap encoding/decoding, in pure TensorFlow.
+"""Crop geometry and augmentation, in pure TensorFlow (heatmaps: see `codec`).
 
 Coordinate convention (everywhere in this package): 0-based pixel coordinates, (x, y) order, with
 integer values at pixel centres; the image spans [-0.5, W - 0.5] x [-0.5, H - 0.5].
@@ -106,109 +106,6 @@ def warp_image(image, matrix, output_size: int):
         fill_mode="CONSTANT",
     )
     return warped if batched else warped[0]
-
-
-def crop_to_heatmap(points, input_size: int, heatmap_size: int):
-    """Crop pixels -> heatmap pixels (the two grids cover the same square)."""
-    ratio = heatmap_size / input_size
-    return (tf.convert_to_tensor(points, tf.float32) + 0.5) * ratio - 0.5
-
-
-def heatmap_to_crop(points, input_size: int, heatmap_size: int):
-    """Heatmap pixels -> crop pixels."""
-    ratio = input_size / heatmap_size
-    return (tf.convert_to_tensor(points, tf.float32) + 0.5) * ratio - 0.5
-
-
-def render_heatmaps(keypoints, valid, heatmap_size: int, sigma: float = 1.0):
-    """Gaussian target heatmaps, one channel per joint.
-
-    Each channel is exp(-|p - k|² / 2σ²) sampled at the pixel centres, with k the joint's
-    sub-pixel location (peak 1 when k is on a pixel centre). Joints that are not valid or whose
-    location lies outside the heatmap square get an all-zero channel (still supervised).
-
-    Args:
-        keypoints: float [..., K, 2] (x, y) in heatmap pixels.
-        valid: bool [..., K].
-        heatmap_size: H = W of the heatmaps.
-        sigma: Gaussian standard deviation in heatmap pixels (paper: 1).
-
-    Returns:
-        float32 [..., H, W, K].
-    """
-    keypoints = tf.convert_to_tensor(keypoints, tf.float32)
-    inside = tf.reduce_all(
-        (keypoints >= -0.5) & (keypoints <= heatmap_size - 0.5), axis=-1
-    ) & tf.convert_to_tensor(valid, tf.bool)
-    grid = tf.range(heatmap_size, dtype=tf.float32)
-    kx = keypoints[..., None, None, :, 0]  # [..., 1, 1, K]
-    ky = keypoints[..., None, None, :, 1]
-    dx2 = tf.square(grid[None, :, None] - kx)  # [..., 1, W, K]
-    dy2 = tf.square(grid[:, None, None] - ky)  # [..., H, 1, K]
-    heatmaps = tf.exp(-(dx2 + dy2) / (2.0 * sigma * sigma))
-    return heatmaps * tf.cast(inside, tf.float32)[..., None, None, :]
-
-
-def decode_heatmaps(heatmaps):
-    """Joint locations from heatmaps: argmax plus a quarter-pixel shift (paper §3.4).
-
-    The argmax is moved 0.25 px toward the higher of its two neighbours, separately in x and in
-    y (no shift on the border, where a neighbour is missing).
-
-    Args:
-        heatmaps: float [B, H, W, K].
-
-    Returns:
-        (coords float32 [B, K, 2] (x, y) in heatmap pixels, scores float32 [B, K] = peak value).
-    """
-    heatmaps = tf.convert_to_tensor(heatmaps, tf.float32)
-    shape = tf.shape(heatmaps)
-    b, h, w, k = shape[0], shape[1], shape[2], shape[3]
-    flat = tf.reshape(tf.transpose(heatmaps, [0, 3, 1, 2]), [b, k, h * w])
-    index = tf.argmax(flat, axis=-1, output_type=tf.int32)
-    scores = tf.reduce_max(flat, axis=-1)
-    y, x = index // w, index % w
-
-    def value_at(yy, xx):
-        yy = tf.clip_by_value(yy, 0, h - 1)
-        xx = tf.clip_by_value(xx, 0, w - 1)
-        return tf.gather(flat, yy * w + xx, batch_dims=2)
-
-    def shift(lo_y, lo_x, hi_y, hi_x, has_neighbours):
-        step = 0.25 * tf.sign(value_at(hi_y, hi_x) - value_at(lo_y, lo_x))
-        return tf.where(has_neighbours, step, 0.0)
-
-    dx = shift(y, x - 1, y, x + 1, (x > 0) & (x < w - 1))
-    dy = shift(y - 1, x, y + 1, x, (y > 0) & (y < h - 1))
-    coords = tf.stack([tf.cast(x, tf.float32) + dx, tf.cast(y, tf.float32) + dy], axis=-1)
-    return coords, scores
-
-
-def flip_heatmaps(heatmaps, flip_permutation):
-    """Mirrors heatmaps left-right and swaps left/right joint channels back.
-
-    Used for the flip test: heatmaps predicted on a mirrored crop, after this, align with the
-    heatmaps of the unmirrored crop.
-
-    Args:
-        heatmaps: float [B, H, W, K].
-        flip_permutation: `JointSet.flip_permutation()`.
-    """
-    return tf.gather(tf.reverse(heatmaps, axis=[2]), flip_permutation, axis=3)
-
-
-def heatmap_to_original(coords, matrix, input_size: int, heatmap_size: int):
-    """Back-projects heatmap coordinates to original-image pixels.
-
-    Args:
-        coords: float [B, K, 2] in heatmap pixels.
-        matrix: [B, 3, 3] original -> crop matrices used to make the crops.
-
-    Returns:
-        float32 [B, K, 2] (x, y) in original pixels, 0-based.
-    """
-    crop_points = heatmap_to_crop(coords, input_size, heatmap_size)
-    return apply_affine(invert_affine(matrix), crop_points)
 
 
 def sample_augmentation(

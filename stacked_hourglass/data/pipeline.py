@@ -7,51 +7,11 @@ Evaluation: the same crop without augmentation, keeping what scoring needs.
 
 from __future__ import annotations
 
-import dataclasses
-
 import tensorflow as tf
 
-from stacked_hourglass import joints
+from stacked_hourglass.config import DataConfig
 from stacked_hourglass.data import features, geometry
-
-
-@dataclasses.dataclass(frozen=True)
-class DataConfig:
-    """Input pipeline settings.
-
-    Attributes:
-        dataset: joint set name ("mpii", "flic", "synthetic").
-        train_files: glob(s) of training TFRecord shards, comma-separated.
-        valid_files: glob(s) of validation shards, comma-separated.
-        input_size: network input side (crop resolution).
-        heatmap_size: heatmap side (input_size / 4 for the hourglass network).
-        sigma: target Gaussian sigma in heatmap pixels.
-        rotation: max rotation in degrees (0 disables).
-        rotation_prob: probability that a sample is rotated.
-        scale: scale jitter, factor in [1 - scale, 1 + scale] (0 disables).
-        flip: mirror half the samples with left/right joint swap.
-        color_jitter: per-channel factor in [1 - c, 1 + c] (0 disables).
-        shuffle_buffer: examples in the shuffle buffer.
-        seed: seed of shuffling and augmentation.
-    """
-
-    dataset: str = "mpii"
-    train_files: str = "tfrecords/mpii/train-*.tfrecord"
-    valid_files: str = "tfrecords/mpii/valid-*.tfrecord"
-    input_size: int = 256
-    heatmap_size: int = 64
-    sigma: float = 1.0
-    rotation: float = 30.0
-    rotation_prob: float = 0.4
-    scale: float = 0.25
-    flip: bool = True
-    color_jitter: float = 0.4
-    shuffle_buffer: int = 1024
-    seed: int = 0
-
-    @property
-    def joint_set(self) -> joints.JointSet:
-        return joints.get_joint_set(self.dataset)
+from stacked_hourglass.data.codec import HeatmapCodec
 
 
 def list_files(patterns: str) -> list[str]:
@@ -75,13 +35,14 @@ def _valid_joints(record):
     return record[features.KEYPOINT_STATUS] > features.NOT_ANNOTATED
 
 
-def augmentation_matrix(record, seed, config: DataConfig):
+def augmentation_matrix(record, seed, config: DataConfig, input_size: int):
     """The sample's crop matrix with its random rotation, scale and flip.
 
     Args:
         record: output of `features.parse_example`.
         seed: [2] stateless seed of the geometric augmentation.
-        config: `DataConfig`.
+        config: `DataConfig` (augmentation ranges).
+        input_size: crop side S.
 
     Returns:
         (matrix float32 [3, 3] original pixels -> crop pixels, mirrored bool []).
@@ -90,35 +51,36 @@ def augmentation_matrix(record, seed, config: DataConfig):
         seed,
         rotation=config.rotation,
         rotation_prob=config.rotation_prob,
-        scale=config.scale,
+        scale=config.scale_aug,
         flip=config.flip,
     )
     matrix = geometry.crop_matrix(
         record[features.CENTER],
         record[features.SCALE] * factor,
-        config.input_size,
+        input_size,
         rotation=angle,
         flip=mirrored,
     )
     return matrix, mirrored
 
 
-def make_training_example(record, seed, config: DataConfig):
+def make_training_example(record, seed, config: DataConfig, codec: HeatmapCodec):
     """One augmented crop and its target heatmaps from a parsed record.
 
     Args:
         record: output of `features.parse_example`.
         seed: [2] stateless seed for this sample.
         config: `DataConfig`.
+        codec: crop size and target encoding.
 
     Returns:
         (image float32 [S, S, 3] in [0, 1], heatmaps float32 [H, H, K]).
     """
     joint_set = config.joint_set
     aug_seed, jitter_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-    matrix, mirrored = augmentation_matrix(record, aug_seed, config)
+    matrix, mirrored = augmentation_matrix(record, aug_seed, config, codec.input_size)
     image = geometry.warp_image(
-        decode_image(record[features.IMAGE_ENCODED]), matrix, config.input_size
+        decode_image(record[features.IMAGE_ENCODED]), matrix, codec.input_size
     )
     if config.color_jitter > 0:
         image = geometry.color_jitter(image, jitter_seed, config.color_jitter)
@@ -128,12 +90,10 @@ def make_training_example(record, seed, config: DataConfig):
     perm = tf.constant(joint_set.flip_permutation())
     keypoints = tf.where(mirrored, tf.gather(keypoints, perm), keypoints)
     valid = tf.where(mirrored, tf.gather(valid, perm), valid)
-    keypoints = geometry.crop_to_heatmap(keypoints, config.input_size, config.heatmap_size)
-    heatmaps = geometry.render_heatmaps(keypoints, valid, config.heatmap_size, config.sigma)
-    return image, heatmaps
+    return image, codec.encode(keypoints, valid)
 
 
-def make_eval_example(record, config: DataConfig):
+def make_eval_example(record, codec: HeatmapCodec):
     """The unaugmented crop of a parsed record, with what scoring needs.
 
     Returns:
@@ -141,17 +101,11 @@ def make_eval_example(record, config: DataConfig):
         [K, 2] original pixels, "status" [K], "normalizer" [], "center" [2], "scale" [],
         "index" [], "person" [], "heatmaps" [H, H, K] unaugmented targets).
     """
-    matrix = geometry.crop_matrix(
-        record[features.CENTER], record[features.SCALE], config.input_size
-    )
+    matrix = geometry.crop_matrix(record[features.CENTER], record[features.SCALE], codec.input_size)
     image = geometry.warp_image(
-        decode_image(record[features.IMAGE_ENCODED]), matrix, config.input_size
+        decode_image(record[features.IMAGE_ENCODED]), matrix, codec.input_size
     )
-    keypoints_hm = geometry.crop_to_heatmap(
-        geometry.apply_affine(matrix, record[features.KEYPOINTS]),
-        config.input_size,
-        config.heatmap_size,
-    )
+    crop_keypoints = geometry.apply_affine(matrix, record[features.KEYPOINTS])
     info = {
         "matrix": matrix,
         "keypoints": record[features.KEYPOINTS],
@@ -161,9 +115,7 @@ def make_eval_example(record, config: DataConfig):
         "scale": record[features.SCALE],
         "index": record[features.SOURCE_INDEX],
         "person": record[features.SOURCE_PERSON],
-        "heatmaps": geometry.render_heatmaps(
-            keypoints_hm, _valid_joints(record), config.heatmap_size, config.sigma
-        ),
+        "heatmaps": codec.encode(crop_keypoints, _valid_joints(record)),
     }
     return image, info
 
@@ -180,16 +132,20 @@ def _shard_files(files, input_context):
 
 def make_train_dataset(
     config: DataConfig,
+    codec: HeatmapCodec,
     batch_size: int,
     output_names: list[str],
+    seed: int = 0,
     input_context: tf.distribute.InputContext | None = None,
 ) -> tf.data.Dataset:
     """Infinite shuffled, augmented batches for `model.fit`.
 
     Args:
         config: `DataConfig`.
+        codec: crop size and target encoding.
         batch_size: the global batch size; divided per replica when `input_context` is given.
         output_names: model output names; every output gets the same target heatmaps.
+        seed: seed of the file order, the shuffle and the augmentation.
         input_context: from `strategy.distribute_datasets_from_function`; shards files per
             input pipeline (worker).
 
@@ -200,7 +156,7 @@ def make_train_dataset(
     if input_context is not None:
         batch_size = input_context.get_per_replica_batch_size(batch_size)
     ds, shard_records = _shard_files(files, input_context)
-    ds = ds.shuffle(len(files), seed=config.seed, reshuffle_each_iteration=True).repeat()
+    ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True).repeat()
     ds = ds.interleave(
         tf.data.TFRecordDataset,
         cycle_length=min(len(files), 8),
@@ -209,15 +165,15 @@ def make_train_dataset(
     )
     if shard_records:
         ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
-    ds = ds.shuffle(config.shuffle_buffer, seed=config.seed)
+    ds = ds.shuffle(config.shuffle_buffer, seed=seed)
     # Per-sample stateless seeds make the augmentation reproducible for a given record order.
-    seeds = tf.data.Dataset.random(seed=config.seed).batch(2)
+    seeds = tf.data.Dataset.random(seed=seed).batch(2)
     ds = tf.data.Dataset.zip((ds, seeds))
     num_joints = config.joint_set.num_joints
 
-    def prepare(serialized, seed):
+    def prepare(serialized, sample_seed):
         record = features.parse_example(serialized, num_joints)
-        return make_training_example(record, seed, config)
+        return make_training_example(record, sample_seed, config, codec)
 
     ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
     ds = ds.batch(batch_size, drop_remainder=True)
@@ -228,13 +184,14 @@ def make_train_dataset(
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def make_eval_dataset(files: str | list[str], config: DataConfig, batch_size: int):
+def make_eval_dataset(
+    files: str | list[str], num_joints: int, codec: HeatmapCodec, batch_size: int
+):
     """Unaugmented, ordered batches (image, info) for evaluation; see `make_eval_example`."""
     file_list = list_files(files) if isinstance(files, str) else list(files)
-    num_joints = config.joint_set.num_joints
     ds = tf.data.TFRecordDataset(file_list)
     ds = ds.map(
-        lambda s: make_eval_example(features.parse_example(s, num_joints), config),
+        lambda s: make_eval_example(features.parse_example(s, num_joints), codec),
         num_parallel_calls=tf.data.AUTOTUNE,
     )
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)

@@ -1,4 +1,4 @@
-"""The stacked hourglass network (Newell, Yang, Deng, ECCV 2016) as a Keras functional model.
+"""The stacked hourglass network (Newell, Yang, Deng, ECCV 2016) as a Keras model.
 
 Layout follows the paper and the reference implementation (umich-vl/pose-hg-train `hg.lua`):
 
@@ -12,91 +12,29 @@ Every stack has its own weights; every stack's heatmaps are a named model output
 (intermediate supervision). With `intermediate_supervision=False` only the last stack's heatmaps
 are an output: the network is the same, only the loss differs (the paper's ablation).
 
-Run `python -m stacked_hourglass.model --summary` for parameter and multiply-add counts.
+Layer names are stable (`stem_conv`, `hg2_d3_low1_conv2`, `stack1_heatmap_conv`, ...): weight
+import (`stacked_hourglass.weights`) and older checkpoints rely on them.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import re
-import time
 
 import keras
-import numpy as np
 from keras import layers
 
+from stacked_hourglass.config import ModelConfig, output_name
+
 _BN_MOMENTUM = 0.9  # Torch's SpatialBatchNormalization momentum 0.1 on the new statistic.
-_BN_EPSILON = 1e-5
+_BN_EPSILON = 1e-5  # Torch's default, and both PyTorch reference implementations'.
 
 
-@dataclasses.dataclass(frozen=True)
-class ModelConfig:
-    """Architecture hyper-parameters.
-
-    Attributes:
-        num_stacks: number of hourglass modules N (paper: 8).
-        num_features: channels F inside the hourglasses (paper: 256).
-        depth: hourglass recursion depth (paper: 4; 64x64 -> 4x4).
-        num_joints: heatmap channels K (MPII: 16, FLIC: 11).
-        input_size: square input side S in pixels (paper: 256); must be divisible by 4 * 2**depth.
-        intermediate_supervision: output every stack's heatmaps (True) or only the last (False).
-        sync_batch_norm: BatchNorm statistics over the global batch across replicas (TF
-            backend); without it each replica normalises with its own part of the batch.
-        num_modules: residual modules at every residual place of the hourglasses and heads
-            (pose-hg-train's nModules): the paper compares 2 stacks x 4 modules, 4 x 2 and 8 x 1
-            at the same total depth (§5.1, Fig. 8).
-    """
-
-    num_stacks: int = 8
-    num_features: int = 256
-    depth: int = 4
-    num_joints: int = 16
-    input_size: int = 256
-    intermediate_supervision: bool = True
-    sync_batch_norm: bool = False
-    num_modules: int = 1
-
-    def __post_init__(self):
-        for name in (
-            "num_stacks", "num_features", "depth", "num_joints", "input_size", "num_modules"
-        ):  # fmt: skip
-            value = getattr(self, name)
-            if not isinstance(value, int | np.integer) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if self.num_features % 2:
-            raise ValueError(
-                f"num_features must be even (bottleneck halves it), got {self.num_features}"
-            )
-        stride = 4 * 2**self.depth
-        if self.input_size % stride:
-            raise ValueError(
-                f"input_size must be divisible by 4 * 2**depth = {stride} so the hourglass "
-                f"resolutions stay integral, got input_size={self.input_size}, depth={self.depth}"
-            )
-
-    @property
-    def heatmap_size(self) -> int:
-        return self.input_size // 4
-
-    @property
-    def output_names(self) -> list[str]:
-        if self.intermediate_supervision:
-            return [output_name(i) for i in range(1, self.num_stacks + 1)]
-        return [output_name(self.num_stacks)]
-
-
-def output_name(stack: int) -> str:
-    """Name of the model output holding stack `stack`'s heatmaps (1-based)."""
-    return f"heatmaps_{stack}"
-
-
-def _conv(filters, kernel_size, name, strides=1):
+def _conv(filters, kernel_size, name, strides=1, padding="same"):
     return layers.Conv2D(
         filters,
         kernel_size,
         strides=strides,
-        padding="same",
+        padding=padding,
         # Torch's default (pose-hg-train): U(-1/sqrt(fan_in), 1/sqrt(fan_in)). He init makes the
         # summed residual streams and the first heatmaps large, and training starts slower.
         kernel_initializer=keras.initializers.VarianceScaling(1.0 / 3.0, "fan_in", "uniform"),
@@ -180,22 +118,33 @@ def apply_hourglass(
     return layers.Add(name=f"{name}_add")([up1, up2])
 
 
-def apply_stem(x, filters: int, sync_bn: bool = False):
-    """conv7x7/2 (64) + BN + ReLU -> residual(128) -> max-pool 2 -> residual(128) -> residual(F).
+def apply_stem(x, config: ModelConfig):
+    """conv7x7/2 + BN + ReLU -> residual -> max-pool 2 -> residual -> residual(F).
+
+    Channels are `config.stem_features` (paper: 64, 128, 128) and then F. The 7x7 stride-2
+    convolution pads 3 pixels on every side, as Torch does and as the paper's grid assumes
+    (TF's "same" would pad 2 before and 3 after on an even input, shifting every output by
+    one input pixel); `stem_padding="same"` keeps that for model directories trained with it.
 
     Args:
         x: [B, S, S, 3] image.
-        filters: F.
+        config: the model's config.
 
     Returns:
         [B, S/4, S/4, F].
     """
-    x = _conv(64, 7, "stem_conv", strides=2)(x)
-    x = layers.ReLU(name="stem_relu")(_bn("stem_bn", sync_bn)(x))
-    x = apply_residual(x, 128, "stem_res1", sync_bn)
+    conv_filters, res1_filters, res2_filters = config.stem_features
+    sync = config.sync_batch_norm
+    if config.stem_padding == "symmetric":
+        x = layers.ZeroPadding2D(3, name="stem_pad")(x)
+        x = _conv(conv_filters, 7, "stem_conv", strides=2, padding="valid")(x)
+    else:
+        x = _conv(conv_filters, 7, "stem_conv", strides=2)(x)
+    x = layers.ReLU(name="stem_relu")(_bn("stem_bn", sync)(x))
+    x = apply_residual(x, res1_filters, "stem_res1", sync)
     x = layers.MaxPooling2D(2, name="stem_pool")(x)
-    x = apply_residual(x, 128, "stem_res2", sync_bn)
-    return apply_residual(x, filters, "stem_res3", sync_bn)
+    x = apply_residual(x, res2_filters, "stem_res2", sync)
+    return apply_residual(x, config.num_features, "stem_res3", sync)
 
 
 def apply_stack_head(
@@ -214,23 +163,16 @@ def apply_stack_head(
     return features, heatmaps
 
 
-def build_model(config: ModelConfig | None = None, **overrides) -> keras.Model:
-    """Builds the stacked hourglass network.
-
-    Args:
-        config: a `ModelConfig`; fields may also be given (or overridden) as keyword arguments,
-            e.g. `build_model(num_stacks=2, num_features=64, input_size=64)`.
-
-    Returns:
-        A functional `keras.Model` named "stacked_hourglass" mapping a float image
-        [B, S, S, 3] (values in [0, 1]) to a dict {"heatmaps_i": [B, S/4, S/4, K]}; with
-        intermediate supervision every stack i = 1..N is an output, otherwise only i = N.
-        Outputs are float32 even under a mixed-precision policy.
-    """
-    config = dataclasses.replace(config or ModelConfig(), **overrides)
+def apply_stacked_hourglass(image, config: ModelConfig) -> dict:
+    """The whole network on a Keras input; returns the dict of supervised heatmap outputs."""
     f, k, sync = config.num_features, config.num_joints, config.sync_batch_norm
-    image = keras.Input((config.input_size, config.input_size, 3), name="image")
-    x = apply_stem(image, f, sync)
+    x = image
+    if any(config.input_mean):
+        # Imported networks expect a mean-subtracted input; in the model, so every consumer
+        # (evaluation, SavedModel, LiteRT) feeds the same [0, 1] crops.
+        offset = [-m for m in config.input_mean]
+        x = layers.Rescaling(1.0, offset=offset, name="input_normalization")(x)
+    x = apply_stem(x, config)
     outputs = {}
     for stack in range(1, config.num_stacks + 1):
         hg = apply_hourglass(x, config.depth, f, f"hg{stack}", sync, config.num_modules)
@@ -244,107 +186,69 @@ def build_model(config: ModelConfig | None = None, **overrides) -> keras.Model:
             merge_features = _conv(f, 1, f"stack{stack}_merge_features")(features)
             merge_heatmaps = _conv(f, 1, f"stack{stack}_merge_heatmaps")(heatmaps)
             x = layers.Add(name=f"stack{stack}_merge")([x, merge_features, merge_heatmaps])
-    return keras.Model(image, outputs, name="stacked_hourglass")
+    return outputs
 
 
-def config_from_model(model: keras.Model) -> ModelConfig:
-    """Recovers the `ModelConfig` of a model made by `build_model` (e.g. after loading)."""
-    size = model.input_shape[1]
-    outputs = model.output_names if hasattr(model, "output_names") else list(model.output)
-    stacks = sorted(int(n.rsplit("_", 1)[1]) for n in outputs if n.startswith("heatmaps_"))
-    num_stacks = max(stacks)
-    depth = sum(
-        1 for layer in model.layers if layer.name.startswith("hg1") and "pool" in layer.name
-    )
-    last = model.get_layer(output_name(num_stacks))
-    return ModelConfig(
-        num_stacks=num_stacks,
-        num_features=model.get_layer("stem_res3_conv3").filters,
-        depth=depth,
-        num_joints=last.output.shape[-1],
-        input_size=size,
-        intermediate_supervision=len(stacks) == num_stacks,
-        sync_batch_norm=model.get_layer("stem_bn").synchronized,
-        num_modules=sum(
-            1 for layer in model.layers if re.fullmatch(r"hg1_up1(_m\d+)?_add", layer.name)
-        ),
-    )
+@keras.saving.register_keras_serializable(package="stacked_hourglass")
+class StackedHourglass(keras.Model):
+    """The stacked hourglass network: image [B, S, S, 3] in [0, 1] -> {"heatmaps_i": [B, H, H, K]}.
 
+    A functional model (so `summary()`, layer access by name and weight files work as for any
+    functional model) whose constructor takes the `ModelConfig` fields, and whose `get_config`
+    returns them, so that `.keras` files rebuild the same architecture.
 
-def count_parameters(model: keras.Model) -> dict:
-    """Parameter counts: trainable, non-trainable (BatchNorm moving statistics) and total."""
-    trainable = int(sum(np.prod(w.shape) for w in model.trainable_weights))
-    non_trainable = int(sum(np.prod(w.shape) for w in model.non_trainable_weights))
-    return {
-        "trainable": trainable,
-        "non_trainable": non_trainable,
-        "total": trainable + non_trainable,
-    }
-
-
-def count_multiply_adds(model: keras.Model) -> int:
-    """Multiply-adds of one forward pass for one image, counted over the convolutions.
-
-    Convolutions dominate; BatchNorm, ReLU, pooling, upsampling and additions (a few multiply-adds
-    per activation) are left out, as in the usual FLOP counts of this network.
+    Args:
+        **fields: `ModelConfig` fields (e.g. `num_stacks=2, num_features=64, input_size=128`),
+            plus Keras's `name`, `trainable` and `dtype`.
     """
-    total = 0
-    for layer in model.layers:
-        if isinstance(layer, layers.Conv2D):
-            _, h, w, c_out = layer.output.shape
-            kh, kw = layer.kernel_size
-            c_in = layer.input.shape[-1]
-            total += h * w * c_out * kh * kw * c_in
-    return int(total)
+
+    def __init__(self, name: str = "stacked_hourglass", **fields):
+        keras_kwargs = {k: fields.pop(k) for k in ("trainable", "dtype") if k in fields}
+        try:
+            config = ModelConfig(**fields)
+        except TypeError as e:
+            raise ValueError(f"StackedHourglass: {e}") from None
+        image = keras.Input((config.input_size, config.input_size, 3), name="image")
+        outputs = apply_stacked_hourglass(image, config)
+        super().__init__(inputs=image, outputs=outputs, name=name, **keras_kwargs)
+        self.hourglass_config = config
+
+    def get_config(self) -> dict:
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            **dataclasses.asdict(self.hourglass_config),
+        }
+
+    @classmethod
+    def from_config(cls, config: dict) -> StackedHourglass:
+        config = dict(config)
+        config.pop("dtype", None)  # the policy is global (mixed precision), not per model
+        return cls(**config)
 
 
-def summarize(config: ModelConfig) -> dict:
-    """Builds a model and reports its size, cost, build time and first forward-pass time."""
-    start = time.perf_counter()
-    model = build_model(config)
-    built = time.perf_counter()
-    image = np.zeros((1, config.input_size, config.input_size, 3), np.float32)
-    model(image, training=False)
-    forward = time.perf_counter()
-    return {
-        "config": dataclasses.asdict(config),
-        "parameters": count_parameters(model),
-        "multiply_adds": count_multiply_adds(model),
-        "build_seconds": built - start,
-        "first_forward_seconds": forward - built,
-    }
+def build_model(config: ModelConfig | None = None, **overrides) -> StackedHourglass:
+    """Builds the stacked hourglass network.
+
+    Args:
+        config: a `ModelConfig`; fields may also be given (or overridden) as keyword arguments,
+            e.g. `build_model(num_stacks=2, num_features=64, input_size=64)`.
+
+    Returns:
+        A `StackedHourglass` mapping a float image [B, S, S, 3] (values in [0, 1]) to a dict
+        {"heatmaps_i": [B, S/4, S/4, K]}; with intermediate supervision every stack i = 1..N is
+        an output, otherwise only i = N. Outputs are float32 even under a mixed-precision policy.
+    """
+    config = dataclasses.replace(config or ModelConfig(), **overrides)
+    return StackedHourglass(**dataclasses.asdict(config))
 
 
-def main(argv=None):
-    # argparse rather than absl flags: this module is imported by the trainer, whose absl flags
-    # (e.g. --num_stacks) must not be declared twice.
-    parser = argparse.ArgumentParser(description="Size and cost of a stacked hourglass network.")
-    parser.add_argument("--summary", action="store_true", help="print size and cost (default)")
-    parser.add_argument("--layers", action="store_true", help="also print the Keras layer table")
-    defaults = ModelConfig()
-    int_fields = ("num_stacks", "num_features", "depth", "num_joints", "input_size", "num_modules")
-    for name in int_fields:
-        parser.add_argument(f"--{name}", type=int, default=getattr(defaults, name))
-    parser.add_argument("--supervise", choices=("all", "last"), default="all")
-    args = parser.parse_args(argv)
-    values = {name: getattr(args, name) for name in int_fields}
-    values["intermediate_supervision"] = args.supervise == "all"
-    config = ModelConfig(**values)
-    report = summarize(config)
-    if args.layers:
-        build_model(config).summary()
-    params = report["parameters"]
-    print(f"config: {report['config']}")
-    print(f"trainable parameters:     {params['trainable']:,} ({params['trainable'] / 1e6:.2f} M)")
-    print(f"non-trainable parameters: {params['non_trainable']:,} (BatchNorm moving statistics)")
-    print(f"total parameters:         {params['total']:,} ({params['total'] / 1e6:.2f} M)")
-    print(
-        f"multiply-adds per {config.input_size}x{config.input_size} image: "
-        f"{report['multiply_adds'] / 1e9:.2f} G"
-    )
-    print(f"build time: {report['build_seconds']:.2f} s")
-    print(f"first forward pass (batch 1): {report['first_forward_seconds']:.2f} s")
-
-
-if __name__ == "__main__":
-    main()
+def model_config(model: keras.Model) -> ModelConfig:
+    """The `ModelConfig` of a `StackedHourglass` (built here or loaded from a `.keras` file)."""
+    config = getattr(model, "hourglass_config", None)
+    if config is None:
+        raise ValueError(
+            f"{model.name!r} is a {type(model).__name__}, not a StackedHourglass; rebuild it with "
+            "build_model(...) and load its weights"
+        )
+    return config

@@ -1,16 +1,26 @@
 """From crops to keypoints in original pixels: the one prediction path.
 
-Evaluation, the training-time validation callback and the exported SavedModel all call these
-functions, so the numbers they report come from the same decoding.
+Validation during training, evaluation (of a Keras model or of an exported SavedModel) and the
+SavedModel's own graph all call these functions, so the numbers they report come from the same
+decoding (`data.codec.HeatmapCodec`).
+
+A *heatmaps function* maps crops float32 [B, S, S, 3] in [0, 1] to the last stack's heatmaps
+float32 [B, H, H, K]: `heatmaps_fn(model, flip_permutation)` makes one from a Keras model, and a
+SavedModel's `serving_image_tensor` signature is one too.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from stacked_hourglass.data import features, geometry
+from stacked_hourglass.data import features
+from stacked_hourglass.data.codec import HeatmapCodec
+
+HeatmapsFn = Callable[[tf.Tensor], tf.Tensor]
 
 
 def last_output_name(model: keras.Model) -> str:
@@ -25,8 +35,7 @@ def predict_heatmaps(model, images, flip_permutation=None):
     """Last-stack heatmaps of a batch of crops, optionally with the flip test.
 
     Args:
-        model: a stacked hourglass `keras.Model` (dict outputs `heatmaps_i`), or any callable
-            returning such a dict.
+        model: a stacked hourglass `keras.Model` (dict outputs `heatmaps_i`).
         images: float32 [B, S, S, 3] in [0, 1].
         flip_permutation: `JointSet.flip_permutation()` to average with the heatmaps of the
             mirrored crops (flip test); None for a single pass.
@@ -38,35 +47,24 @@ def predict_heatmaps(model, images, flip_permutation=None):
     heatmaps = model(images, training=False)[name]
     if flip_permutation is not None:
         mirrored = model(tf.reverse(images, axis=[2]), training=False)[name]
-        heatmaps = 0.5 * (heatmaps + geometry.flip_heatmaps(mirrored, flip_permutation))
+        heatmaps = 0.5 * (heatmaps + HeatmapCodec.flip(mirrored, flip_permutation))
     return tf.cast(heatmaps, tf.float32)
 
 
-def heatmaps_to_keypoints(heatmaps, matrices, input_size: int):
-    """Decodes heatmaps and maps the joints back to original pixels.
+def heatmaps_fn(model: keras.Model, flip_permutation=None) -> HeatmapsFn:
+    """A heatmaps function of a Keras model (see the module docstring)."""
+    return lambda images: predict_heatmaps(model, images, flip_permutation)
+
+
+def predict_dataset(
+    heatmaps: HeatmapsFn, dataset, codec: HeatmapCodec, max_batches: int | None = None
+) -> dict:
+    """Runs a heatmaps function over an evaluation dataset (`pipeline.make_eval_dataset`).
 
     Args:
-        heatmaps: float32 [B, H, H, K].
-        matrices: float32 [B, 3, 3], original -> crop (from `geometry.crop_matrix`).
-        input_size: crop side S.
-
-    Returns:
-        (keypoints float32 [B, K, 2] (x, y) 0-based original pixels, scores float32 [B, K]).
-    """
-    coords, scores = geometry.decode_heatmaps(heatmaps)
-    heatmap_size = heatmaps.shape[1] or tf.shape(heatmaps)[1]
-    keypoints = geometry.heatmap_to_original(coords, matrices, input_size, heatmap_size)
-    return keypoints, scores
-
-
-def predict_dataset(model, dataset, input_size: int, flip_permutation=None, max_batches=None):
-    """Runs a model over an evaluation dataset (`pipeline.make_eval_dataset`).
-
-    Args:
-        model: stacked hourglass model.
+        heatmaps: crops [B, S, S, 3] -> heatmaps [B, H, H, K] (see the module docstring).
         dataset: batches of (image, info).
-        input_size: crop side S.
-        flip_permutation: enables the flip test (see `predict_heatmaps`).
+        codec: decodes the heatmaps and maps them back through info["matrix"].
         max_batches: stop after this many batches (None: all).
 
     Returns:
@@ -79,9 +77,9 @@ def predict_dataset(model, dataset, input_size: int, flip_permutation=None, max_
 
     @tf.function(reduce_retracing=True)
     def step(images, matrices, targets):
-        heatmaps = predict_heatmaps(model, images, flip_permutation)
-        preds, scores = heatmaps_to_keypoints(heatmaps, matrices, input_size)
-        mse = tf.reduce_mean(tf.square(heatmaps - targets), axis=[1, 2, 3])
+        predicted = tf.cast(heatmaps(images), tf.float32)
+        preds, scores = codec.decode_to_original(predicted, matrices)
+        mse = tf.reduce_mean(tf.square(predicted - targets), axis=[1, 2, 3])
         return preds, scores, mse
 
     keys = ("preds", "scores", "keypoints", "missing", "normalizer", "index", "person")
@@ -91,7 +89,7 @@ def predict_dataset(model, dataset, input_size: int, flip_permutation=None, max_
             break
         targets = info.get("heatmaps")
         preds, scores, mse = step(
-            images, info["matrix"], tf.zeros([0, 0, 0, 0]) if targets is None else targets
+            images, info["matrix"], tf.zeros([1, 1, 1, 1]) if targets is None else targets
         )
         if targets is not None:
             parts["heatmap_mse"].append(mse.numpy())

@@ -23,7 +23,8 @@ import numpy as np
 import tensorflow as tf
 
 from stacked_hourglass import joints
-from stacked_hourglass.serving import exporter
+from stacked_hourglass.serving import layout
+from stacked_hourglass.serving.layout import resolve_saved_model
 from stacked_hourglass.utils import drawing
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
@@ -71,36 +72,22 @@ class ServingModel:
     loaded: object
 
 
-def resolve_saved_model(path: str) -> str:
-    """A SavedModel directory, or the highest version under a versioned export directory."""
-    if tf.io.gfile.exists(os.path.join(path, "saved_model.pb")):
-        return path
-    if tf.io.gfile.isdir(path):
-        latest = exporter.next_version(path) - 1
-        if latest >= 1:
-            return os.path.join(path, str(latest))
-    raise FileNotFoundError(
-        f"{path}: not a SavedModel (no saved_model.pb) nor an export directory with version "
-        "subdirectories"
-    )
-
-
 def load_serving_model(path: str) -> ServingModel:
     """Loads an exported SavedModel (or the latest version of an export directory)."""
     path = resolve_saved_model(path)
-    metadata_path = os.path.join(path, "assets", exporter.JOINTS_ASSET)
+    metadata_path = os.path.join(path, "assets", layout.JOINTS_ASSET)
     if not tf.io.gfile.exists(metadata_path):
         raise FileNotFoundError(f"{metadata_path}: missing; was {path} written by export?")
     with tf.io.gfile.GFile(metadata_path) as f:
         metadata = json.load(f)
     loaded = tf.saved_model.load(path)
-    for name in (exporter.SERVING_DEFAULT, exporter.SERVING_IMAGE_TENSOR):
+    for name in (layout.SERVING_DEFAULT, layout.SERVING_IMAGE_TENSOR):
         if name not in loaded.signatures:
             raise ValueError(f"{path} has no {name} signature")
     return ServingModel(
         path=path,
-        serve=loaded.signatures[exporter.SERVING_DEFAULT],
-        serve_images=loaded.signatures[exporter.SERVING_IMAGE_TENSOR],
+        serve=loaded.signatures[layout.SERVING_DEFAULT],
+        serve_images=loaded.signatures[layout.SERVING_IMAGE_TENSOR],
         metadata=metadata,
         joint_set=_joint_set(metadata),
         loaded=loaded,

@@ -31,25 +31,24 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 
 import keras
 import tensorflow as tf
 
-import stacked_hourglass
-from stacked_hourglass import joints
+from stacked_hourglass import joints, run_dir
 from stacked_hourglass.data import features, geometry
+from stacked_hourglass.data.codec import HeatmapCodec
 from stacked_hourglass.model import inference
-from stacked_hourglass.training.trainer import trainer
+from stacked_hourglass.serving.layout import (
+    BOX_MARGIN,
+    JOINTS_ASSET,
+    SERVING_DEFAULT,
+    SERVING_IMAGE_TENSOR,
+    joints_metadata,
+    next_version,
+)
 
-JOINTS_ASSET = "joints.json"
-SERVING_DEFAULT = "serving_default"
-SERVING_IMAGE_TENSOR = "serving_image_tensor"
-# Crop side = BOX_MARGIN * the box's longer side (MPII convention: the person fills 1/1.25).
-BOX_MARGIN = 1.25
-
-_VERSION_RE = re.compile(r"^\d+$")
 # Leading bytes of the formats tf.io.decode_image reads; checked before decoding so that a bad
 # input gets a message naming it instead of a decoder error.
 _MAGIC_BYTES = (
@@ -78,19 +77,6 @@ def box_to_center_scale(box):
     return center, BOX_MARGIN * side / features.PIXELS_PER_SCALE
 
 
-def next_version(export_dir: str) -> int:
-    """1 + the highest integer subdirectory of `export_dir`, or 1 when there is none."""
-    if not tf.io.gfile.isdir(export_dir):
-        return 1
-    versions = [
-        int(name.rstrip("/"))
-        for name in tf.io.gfile.listdir(export_dir)
-        if _VERSION_RE.match(name.rstrip("/"))
-        and tf.io.gfile.isdir(os.path.join(export_dir, name.rstrip("/")))
-    ]
-    return max(versions, default=0) + 1
-
-
 class _ServingModule(tf.Module):
     """Tracks the Keras model and holds the two serving functions."""
 
@@ -99,6 +85,7 @@ class _ServingModule(tf.Module):
         self.model = model
         self._output_name = inference.last_output_name(model)
         self._input_size = int(input_size)
+        self._codec = HeatmapCodec.for_model(input_size)
         self._flip_permutation = joint_set.flip_permutation() if flip_test else None
         self.serve_bytes = tf.function(
             self._serve_bytes,
@@ -134,8 +121,7 @@ class _ServingModule(tf.Module):
         with tf.control_dependencies([check]):
             images = tf.ensure_shape(tf.identity(images), [None, s, s, 3])
         heatmaps = self._heatmaps(images)
-        coords, scores = geometry.decode_heatmaps(heatmaps)
-        keypoints = geometry.heatmap_to_crop(coords, s, heatmaps.shape[1])
+        keypoints, scores = self._codec.decode(heatmaps)
         return {"keypoints": keypoints, "scores": scores, "heatmaps": heatmaps}
 
     def _serve_bytes(self, image_bytes, box):
@@ -164,7 +150,7 @@ class _ServingModule(tf.Module):
             ),
         )
         heatmaps = self._heatmaps(crops)
-        keypoints, scores = inference.heatmaps_to_keypoints(heatmaps, matrices, s)
+        keypoints, scores = self._codec.decode_to_original(heatmaps, matrices)
         return {
             "keypoints": keypoints,
             "scores": scores,
@@ -230,22 +216,6 @@ class _ServingModule(tf.Module):
         matrix = geometry.crop_matrix(center, scale, self._input_size)
         crop = geometry.warp_image(image, matrix, self._input_size)
         return crop, matrix, tf.cast(size, tf.int32), box
-
-
-def joints_metadata(joint_set: joints.JointSet, input_size: int, heatmap_size: int, flip_test):
-    """The content of `assets/joints.json` (lets a client name joints without the model_dir)."""
-    return {
-        "dataset": joint_set.name,
-        "joint_names": list(joint_set.names),
-        "skeleton": [list(edge) for edge in joint_set.skeleton],
-        "flip_permutation": joint_set.flip_permutation(),
-        "input_size": int(input_size),
-        "heatmap_size": int(heatmap_size),
-        "flip_test": bool(flip_test),
-        "box_margin": BOX_MARGIN,
-        "coordinates": "0-based pixels, (x, y), integer values at pixel centres",
-        "package_version": stacked_hourglass.__version__,
-    }
 
 
 def export_model(
@@ -330,12 +300,12 @@ def export_from_model_dir(
     Returns:
         The path `EXPORT_DIR/<version>`.
     """
-    _, data_config, _ = trainer.load_configs(model_dir)
-    model = trainer.load_trained_model(model_dir)
+    config = run_dir.load_config(model_dir)
+    model = run_dir.load_model(model_dir)
     return export_model(
         model,
-        data_config.joint_set,
-        data_config.input_size,
+        config.data.joint_set,
+        config.model.input_size,
         export_dir,
         flip_test=flip_test,
         version=version,

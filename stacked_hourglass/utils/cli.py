@@ -21,12 +21,18 @@ from absl import flags
 
 # What a user can fix: a bad value, a missing or unreadable file. Anything else is a bug and
 # keeps its traceback.
-# (OSError covers missing files, folders that are files, permissions and full disks.)
-USER_ERRORS = (ValueError, KeyError, OSError)
 
 
 class UsageError(ValueError):
     """A command-line mistake (missing required flag, conflicting flags)."""
+
+
+class CommandFailed(RuntimeError):
+    """A step the command ran failed and has said why (e.g. a subprocess of the demo)."""
+
+
+# (OSError covers missing files, folders that are files, permissions and full disks.)
+USER_ERRORS = (ValueError, KeyError, OSError, CommandFailed)
 
 
 def first_line(error: BaseException) -> str:

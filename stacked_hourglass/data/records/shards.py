@@ -1,20 +1,18 @@
-"""Sharded, atomic, deterministic TFRecord writing, and the per-record plumbing readers share.
+"""Sharded, atomic, deterministic TFRecord writing: `write_split` and its manifest.
 
-Readers (`mpii`, `flic`) turn an annotation file into a list of items, in source order:
-
-  * `PendingExample`: a person whose annotation is fine; its image has not been read yet (the
-    file is read lazily, by a worker, when the record is written);
-  * `features.PersonExample`: a complete person (the synthetic generator yields these);
-  * `Skipped`: a person left out, with a reason (e.g. no objpos/scale, NaN in the annotation).
-
-`write_split` turns such items into `SPLIT-00000-of-000NN.tfrecord` shards plus a
-`SPLIT.manifest.json`. Item i (0-based, counting skipped items too) goes to shard
+`write_split` turns a source's items (`data.records.items`) into `SPLIT-00000-of-000NN.tfrecord`
+shards plus a `SPLIT.manifest.json`. Item i (0-based, counting skipped items too) goes to shard
 `i * num_shards // num_items`: contiguous blocks in source order, so reading the shards in name
 order gives the records in the source's row order, whatever `num_workers` is.
 
-Atomicity: every shard and the manifest are written under a temporary name (`*.tmp`) and renamed
-to their final names only when all of them are complete; a run killed midway leaves no file under
-a final name and does not touch the outputs of an earlier run.
+A split with nothing written is an error (`EmptySplitError`): an annotation file without people,
+or one where every person was skipped (e.g. a wrong images folder), writes no file at all.
+
+Atomicity: every shard and the manifest are written under a hidden temporary name
+(`.NAME.PID.tmp`, which no documented glob such as `valid-*` matches) and renamed to their final
+names only when all of them are complete; a run killed midway leaves no file under a final name
+and does not touch the outputs of an earlier run. The temporaries a killed run leaves behind are
+removed by the next run of the same split into the same folder.
 """
 
 from __future__ import annotations
@@ -31,70 +29,18 @@ import re
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Union
 
-import numpy as np
 import tensorflow as tf
 
 import stacked_hourglass
 from stacked_hourglass import joints
-from stacked_hourglass.data import features
-
-# A joint (or the crop centre) more than one image size outside the image is an annotation error
-# (e.g. a wrong image or a sign error), not a person partly out of frame.
-FAR_OUTSIDE_IMAGE_SIZES = 1.0
+from stacked_hourglass.data.records.items import Item, Skipped, prepare_record
 
 # Default number of records per shard when `num_shards` is not given (~100-200 MB for MPII).
 DEFAULT_RECORDS_PER_SHARD = 1024
 
-# Reason keys used in manifests (free-form details go with them).
-MISSING_IMAGE = "missing_image"
-CORRUPT_IMAGE = "corrupt_image"
-NAN_ANNOTATION = "nan_in_annotation"
-BAD_SCALE = "non_positive_scale"
-FAR_OUTSIDE = "joint_far_outside_image"
-NO_CENTER = "no_objpos_or_scale"
-NO_KEYPOINTS = "no_keypoints"
-
 _SHARD_RE = r"{split}-\d{{5}}-of-\d{{5}}\.tfrecord"
-
-
-@dataclasses.dataclass(frozen=True)
-class Skipped:
-    """A person left out of the output.
-
-    Attributes:
-        filename: image file name (relative to the images folder), "" if unknown.
-        index: image index in the source annotation (0-based), -1 if unknown.
-        person: person index in the source annotation (0-based), -1 if unknown.
-        reason: a short key (`MISSING_IMAGE`, `NAN_ANNOTATION`, ...), used to count skips.
-        detail: a human-readable explanation naming the file/field.
-    """
-
-    filename: str
-    index: int
-    person: int
-    reason: str
-    detail: str = ""
-
-    def as_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-
-@dataclasses.dataclass
-class PendingExample:
-    """A person whose annotation has been read but whose image has not.
-
-    `example.image_encoded`, `example.height` and `example.width` are placeholders (b"", 0, 0)
-    until `load_example` fills them from `image_path`. Coordinates in `example` are already
-    0-based (the reader converted them).
-    """
-
-    example: features.PersonExample
-    image_path: pathlib.Path
-
-
-Item = Union[PendingExample, features.PersonExample, Skipped]  # noqa: UP007
+_MANIFEST_RE = r"{split}\.manifest\.json"
 
 
 class NothingWrittenError(RuntimeError):
@@ -106,133 +52,30 @@ class StrictError(NothingWrittenError):
 
 
 class EmptySplitError(NothingWrittenError):
-    """Raised by `write_split` when every person was skipped (e.g. a wrong images folder)."""
-
-
-def image_size(data: bytes, name: str = "") -> tuple[int, int]:
-    """(height, width) of an encoded image, reading only the JPEG header when it is a JPEG.
-
-    Raises:
-        ValueError: naming `name` when the bytes are not a decodable image.
-    """
-    try:
-        if data[:3] == b"\xff\xd8\xff":
-            shape = tf.image.extract_jpeg_shape(data).numpy()
-        else:
-            # PNG/BMP/GIF: no header-only op in TF; decoding is the cheap-enough fallback.
-            shape = tf.shape(tf.io.decode_image(data, expand_animations=False)).numpy()
-    except (tf.errors.InvalidArgumentError, tf.errors.UnknownError, ValueError) as e:
-        raise ValueError(f"{name}: not a readable image ({_first_line(e)})") from None
-    return int(shape[0]), int(shape[1])
-
-
-def _first_line(error: Exception) -> str:
-    text = getattr(error, "message", None) or str(error)
-    return text.strip().splitlines()[0] if text.strip() else type(error).__name__
-
-
-def _skip(example: features.PersonExample, reason: str, detail: str) -> Skipped:
-    return Skipped(example.filename, int(example.index), int(example.person), reason, detail)
-
-
-def check_example(example: features.PersonExample) -> Skipped | None:
-    """Checks the annotation of a complete example; returns a `Skipped` or None if it is fine.
-
-    Checked: NaN/inf in center, scale, annotated keypoints or normalizer; scale <= 0; an annotated
-    joint or the centre more than `FAR_OUTSIDE_IMAGE_SIZES` image sizes outside the image (needs
-    height/width, so only when they are known, i.e. > 0).
-    """
-    center = np.asarray(example.center, np.float64)
-    keypoints = np.asarray(example.keypoints, np.float64).reshape(-1, 2)
-    status = np.asarray(example.keypoint_status).reshape(-1)
-    annotated = status != features.NOT_ANNOTATED
-    values = {
-        "person/center": center,
-        "person/scale": np.asarray([example.scale], np.float64),
-        "person/keypoints": keypoints[annotated],
-        "person/normalizer": np.asarray([example.normalizer], np.float64),
-    }
-    for field, value in values.items():
-        if not np.all(np.isfinite(value)):
-            return _skip(example, NAN_ANNOTATION, f"{field} has NaN/inf: {value.tolist()}")
-    if example.scale <= 0:
-        return _skip(example, BAD_SCALE, f"person/scale = {example.scale}")
-    if example.height > 0 and example.width > 0:
-        size = np.asarray([example.width, example.height], np.float64)
-        lo, hi = -FAR_OUTSIDE_IMAGE_SIZES * size, (1 + FAR_OUTSIDE_IMAGE_SIZES) * size
-        points = np.concatenate([keypoints[annotated], center[None]], axis=0)
-        bad = np.any((points < lo) | (points > hi), axis=1)
-        if np.any(bad):
-            where = np.flatnonzero(bad)[0]
-            what = (
-                "center"
-                if where == len(points) - 1
-                else f"joint {np.flatnonzero(annotated)[where]}"
-            )
-            return _skip(
-                example,
-                FAR_OUTSIDE,
-                f"{what} at {points[where].tolist()} is far outside the "
-                f"{example.width}x{example.height} image",
-            )
-    return None
-
-
-def load_example(
-    item: PendingExample, verify_images: bool = False
-) -> features.PersonExample | Skipped:
-    """Reads a pending example's image bytes and size; a bad image gives a `Skipped`.
-
-    Args:
-        item: the annotation and image path.
-        verify_images: fully decode the image (catches truncated files, costs ~10 ms per image);
-            otherwise only the JPEG header is parsed.
-    """
-    example, path = item.example, item.image_path
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return _skip(example, MISSING_IMAGE, f"{path}: no such file")
-    except OSError as e:
-        return _skip(example, MISSING_IMAGE, f"{path}: cannot read ({e.strerror or e})")
-    try:
-        height, width = image_size(data, str(path))
-        if verify_images:
-            tf.io.decode_image(data, expand_animations=False)
-    except (ValueError, tf.errors.OpError) as e:
-        return _skip(example, CORRUPT_IMAGE, _first_line(e))
-    return dataclasses.replace(example, image_encoded=data, height=height, width=width)
-
-
-def complete_item(item: Item, verify_images: bool = False) -> features.PersonExample | Skipped:
-    """Reads a pending item's image and checks the person; a complete example or a `Skipped`."""
-    if isinstance(item, Skipped):
-        return item
-    if isinstance(item, PendingExample):
-        skipped = check_example(item.example)  # before reading the image: cheaper
-        if skipped is not None:
-            return skipped
-        item = load_example(item, verify_images)
-        if isinstance(item, Skipped):
-            return item
-    return check_example(item) or item
-
-
-def prepare_record(item: Item, verify_images: bool = False) -> bytes | Skipped:
-    """Turns one item into serialised `tf.train.Example` bytes, or a `Skipped`."""
-    item = complete_item(item, verify_images)
-    return item if isinstance(item, Skipped) else features.serialize_example(item)
+    """Raised by `write_split` when no record would be written (no people, or all skipped)."""
 
 
 def shard_name(split: str, shard: int, num_shards: int) -> str:
+    """`SPLIT-XXXXX-of-NNNNN.tfrecord`."""
     return f"{split}-{shard:05d}-of-{num_shards:05d}.tfrecord"
 
 
 def manifest_name(split: str) -> str:
+    """`SPLIT.manifest.json`."""
     return f"{split}.manifest.json"
 
 
+def temporary_path(path: pathlib.Path, pid: int | None = None) -> pathlib.Path:
+    """The hidden name `path` is written under until it is complete: `.NAME.PID.tmp`.
+
+    The leading "." keeps globs like `valid-*` or `*.json` from matching it; the pid keeps two
+    concurrent runs from writing into each other's files and tells later runs whose it is.
+    """
+    return path.with_name(f".{path.name}.{os.getpid() if pid is None else pid}.tmp")
+
+
 def file_sha256(path: os.PathLike | str) -> str:
+    """Hex sha256 of a file's bytes."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -241,6 +84,7 @@ def file_sha256(path: os.PathLike | str) -> str:
 
 
 def default_num_shards(num_items: int) -> int:
+    """About `DEFAULT_RECORDS_PER_SHARD` records per shard, at least one shard."""
     return max(1, math.ceil(num_items / DEFAULT_RECORDS_PER_SHARD))
 
 
@@ -279,13 +123,14 @@ class Progress:
 
 @dataclasses.dataclass
 class SplitResult:
-    """What `write_split` did: final paths, counts and the manifest it wrote."""
+    """What `write_split` did: final paths, counts, the manifest it wrote, what it cleaned up."""
 
     shard_paths: list[pathlib.Path]
     manifest_path: pathlib.Path
     manifest: dict
     removed_stale: list[pathlib.Path]
     seconds: float = 0.0  # wall time of the conversion (kept out of the manifest: determinism)
+    removed_temporaries: list[pathlib.Path] = dataclasses.field(default_factory=list)
 
     @property
     def num_records(self) -> int:
@@ -300,6 +145,39 @@ def summarize_skips(skipped: Sequence[Skipped | dict]) -> dict[str, int]:
     """Reason → count, sorted by reason."""
     counts = collections.Counter(s["reason"] if isinstance(s, dict) else s.reason for s in skipped)
     return dict(sorted(counts.items()))
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # our own name: left by an earlier process with this pid; we rewrite it
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    except OSError:
+        return False
+    return True
+
+
+def remove_orphaned_temporaries(output_dir: pathlib.Path, split: str) -> list[pathlib.Path]:
+    """Removes the temporaries of `split` that killed runs left in `output_dir`; returns them.
+
+    Temporaries of a process that is still running (a concurrent run on this machine) are kept.
+    Also removes the `NAME.tmpPID` temporaries of older versions, which `SPLIT-*` globs match.
+    """
+    names = f"(?:{_SHARD_RE}|{_MANIFEST_RE})".format(split=re.escape(split))
+    patterns = [re.compile(rf"\.{names}\.(\d+)\.tmp"), re.compile(rf"{names}\.tmp(\d+)")]
+    removed = []
+    if not output_dir.is_dir():
+        return removed
+    for path in sorted(output_dir.iterdir()):
+        match = next((m for m in (p.fullmatch(path.name) for p in patterns) if m), None)
+        if match and path.is_file() and not _pid_alive(int(match.group(1))):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
 
 
 def _ordered_map(fn: Callable, items: Iterable, num_workers: int) -> Iterable:
@@ -325,6 +203,93 @@ def _ordered_map(fn: Callable, items: Iterable, num_workers: int) -> Iterable:
                 future.cancel()
 
 
+def _make_output_dir(output_dir: pathlib.Path) -> list[pathlib.Path]:
+    """Creates `output_dir`; returns the folders created, innermost first (to undo on failure)."""
+    if output_dir.exists() and not output_dir.is_dir():
+        raise NotADirectoryError(f"output folder {output_dir} is a file, not a folder")
+    created = [d for d in [output_dir, *output_dir.parents] if not d.exists()]
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise type(e)(f"cannot create output folder {output_dir}: {e.strerror or e}") from None
+    return created
+
+
+def _write_records(
+    records: Iterable[bytes | Skipped],
+    writers: Sequence[tf.io.TFRecordWriter],
+    num_items: int,
+    progress: Progress | None,
+) -> tuple[list[int], list[Skipped]]:
+    """Writes item i's record to shard `i * num_shards // num_items`; (counts, skipped)."""
+    counts, skipped, done = [0] * len(writers), [], 0
+    for i, record in enumerate(records):
+        if i >= num_items:
+            raise ValueError(f"items yielded more than num_items={num_items} items")
+        done = i + 1
+        if isinstance(record, Skipped):
+            skipped.append(record)
+        else:
+            shard = i * len(writers) // num_items
+            writers[shard].write(record)
+            counts[shard] += 1
+        if progress:
+            progress.update(done)
+    if progress:
+        progress.update(done, force=True)
+    if done != num_items:
+        # The shard of each item was fixed by num_items: fewer items would leave shards uneven.
+        raise ValueError(f"items yielded {done} items, fewer than num_items={num_items}")
+    return counts, skipped
+
+
+def _check_something_written(counts: Sequence[int], skipped: Sequence[Skipped], strict: bool):
+    """Raises `StrictError` / `EmptySplitError` when the output must not be published."""
+    if not skipped or not (strict or not sum(counts)):
+        return
+    summary = ", ".join(f"{k}: {v}" for k, v in summarize_skips(skipped).items())
+    first = skipped[0]
+    error = StrictError if strict else EmptySplitError
+    raise error(
+        f"{'--strict: ' if strict else 'no records: '}{len(skipped)} person(s) skipped "
+        f"({summary}); first: {first.filename} index {first.index} person "
+        f"{first.person}: {first.detail}"
+    )
+
+
+def _manifest(dataset, split, final, temp, counts, sources, options, skipped) -> dict:
+    return {
+        "dataset": dataset,
+        "split": split,
+        "package_version": stacked_hourglass.__version__,
+        "joint_names": list(joints.get_joint_set(dataset).names),
+        "num_records": int(sum(counts)),
+        "num_shards": len(final),
+        "shards": [
+            {"file": p.name, "records": n, "bytes": t.stat().st_size, "sha256": file_sha256(t)}
+            for p, t, n in zip(final, temp, counts, strict=True)
+        ],
+        "sources": [{"path": str(s), "sha256": file_sha256(s)} for s in sources if s is not None],
+        "options": dict(sorted((options or {}).items())),
+        "num_skipped": len(skipped),
+        "skipped_by_reason": summarize_skips(skipped),
+        "skipped": [s.as_dict() for s in skipped],
+    }
+
+
+def _remove_stale(output_dir: pathlib.Path, split: str, final) -> list[pathlib.Path]:
+    """Removes shards of `split` with another shard count (a superseded run's, which a `SPLIT-*`
+    glob would pick up next to the new ones)."""
+    pattern = re.compile(_SHARD_RE.format(split=re.escape(split)))
+    keep = {p.name for p in final}
+    stale = sorted(
+        p for p in output_dir.iterdir() if pattern.fullmatch(p.name) and p.name not in keep
+    )
+    for p in stale:
+        p.unlink()
+    return stale
+
+
 def write_split(
     items: Iterable[Item],
     num_items: int,
@@ -342,7 +307,7 @@ def write_split(
     """Writes items to `SPLIT-XXXXX-of-NNNNN.tfrecord` shards and `SPLIT.manifest.json`.
 
     Args:
-        items: the persons, in source order (see the module docstring for the item types).
+        items: the persons, in source order (see `data.records.items` for the item types).
         num_items: how many items `items` yields (fixes the shard of each item up front).
         output_dir: created if missing.
         split: "train", "valid" or "test"; the shard/manifest name prefix.
@@ -352,93 +317,47 @@ def write_split(
         sources: annotation/split files whose sha256 goes into the manifest.
         options: conversion options to record in the manifest (must not depend on num_workers).
         strict: raise `StrictError` (and write nothing) if any person is skipped.
-            Without it, `EmptySplitError` (nothing written) when every person is skipped.
-        verify_images: fully decode every image (see `load_example`).
+        verify_images: fully decode every image (see `items.load_example`).
         show_progress: draw a progress bar on stderr.
 
     Returns:
         A `SplitResult`.
 
     Raises:
+        EmptySplitError: when there is nothing to write (no items, or every one was skipped).
         StrictError: with `strict` when anything was skipped.
-        EmptySplitError: when items were given but every one was skipped.
-        ValueError: when `items` yields more than `num_items` items.
+        NotADirectoryError / OSError: when `output_dir` is a file or cannot be created.
+        ValueError: bad split/num_shards, or `items` yields another number than `num_items`.
         Any exception from `items`: temporary files are removed, no final name is created.
     """
     if not re.fullmatch(r"[A-Za-z0-9_]+", split):
         raise ValueError(f"split must be a simple name, got {split!r}")
+    if num_items < 1:
+        raise EmptySplitError(f"no records: the {dataset} source has no people for split {split}")
     num_shards = num_shards or default_num_shards(num_items)
     if num_shards < 1:
         raise ValueError(f"num_shards must be >= 1, got {num_shards}")
     output_dir = pathlib.Path(output_dir)
-    created = [d for d in [output_dir, *output_dir.parents] if not d.exists()]
-    output_dir.mkdir(parents=True, exist_ok=True)
-    joint_set = joints.get_joint_set(dataset)
+    joints.get_joint_set(dataset)  # unknown dataset: fail before writing anything
+    created = _make_output_dir(output_dir)
+    orphans = remove_orphaned_temporaries(output_dir, split)
 
     final = [output_dir / shard_name(split, s, num_shards) for s in range(num_shards)]
-    # The pid keeps two concurrent runs from writing into each other's temporary files.
-    temp = [p.with_name(f"{p.name}.tmp{os.getpid()}") for p in final]
+    temp = [temporary_path(p) for p in final]
     manifest_path = output_dir / manifest_name(split)
-    manifest_temp = manifest_path.with_name(f"{manifest_path.name}.tmp{os.getpid()}")
-    counts = [0] * num_shards
-    skipped: list[Skipped] = []
+    manifest_temp = temporary_path(manifest_path)
     start = time.monotonic()
     progress = Progress(num_items, f"{dataset}/{split}") if show_progress else None
     writers = []
     try:
         writers = [tf.io.TFRecordWriter(str(p)) for p in temp]
-        results = _ordered_map(lambda item: prepare_record(item, verify_images), items, num_workers)
-        done = 0
-        for i, record in enumerate(results):
-            done = i + 1
-            if i >= num_items:
-                raise ValueError(f"items yielded more than num_items={num_items} items")
-            if isinstance(record, Skipped):
-                skipped.append(record)
-            else:
-                shard = i * num_shards // num_items
-                writers[shard].write(record)
-                counts[shard] += 1
-            if progress:
-                progress.update(i + 1)
-        if progress:
-            progress.update(done, force=True)
+        records = _ordered_map(lambda item: prepare_record(item, verify_images), items, num_workers)
+        counts, skipped = _write_records(records, writers, num_items, progress)
         for w in writers:
             w.close()
         writers = []
-        if skipped and (strict or not sum(counts)):
-            summary = ", ".join(f"{k}: {v}" for k, v in summarize_skips(skipped).items())
-            first = skipped[0]
-            error = StrictError if strict else EmptySplitError
-            raise error(
-                f"{'--strict: ' if strict else 'no records: '}{len(skipped)} person(s) skipped "
-                f"({summary}); first: {first.filename} index {first.index} person "
-                f"{first.person}: {first.detail}"
-            )
-        manifest = {
-            "dataset": dataset,
-            "split": split,
-            "package_version": stacked_hourglass.__version__,
-            "joint_names": list(joint_set.names),
-            "num_records": int(sum(counts)),
-            "num_shards": num_shards,
-            "shards": [
-                {
-                    "file": p.name,
-                    "records": n,
-                    "bytes": t.stat().st_size,
-                    "sha256": file_sha256(t),
-                }
-                for p, t, n in zip(final, temp, counts, strict=True)
-            ],
-            "sources": [
-                {"path": str(s), "sha256": file_sha256(s)} for s in sources if s is not None
-            ],
-            "options": dict(sorted((options or {}).items())),
-            "num_skipped": len(skipped),
-            "skipped_by_reason": summarize_skips(skipped),
-            "skipped": [s.as_dict() for s in skipped],
-        }
+        _check_something_written(counts, skipped, strict)
+        manifest = _manifest(dataset, split, final, temp, counts, sources, options, skipped)
         manifest_temp.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         for t, p in zip(temp, final, strict=True):
             os.replace(t, p)
@@ -454,16 +373,10 @@ def write_split(
             except OSError:
                 break
         raise
-    # Shards of the same split with another shard count would be picked up by a `SPLIT-*` glob
-    # next to the new ones; they belong to a superseded run.
-    pattern = re.compile(_SHARD_RE.format(split=re.escape(split)))
-    keep = {p.name for p in final}
-    stale = sorted(
-        p for p in output_dir.iterdir() if pattern.fullmatch(p.name) and p.name not in keep
+    stale = _remove_stale(output_dir, split, final)
+    return SplitResult(
+        final, manifest_path, manifest, stale, time.monotonic() - start, removed_temporaries=orphans
     )
-    for p in stale:
-        p.unlink()
-    return SplitResult(final, manifest_path, manifest, stale, time.monotonic() - start)
 
 
 def format_summary(result: SplitResult, max_lines: int = 5) -> str:
@@ -496,58 +409,9 @@ def format_summary(result: SplitResult, max_lines: int = 5) -> str:
         lines.append("Skipped nobody.")
     if result.removed_stale:
         lines.append(f"Removed {len(result.removed_stale)} stale shard(s) of an earlier run.")
+    if result.removed_temporaries:
+        lines.append(
+            f"Removed {len(result.removed_temporaries)} orphaned temporary file(s) of an earlier "
+            "interrupted run."
+        )
     return "\n".join(lines)
-
-
-def read_items(
-    dataset: str,
-    split: str,
-    annotations: os.PathLike | str | None = None,
-    images_dir: os.PathLike | str | None = None,
-    split_file: os.PathLike | str | None = None,
-    ground_truth: os.PathLike | str | None = None,
-    num_examples: int = 0,
-    seed: int = 0,
-) -> tuple[Iterable[Item], int, list[pathlib.Path]]:
-    """The items of one dataset split: (items, number of items, source files to fingerprint).
-
-    Args:
-        dataset: "mpii" (format by extension of `annotations`), "flic" or "synthetic".
-        split: "train", "valid" ("test": MPII `.mat` only).
-        annotations, images_dir: the annotation file and images folder (not for synthetic).
-        split_file: MPII only, see `mpii.read_split_file`.
-        ground_truth: MPII json only, see `mpii.read_json`.
-        num_examples, seed: synthetic only.
-
-    Raises:
-        FileNotFoundError / ValueError: bad input, naming the file.
-    """
-    # Imported here: the readers import this module.
-    from stacked_hourglass.data.sources import flic, mpii
-
-    if dataset == "synthetic":
-        from stacked_hourglass.data.sources import synthetic
-
-        if split not in ("train", "valid"):
-            raise ValueError(f"synthetic split must be train or valid, got {split!r}")
-        if num_examples < 1:
-            raise ValueError(f"synthetic needs num_examples >= 1, got {num_examples}")
-        return synthetic.generate_examples(split, num_examples, seed), num_examples, []
-    if annotations is None or images_dir is None:
-        raise ValueError(f"{dataset} needs an annotations file and an images folder")
-    annotations, images_dir = pathlib.Path(annotations), pathlib.Path(images_dir)
-    if not annotations.is_file():
-        raise FileNotFoundError(f"annotations file {annotations} does not exist")
-    if not images_dir.is_dir():
-        raise FileNotFoundError(f"images folder {images_dir} does not exist")
-    sources = [annotations]
-    if dataset == "mpii":
-        items = mpii.read_annotations(annotations, images_dir, split, split_file, ground_truth)
-        sources += [pathlib.Path(p) for p in (split_file, ground_truth) if p]
-    elif dataset == "flic":
-        if split_file or ground_truth:
-            raise ValueError("FLIC takes no split file or ground truth file")
-        items = flic.read_examples_mat(annotations, images_dir, split)
-    else:
-        raise ValueError(f"unknown dataset {dataset!r}; expected mpii, flic or synthetic")
-    return items, len(items), sources

@@ -1,0 +1,140 @@
+"""Dataset sources: each turns its annotation files into items for the shard writer.
+
+  * `mpii`: MPII Human Pose (official `.mat`, pose-hg `.h5`, HRNet `.json`);
+  * `flic`: FLIC `examples.mat`;
+  * `synthetic`: generated people (no files).
+
+`read_items(dataset, split, ...)` picks the source by name. Sources build on
+`data.records.items` (the item types and per-person checks) and never on the shard writer
+(`data.records.shards`), which consumes what they produce.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+from collections.abc import Callable, Iterable
+
+from stacked_hourglass.data.records.items import Item
+
+PathLike = os.PathLike | str
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+    """A dataset source of the registry.
+
+    Attributes:
+        name: the `--dataset` name (also the joint set's name).
+        splits: the splits it can produce.
+        needs_files: whether it reads an annotations file and an images folder.
+        read: (split, annotations, images_dir, split_file, ground_truth, num_examples, seed) →
+            (items, number of items, extra source files to fingerprint).
+    """
+
+    name: str
+    splits: tuple[str, ...]
+    needs_files: bool
+    read: Callable[..., tuple[Iterable[Item], int, list[pathlib.Path]]]
+
+
+# The readers import their source module when called: h5py/scipy (MPII, FLIC) and the synthetic
+# renderer are only loaded for the dataset asked for.
+
+
+def _read_mpii(split, annotations, images_dir, split_file, ground_truth, num_examples, seed):
+    from stacked_hourglass.data.sources import mpii
+
+    items = mpii.read_annotations(annotations, images_dir, split, split_file, ground_truth)
+    return items, len(items), [pathlib.Path(p) for p in (split_file, ground_truth) if p]
+
+
+def _read_flic(split, annotations, images_dir, split_file, ground_truth, num_examples, seed):
+    from stacked_hourglass.data.sources import flic
+
+    if split_file or ground_truth:
+        raise ValueError("FLIC takes no split file or ground truth file")
+    items = flic.read_examples_mat(annotations, images_dir, split)
+    return items, len(items), []
+
+
+def _read_synthetic(split, annotations, images_dir, split_file, ground_truth, num_examples, seed):
+    from stacked_hourglass.data.sources import synthetic
+
+    if annotations or images_dir or split_file or ground_truth:
+        raise ValueError("synthetic takes no annotations, images, split file or ground truth")
+    if num_examples < 1:
+        raise ValueError(f"synthetic needs num_examples >= 1, got {num_examples}")
+    return synthetic.generate_examples(split, num_examples, seed), num_examples, []
+
+
+SOURCES = {
+    s.name: s
+    for s in (
+        Source("mpii", ("train", "valid", "test"), True, _read_mpii),
+        Source("flic", ("train", "valid"), True, _read_flic),
+        Source("synthetic", ("train", "valid"), False, _read_synthetic),
+    )
+}
+DATASETS = tuple(SOURCES)
+
+
+def get_source(dataset: str) -> Source:
+    """The registry entry of `dataset`; `ValueError` listing the known names otherwise."""
+    try:
+        return SOURCES[dataset]
+    except KeyError:
+        raise ValueError(
+            f"unknown dataset {dataset!r}; expected one of {', '.join(DATASETS)}"
+        ) from None
+
+
+def read_items(
+    dataset: str,
+    split: str,
+    *,
+    annotations: PathLike | None = None,
+    images_dir: PathLike | None = None,
+    split_file: PathLike | None = None,
+    ground_truth: PathLike | None = None,
+    num_examples: int = 0,
+    seed: int = 0,
+) -> tuple[Iterable[Item], int, list[pathlib.Path]]:
+    """The items of one dataset split: (items, number of items, source files to fingerprint).
+
+    Args:
+        dataset: "mpii" (format by extension of `annotations`), "flic" or "synthetic".
+        split: "train", "valid" ("test": MPII only; `.mat`, or `.h5`/`.json` read whole).
+        annotations, images_dir: the annotation file and images folder (not for synthetic).
+        split_file: MPII only, see `mpii.read_split_file`.
+        ground_truth: MPII `.json` only, see `mpii.read_json`.
+        num_examples, seed: synthetic only.
+
+    Returns:
+        The items (a list, or a generator for synthetic), their number, and the files whose
+        sha256 belongs in the manifest (annotations first).
+
+    Raises:
+        FileNotFoundError / ValueError: bad input, naming the file or option.
+    """
+    source = get_source(dataset)
+    if split not in source.splits:
+        raise ValueError(f"{dataset} has splits {', '.join(source.splits)}; got {split!r}")
+    if not source.needs_files:
+        return source.read(split, annotations, images_dir, split_file, ground_truth,
+                           num_examples, seed)  # fmt: skip
+    if annotations is None or images_dir is None:
+        raise ValueError(f"{dataset} needs an annotations file and an images folder")
+    annotations, images_dir = pathlib.Path(annotations), pathlib.Path(images_dir)
+    if annotations.is_dir():
+        raise IsADirectoryError(f"annotations file {annotations} is a folder, not a file")
+    if not annotations.is_file():
+        raise FileNotFoundError(f"annotations file {annotations} does not exist")
+    if not images_dir.is_dir():
+        what = "is a file, not a folder" if images_dir.exists() else "does not exist"
+        raise FileNotFoundError(f"images folder {images_dir} {what}")
+    items, count, extra = source.read(
+        split, annotations, images_dir, split_file, ground_truth, num_examples, seed
+    )
+    return items, count, [annotations, *extra]

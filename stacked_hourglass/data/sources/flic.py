@@ -27,11 +27,11 @@ from __future__ import annotations
 import pathlib
 
 import numpy as np
-import scipy.io
 
 from stacked_hourglass import joints
 from stacked_hourglass.data import features
-from stacked_hourglass.data.records import shards
+from stacked_hourglass.data.records.items import NAN_ANNOTATION, Item, PendingExample, Skipped
+from stacked_hourglass.data.sources import _loaders
 
 DATASET = "flic"
 
@@ -58,9 +58,28 @@ def _columns() -> np.ndarray:
     return np.asarray([MODEC_IDS[name] - 1 for name in joints.FLIC.names])
 
 
+def _examples(path: pathlib.Path) -> np.ndarray:
+    """The `examples` struct array; `ValueError` naming the file or the missing field."""
+    mat = _loaders.load_mat(path, "FLIC annotation file", struct_as_record=False, squeeze_me=True)
+    if "examples" not in mat:
+        raise ValueError(f"{path}: no 'examples' variable (expected FLIC examples.mat)")
+    examples = np.atleast_1d(mat["examples"])
+    for field in ("coords", "torsobox", "filepath", "istrain", "istest"):
+        if examples.size and not hasattr(examples[0], field):
+            raise ValueError(f"{path}: examples has no field {field!r}")
+    return examples
+
+
+def _flag(example, flag: str, path: pathlib.Path, i: int) -> bool:
+    try:
+        return bool(np.asarray(getattr(example, flag)).ravel()[0])
+    except (AttributeError, IndexError, TypeError, ValueError):
+        raise ValueError(f"{path}: examples({i + 1}).{flag} is not a 0/1 flag") from None
+
+
 def read_examples_mat(
     path: pathlib.Path | str, images_dir: pathlib.Path | str, split: str
-) -> list[shards.Item]:
+) -> list[Item]:
     """Reads FLIC `examples.mat` into pending examples of one split (see the module docstring).
 
     Raises:
@@ -70,18 +89,13 @@ def read_examples_mat(
     path, images_dir = pathlib.Path(path), pathlib.Path(images_dir)
     if split not in SPLITS:
         raise ValueError(f"FLIC split must be one of {SPLITS}, got {split!r}")
-    if not path.is_file():
-        raise FileNotFoundError(f"annotations file {path} does not exist")
-    mat = scipy.io.loadmat(path, struct_as_record=False, squeeze_me=True)
-    if "examples" not in mat:
-        raise ValueError(f"{path}: no 'examples' variable (expected FLIC examples.mat)")
-    examples = np.atleast_1d(mat["examples"])
+    examples = _examples(path)
     flag = "istrain" if split == "train" else "istest"
     columns = _columns()
     torso = joints.FLIC.indices(joints.FLIC.torso_joints)
     items = []
     for i, ex in enumerate(examples):
-        if not bool(getattr(ex, flag)):
+        if not _flag(ex, flag, path, i):
             continue
         filename = str(ex.filepath)
         try:
@@ -90,7 +104,7 @@ def read_examples_mat(
             x1, _, x2, _ = (float(v) - 1.0 for v in np.asarray(ex.torsobox).ravel())
         except (TypeError, ValueError, IndexError, AttributeError) as e:
             items.append(
-                shards.Skipped(filename, i, 0, shards.NAN_ANNOTATION,
+                Skipped(filename, i, 0, NAN_ANNOTATION,
                                f"{path} examples({i + 1}): unreadable coords/torsobox ({e})")
             )  # fmt: skip
             continue
@@ -112,5 +126,5 @@ def read_examples_mat(
             index=i,
             person=0,
         )
-        items.append(shards.PendingExample(example, images_dir / filename))
+        items.append(PendingExample(example, images_dir / filename))
     return items

@@ -35,17 +35,22 @@ is already one split: all its rows are read, or (`.h5` only) filtered by a split
 from __future__ import annotations
 
 import dataclasses
-import json
 import pathlib
 from collections.abc import Sequence
 
-import h5py
 import numpy as np
-import scipy.io
 
 from stacked_hourglass import joints
 from stacked_hourglass.data import features
-from stacked_hourglass.data.records import shards
+from stacked_hourglass.data.records.items import (
+    NAN_ANNOTATION,
+    NO_CENTER,
+    NO_KEYPOINTS,
+    Item,
+    PendingExample,
+    Skipped,
+)
+from stacked_hourglass.data.sources import _loaders
 
 DATASET = "mpii"
 NUM_JOINTS = joints.MPII.num_joints  # 16
@@ -75,16 +80,20 @@ def read_split_file(path: pathlib.Path | str) -> list[SplitEntry]:
         FileNotFoundError: when the file does not exist.
         ValueError: naming the file and line on a malformed line.
     """
-    path = pathlib.Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"split file {path} does not exist")
+    path = _loaders.require_file(path, "split file")
     if path.suffix == ".h5":
-        with h5py.File(path, "r") as f:
+        with _loaders.open_h5(path, "pose-hg split file") as f:
             names = [_decode(n) for n in f["imgname"][()]]
             index, person = f["index"][()], f["person"][()]
+        if not len(names) == len(index) == len(person):
+            raise ValueError(f"{path}: imgname, index and person differ in length")
         return [SplitEntry(n, int(i), int(p)) for n, i, p in zip(names, index, person, strict=True)]
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: split file is neither a pose-hg .h5 nor UTF-8 text") from None
     entries = []
-    for line_number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for line_number, line in enumerate(text.splitlines(), 1):
         line = line.split("#", 1)[0].strip()
         if not line:
             continue
@@ -129,7 +138,7 @@ def _pending(
     headbox,
     index: int,
     person: int,
-) -> shards.PendingExample:
+) -> PendingExample:
     example = features.PersonExample(
         image_encoded=b"",
         filename=filename,
@@ -145,7 +154,7 @@ def _pending(
         index=int(index),
         person=int(person),
     )
-    return shards.PendingExample(example, images_dir / filename)
+    return PendingExample(example, images_dir / filename)
 
 
 # --- official mpii_human_pose_v1_u12_1.mat -------------------------------------------------------
@@ -180,19 +189,19 @@ def _number(value) -> float:
 
 def _mat_person(
     rect, images_dir: pathlib.Path, filename: str, index: int, person: int, with_joints: bool
-) -> shards.Item:
+) -> Item:
     def skip(reason, detail):
-        return shards.Skipped(filename, index, person, reason, detail)
+        return Skipped(filename, index, person, reason, detail)
 
     where = f"annolist({index + 1}).annorect({person + 1})"  # MATLAB indexing, as users search
     objpos, scale = _field(rect, "objpos"), _field(rect, "scale")
     if objpos is None or scale is None or _field(objpos, "x") is None:
-        return skip(shards.NO_CENTER, f"{where} has no objpos/scale")
+        return skip(NO_CENTER, f"{where} has no objpos/scale")
     try:
         raw_scale = _number(scale)
         center, scale = adjust_center_scale((_number(objpos.x), _number(objpos.y)), raw_scale)
     except (TypeError, ValueError, AttributeError) as e:
-        return skip(shards.NO_CENTER, f"{where}: unreadable objpos/scale ({e})")
+        return skip(NO_CENTER, f"{where}: unreadable objpos/scale ({e})")
 
     headbox, normalizer = None, 0.0
     box = [_field(rect, k) for k in ("x1", "y1", "x2", "y2")]
@@ -206,15 +215,15 @@ def _mat_person(
         annopoints = _field(rect, "annopoints")
         points = _as_list(_field(annopoints, "point")) if annopoints is not None else []
         if not points:
-            return skip(shards.NO_KEYPOINTS, f"{where} has no annopoints")
+            return skip(NO_KEYPOINTS, f"{where} has no annopoints")
         for point in points:
             try:
                 joint = int(_number(point.id))
                 x, y = _number(point.x), _number(point.y)
             except (TypeError, ValueError, AttributeError, IndexError) as e:
-                return skip(shards.NAN_ANNOTATION, f"{where}.annopoints: unreadable point ({e})")
+                return skip(NAN_ANNOTATION, f"{where}.annopoints: unreadable point ({e})")
             if not 0 <= joint < NUM_JOINTS:
-                return skip(shards.NAN_ANNOTATION, f"{where}.annopoints: joint id {joint}")
+                return skip(NAN_ANNOTATION, f"{where}.annopoints: joint id {joint}")
             keypoints[joint] = (x - 1.0, y - 1.0)
             visible = _field(point, "is_visible")
             # Missing/empty is_visible: the point was clicked, so treat it as visible.
@@ -234,12 +243,24 @@ def _mat_person(
     )
 
 
+def _release(path: pathlib.Path):
+    """The RELEASE struct of the official .mat; `ValueError` naming what is missing."""
+    mat = _loaders.load_mat(path, "MPII annotation file", struct_as_record=False, squeeze_me=True)
+    if "RELEASE" not in mat:
+        raise ValueError(f"{path}: no 'RELEASE' variable (expected mpii_human_pose_v1_u12_1.mat)")
+    release = mat["RELEASE"]
+    for field in ("annolist", "img_train"):
+        if not hasattr(release, field):
+            raise ValueError(f"{path}: RELEASE has no field {field!r}")
+    return release
+
+
 def read_mat(
     path: pathlib.Path | str,
     images_dir: pathlib.Path | str,
     split: str,
     split_entries: Sequence[SplitEntry] | None = None,
-) -> list[shards.Item]:
+) -> list[Item]:
     """Reads the official `mpii_human_pose_v1_u12_1.mat` (struct RELEASE).
 
     Args:
@@ -249,7 +270,7 @@ def read_mat(
         split_entries: the validation people (`read_split_file`); required for "valid".
 
     Returns:
-        Items in output order: `shards.PendingExample` per person, `shards.Skipped` for people
+        Items in output order: `PendingExample` per person, `Skipped` for people
         without objpos/scale or joints (and split-file people absent from the `.mat`).
     """
     path, images_dir = pathlib.Path(path), pathlib.Path(images_dir)
@@ -257,7 +278,7 @@ def read_mat(
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     if split == "valid" and not split_entries:
         raise ValueError("split 'valid' of the official .mat needs a split file")
-    release = scipy.io.loadmat(path, struct_as_record=False, squeeze_me=True)["RELEASE"]
+    release = _release(path)
     annolist = _as_list(release.annolist)
     img_train = np.atleast_1d(np.asarray(release.img_train)).astype(int)
     if len(img_train) != len(annolist):
@@ -278,7 +299,7 @@ def read_mat(
                 rects(entry.index)
             ):
                 items.append(
-                    shards.Skipped(
+                    Skipped(
                         entry.imgname,
                         entry.index,
                         entry.person,
@@ -320,7 +341,7 @@ def read_h5(
     images_dir: pathlib.Path | str,
     split: str | None = None,
     split_entries: Sequence[SplitEntry] | None = None,
-) -> list[shards.Item]:
+) -> list[Item]:
     """Reads a pose-hg `.h5` (imgname, center, scale, part, visible, normalize, index, person).
 
     `center`/`scale` are already adjusted (DESIGN.md §1); coordinates are 1-based and shifted
@@ -328,7 +349,7 @@ def read_h5(
     "train" the others (e.g. to cut the validation people out of `annot.h5`).
     """
     path, images_dir = pathlib.Path(path), pathlib.Path(images_dir)
-    with h5py.File(path, "r") as f:
+    with _loaders.open_h5(path, "pose-hg annotation file") as f:
         missing = [
             k for k in ("imgname", "center", "scale", "part", "index", "person") if k not in f
         ]
@@ -343,8 +364,15 @@ def read_h5(
         normalize = np.asarray(f["normalize"][()], np.float64) if "normalize" in f else np.zeros(n)
         index = np.asarray(f["index"][()]).astype(np.int64)
         person = np.asarray(f["person"][()]).astype(np.int64)
-    if part.shape != (n, NUM_JOINTS, 2):
-        raise ValueError(f"{path}: part has shape {part.shape}, expected ({n}, {NUM_JOINTS}, 2)")
+    expected = {
+        "part": (n, NUM_JOINTS, 2), "center": (n, 2), "scale": (n,), "visible": (n, NUM_JOINTS),
+        "normalize": (n,), "index": (n,), "person": (n,),
+    }  # fmt: skip
+    values = {"part": part, "center": center, "scale": scale, "visible": visible,
+              "normalize": normalize, "index": index, "person": person}  # fmt: skip
+    for key, shape in expected.items():
+        if values[key].shape != shape:
+            raise ValueError(f"{path}: {key} has shape {values[key].shape}, expected {shape}")
 
     rows = range(n)
     if split_entries is not None and split in ("train", "valid"):
@@ -375,30 +403,74 @@ def read_h5(
 
 def read_headboxes(path: pathlib.Path | str) -> np.ndarray:
     """Head boxes [N, 4] (x1, y1, x2, y2), 0-based, from a `.mat` with `headboxes_src` (2, 2, N)."""
-    path = pathlib.Path(path)
-    mat = scipy.io.loadmat(path)
+    mat = _loaders.load_mat(path, "ground truth file")
     if "headboxes_src" not in mat:
         raise ValueError(f"{path}: no 'headboxes_src' variable")
     boxes = np.asarray(mat["headboxes_src"], np.float64)  # [[x1, y1], [x2, y2]] per person
+    if boxes.ndim == 2 and boxes.shape == (2, 2):
+        boxes = boxes[:, :, None]  # savemat drops a trailing singleton: one person
+    if boxes.ndim != 3 or boxes.shape[:2] != (2, 2):
+        raise ValueError(f"{path}: headboxes_src has shape {boxes.shape}, expected (2, 2, N)")
     return boxes.transpose(2, 0, 1).reshape(-1, 4) - 1.0
+
+
+class _RowError(ValueError):
+    """A json row field that cannot be read: `field` names it."""
+
+    def __init__(self, field: str, problem: str):
+        super().__init__(f"field {field!r}: {problem}" if field else problem)
+        self.field = field
+
+
+def _json_field(row: dict, field: str, convert):
+    if field not in row:
+        raise _RowError(field, "missing")
+    try:
+        return convert(row[field])
+    except (TypeError, ValueError, OverflowError) as e:  # OverflowError: e.g. 10**400 → float
+        raise _RowError(
+            field, f"{row[field]!r:.60} is unreadable ({type(e).__name__}: {e})"
+        ) from None
+
+
+def _json_row(row) -> tuple[str, tuple[float, float], float, np.ndarray, np.ndarray]:
+    """(filename, adjusted 0-based centre, adjusted scale, 1-based joints, annotated) of a row."""
+    if not isinstance(row, dict):
+        raise _RowError("", f"expected an object, got {type(row).__name__}")
+    filename = _json_field(row, "image", str)
+    objpos = _json_field(row, "center", lambda v: np.asarray(v, np.float64).reshape(2))
+    raw_scale = _json_field(row, "scale", float)
+    joints_1based = _json_field(
+        row, "joints", lambda v: np.asarray(v, np.float64).reshape(NUM_JOINTS, 2)
+    )
+    annotated = _json_field(
+        row, "joints_vis", lambda v: np.asarray(v, np.float64).reshape(NUM_JOINTS) > 0
+    )
+    center, scale = adjust_center_scale(objpos, raw_scale)
+    return filename, center, scale, joints_1based, annotated
 
 
 def read_json(
     path: pathlib.Path | str,
     images_dir: pathlib.Path | str,
     ground_truth: pathlib.Path | str | None = None,
-) -> list[shards.Item]:
+) -> list[Item]:
     """Reads HRNet/mmpose json: a list of {image, center, scale, joints, joints_vis}.
 
     `center`/`scale` are raw MPII objpos/scale (adjusted here, as HRNet's `mpii.py` does in code)
     and `joints` 1-based. There is no image/person index: `index` is the row in the json list and
     `person` is -1 (unknown). `ground_truth`: optional `.mat` with `headboxes_src` aligned with the
-    rows, giving the head box and normalizer (otherwise none and 0).
+    rows, giving the head box and normalizer (otherwise none and 0). A row with a missing or
+    unreadable field is skipped (`NAN_ANNOTATION`, the detail names the row and field).
+
+    Raises:
+        FileNotFoundError / ValueError: naming the file when it is missing, not JSON, not a list,
+            or when `ground_truth` does not match it.
     """
     path, images_dir = pathlib.Path(path), pathlib.Path(images_dir)
-    rows = json.loads(path.read_text(encoding="utf-8"))
+    rows = _loaders.load_json(path, "MPII annotation file")
     if not isinstance(rows, list):
-        raise ValueError(f"{path}: expected a json list of people")
+        raise ValueError(f"{path}: expected a json list of people, got {type(rows).__name__}")
     boxes = None
     if ground_truth is not None:
         boxes = read_headboxes(ground_truth)
@@ -406,28 +478,23 @@ def read_json(
             raise ValueError(
                 f"{ground_truth} has {len(boxes)} head boxes but {path} has {len(rows)} people"
             )
-    items = []
+    out = []
     for r, row in enumerate(rows):
         try:
-            filename = str(row["image"])
-            center, scale = adjust_center_scale(row["center"], float(row["scale"]))
-            joints_1based = np.asarray(row["joints"], np.float64).reshape(NUM_JOINTS, 2)
-            annotated = np.asarray(row["joints_vis"], np.float64).reshape(NUM_JOINTS) > 0
-        except (KeyError, TypeError, ValueError) as e:
-            items.append(
-                shards.Skipped(str(row.get("image", "")) if isinstance(row, dict) else "", r, -1,
-                               shards.NAN_ANNOTATION, f"{path} row {r}: unreadable ({e!r})")
-            )  # fmt: skip
+            filename, center, scale, joints_1based, annotated = _json_row(row)
+        except _RowError as e:
+            name = str(row.get("image", "")) if isinstance(row, dict) else ""
+            out.append(Skipped(name, r, -1, NAN_ANNOTATION, f"{path} row {r}: {e}"))
             continue
         keypoints = np.where(annotated[:, None], joints_1based - 1.0, 0.0)
         status = np.where(annotated, features.VISIBLE, features.NOT_ANNOTATED)
         headbox = None if boxes is None else boxes[r]
         normalizer = 0.0 if boxes is None else head_size(boxes[r])
-        items.append(
+        out.append(
             _pending(images_dir, filename, center, scale, keypoints, status, normalizer,
                      headbox, r, -1)
         )  # fmt: skip
-    return items
+    return out
 
 
 # --- dispatch ------------------------------------------------------------------------------------
@@ -439,26 +506,29 @@ def read_annotations(
     split: str = "train",
     split_file: pathlib.Path | str | None = None,
     ground_truth: pathlib.Path | str | None = None,
-) -> list[shards.Item]:
+) -> list[Item]:
     """Reads any MPII format, chosen by the file extension (.mat, .h5, .json).
 
     Raises:
         FileNotFoundError: when `annotations` or `split_file` does not exist.
-        ValueError: for an unknown extension or an option that does not fit the format.
+        ValueError: for an unknown extension, an unreadable file (naming it) or an option that
+            does not fit the format.
     """
-    annotations = pathlib.Path(annotations)
-    if not annotations.is_file():
-        raise FileNotFoundError(f"annotations file {annotations} does not exist")
-    entries = read_split_file(split_file) if split_file else None
+    annotations = _loaders.require_file(annotations, "annotations file")
     suffix = annotations.suffix.lower()
+    if suffix not in (".mat", ".h5", ".json"):
+        raise ValueError(
+            f"{annotations}: unknown MPII annotation format {suffix!r} (.mat/.h5/.json)"
+        )
+    if ground_truth is not None and suffix != ".json":
+        raise ValueError(f"{annotations}: a ground truth file goes with a .json only")
+    entries = read_split_file(split_file) if split_file else None
     if suffix == ".mat":
         return read_mat(annotations, images_dir, split, entries)
     if suffix == ".h5":
         if split == "test" and entries is not None:
             raise ValueError("a split file selects train/valid people, not test")
         return read_h5(annotations, images_dir, split, entries)
-    if suffix == ".json":
-        if entries is not None:
-            raise ValueError(f"{annotations}: a json file is already one split; no --split_file")
-        return read_json(annotations, images_dir, ground_truth)
-    raise ValueError(f"{annotations}: unknown MPII annotation format {suffix!r} (.mat/.h5/.json)")
+    if entries is not None:
+        raise ValueError(f"{annotations}: a json file is already one split; no --split_file")
+    return read_json(annotations, images_dir, ground_truth)

@@ -1,0 +1,352 @@
+"""One configuration tree for an experiment: model, data and training, each default written once.
+
+    ExperimentConfig
+      .model  ModelConfig   the network (what `StackedHourglass` is built from)
+      .data   DataConfig    TFRecords, target heatmaps and augmentation
+      .train  TrainConfig   optimisation, schedule, precision, distribution, bookkeeping
+
+The training command line is generated from these fields (`define_flags`, `from_flags`): one flag
+per field, named as the field, with the field's default and help text, so a default cannot
+drift between a flag and the config. Fields that follow from others are not flags; they are
+set once, by `ExperimentConfig.resolve()`:
+
+    model.num_joints               = joints of data.dataset
+    model.intermediate_supervision = (train.supervise == "all")
+
+`MODEL_DIR/config.json` is `to_dict()`; `from_dict()` reads it back, including the files
+written before this module existed (a flat `model`/`data`/`train` payload with a few older key
+names, listed in `_LEGACY_KEYS`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+
+import numpy as np
+from absl import flags
+
+from stacked_hourglass import joints
+
+PRECISIONS = ("none", "float16", "bfloat16", "auto")
+DISTRIBUTIONS = ("auto", "one_device", "mirrored", "multi_worker", "none")
+STEM_PADDINGS = ("symmetric", "same")
+
+
+def _field(default, help: str, *, flag: bool = True, choices=None, aliases=()):  # noqa: A002
+    """A dataclass field with the metadata `define_flags` needs (help, choices, flag or not)."""
+    metadata = {"help": help, "flag": flag, "choices": choices, "aliases": tuple(aliases)}
+    if isinstance(default, list | tuple):
+        return dataclasses.field(default=tuple(default), metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def _positive_ints(config, names):
+    for name in names:
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _one_of(name, value, choices):
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """The network's hyper-parameters (paper defaults: 8 stacks, 256 features, depth 4)."""
+
+    num_stacks: int = _field(8, "Hourglass stacks N (paper: 8).")
+    num_features: int = _field(256, "Channels F inside the hourglasses (paper: 256).")
+    depth: int = _field(4, "Hourglass recursion depth (paper: 4; 64x64 -> 4x4).")
+    num_modules: int = _field(
+        1, "Residual modules at every residual place (pose-hg-train's nModules; paper: 1)."
+    )
+    input_size: int = _field(256, "Network input side S in pixels; heatmaps are S/4.")
+    num_joints: int = _field(16, "Heatmap channels K (set from --dataset).", flag=False)
+    intermediate_supervision: bool = _field(
+        True, "Every stack's heatmaps are an output (set from --supervise).", flag=False
+    )
+    sync_batch_norm: bool = _field(
+        False, "BatchNorm over the global batch (set from --sync_batch_norm).", flag=False
+    )
+    stem_features: tuple[int, int, int] = _field(
+        (64, 128, 128),
+        "Channels of the stem's conv7x7, first and second residual (paper: 64, 128, 128; "
+        "bearpaw/pytorch-pose: 64, 128, 256). The third residual outputs num_features.",
+        flag=False,
+    )
+    stem_padding: str = _field(
+        "symmetric",
+        "The 7x7/2 stem convolution pads 3 on every side as Torch does ('symmetric'); model "
+        "directories written before this option used TF's 'same' (2 before, 3 after).",
+        flag=False,
+        choices=STEM_PADDINGS,
+    )
+    input_mean: tuple[float, float, float] = _field(
+        (0.0, 0.0, 0.0),
+        "Per-channel RGB mean subtracted from the [0, 1] input inside the model (imported "
+        "bearpaw weights expect their dataset mean).",
+        flag=False,
+    )
+
+    def __post_init__(self):
+        _positive_ints(
+            self, ("num_stacks", "num_features", "depth", "num_joints", "input_size", "num_modules")
+        )
+        if self.num_features % 2:
+            raise ValueError(
+                f"num_features must be even (the bottleneck halves it), got {self.num_features}"
+            )
+        stride = 4 * 2**self.depth
+        if self.input_size % stride:
+            raise ValueError(
+                f"input_size must be divisible by 4 * 2**depth = {stride} so the hourglass "
+                f"resolutions stay integral, got input_size={self.input_size}, depth={self.depth}"
+            )
+        object.__setattr__(self, "stem_features", tuple(int(c) for c in self.stem_features))
+        object.__setattr__(self, "input_mean", tuple(float(m) for m in self.input_mean))
+        if len(self.stem_features) != 3 or min(self.stem_features) < 2:
+            raise ValueError(f"stem_features must be 3 channel counts, got {self.stem_features}")
+        if len(self.input_mean) != 3:
+            raise ValueError(f"input_mean must be 3 values (r, g, b), got {self.input_mean}")
+        _one_of("stem_padding", self.stem_padding, STEM_PADDINGS)
+
+    @property
+    def heatmap_size(self) -> int:
+        """Heatmap side H = S / 4 (the stem's stride-2 conv and max-pool)."""
+        return self.input_size // 4
+
+    @property
+    def output_names(self) -> list[str]:
+        """The model outputs that get a loss: every stack's, or only the last."""
+        stacks = (
+            range(1, self.num_stacks + 1) if self.intermediate_supervision else [self.num_stacks]
+        )
+        return [output_name(i) for i in stacks]
+
+
+def output_name(stack: int) -> str:
+    """Name of the model output holding stack `stack`'s heatmaps (1-based)."""
+    return f"heatmaps_{stack}"
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Which TFRecords, what targets and which augmentation (paper §3.4 / pose-hg-train)."""
+
+    dataset: str = _field(
+        "mpii", "Joint set of the records.", choices=tuple(joints.JOINT_SET_NAMES)
+    )
+    train_files: str = _field(
+        "tfrecords/mpii/train-*.tfrecord", "Training shards (comma-separated globs)."
+    )
+    valid_files: str = _field(
+        "tfrecords/mpii/valid-*.tfrecord", "Validation shards (comma-separated globs)."
+    )
+    sigma: float = _field(1.0, "Target Gaussian sigma in heatmap pixels (paper: 1).")
+    rotation: float = _field(30.0, "Max rotation in degrees (0: off).")
+    rotation_prob: float = _field(0.4, "Probability of rotating a sample (pose-hg-train: 0.4).")
+    scale_aug: float = _field(0.25, "Scale factor drawn from 1 ± this (0: off).")
+    flip: bool = _field(True, "Horizontal flip with left/right joint swap.")
+    color_jitter: float = _field(0.4, "Per-channel colour factor 1 ± this (0: off).")
+    shuffle_buffer: int = _field(1024, "Shuffle buffer (records).")
+
+    def __post_init__(self):
+        _one_of("dataset", self.dataset, tuple(joints.JOINT_SET_NAMES))
+        if not self.sigma > 0:
+            raise ValueError(f"sigma must be > 0, got {self.sigma}")
+        for name in ("rotation_prob",):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if not 0 <= self.scale_aug < 1:
+            raise ValueError(f"scale_aug must be in [0, 1), got {self.scale_aug}")
+
+    @property
+    def joint_set(self) -> joints.JointSet:
+        return joints.get_joint_set(self.dataset)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation and bookkeeping (Torch's RMSprop, plateau schedule, resume)."""
+
+    model_dir: str = _field("runs/default", "Checkpoints, logs, final model.")
+    batch_size: int = _field(6, "Global batch size (split across replicas).")
+    epochs: int = _field(100, "Epochs.")
+    steps_per_epoch: int = _field(0, "Training steps per epoch (0: records / batch_size).")
+    learning_rate: float = _field(2.5e-4, "RMSprop learning rate (paper: 2.5e-4).")
+    rho: float = _field(0.99, "RMSprop decay (Torch's alpha).")
+    epsilon: float = _field(1e-8, "RMSprop epsilon (Torch adds it after the square root).")
+    lr_factor: float = _field(0.2, "ReduceLROnPlateau factor (and of --lr_drop_epochs).")
+    lr_patience: int = _field(5, "ReduceLROnPlateau patience in epochs.")
+    min_learning_rate: float = _field(1e-7, "ReduceLROnPlateau floor.")
+    lr_drop_epochs: tuple[int, ...] = _field(
+        (), "Also multiply the rate by lr_factor after these epochs (1-based), as bearpaw does."
+    )
+    supervise: str = _field(
+        "all", "Supervise every stack (paper) or only the last.", choices=("all", "last")
+    )
+    loss_weights: tuple[float, ...] = _field((), "Per-stack loss weights (default: all 1).")
+    valid_batches: int = _field(0, "Validation batches scored per epoch (0: all).")
+    eval_batch_size: int = _field(16, "Validation batch size.")
+    mixed_precision: str = _field("none", "Mixed precision policy.", choices=PRECISIONS)
+    jit_compile: bool = _field(False, "Compile the train step with XLA.")
+    distribution: str = _field(
+        "auto",
+        "auto: MirroredStrategy over visible GPUs, else one device.",
+        choices=DISTRIBUTIONS,
+    )
+    sync_batch_norm: bool = _field(
+        True, "BatchNorm over the global batch when training on several replicas."
+    )
+    tensorboard_images: int = _field(4, "Validation images with predicted skeletons per epoch.")
+    seed: int = _field(0, "Seed of initialisation, data order and augmentation.")
+    verbose: int = _field(1, "0 silent, 1 progress bar, 2 a line per epoch.")
+
+    def __post_init__(self):
+        object.__setattr__(self, "lr_drop_epochs", tuple(int(e) for e in self.lr_drop_epochs))
+        object.__setattr__(self, "loss_weights", tuple(float(w) for w in self.loss_weights))
+        _one_of("supervise", self.supervise, ("all", "last"))
+        _one_of("mixed_precision", self.mixed_precision, PRECISIONS)
+        _one_of("distribution", self.distribution, DISTRIBUTIONS)
+        _positive_ints(self, ("batch_size", "epochs", "eval_batch_size"))
+        if self.steps_per_epoch < 0 or self.valid_batches < 0:
+            raise ValueError(
+                f"steps_per_epoch and valid_batches must be >= 0, got {self.steps_per_epoch} "
+                f"and {self.valid_batches}"
+            )
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+
+
+_SECTIONS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
+
+# Keys of config.json files written by earlier versions -> today's field names.
+_LEGACY_KEYS = {"data": {"scale": "scale_aug"}}
+# Keys earlier versions wrote that are now derived, or were duplicates of another section's.
+_DROPPED_KEYS = {"data": {"input_size", "heatmap_size", "seed"}}
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig:
+    """Model + data + training; `resolve()` sets the fields that follow from others."""
+
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+
+    def resolve(self, num_replicas: int = 1) -> ExperimentConfig:
+        """The config with derived fields set (joints, supervision, synchronised BatchNorm).
+
+        Args:
+            num_replicas: replicas training in sync; BatchNorm is synchronised only with
+                several (with one it would only cost time).
+        """
+        model = dataclasses.replace(
+            self.model,
+            num_joints=self.data.joint_set.num_joints,
+            intermediate_supervision=self.train.supervise == "all",
+            sync_batch_norm=self.train.sync_batch_norm and num_replicas > 1,
+        )
+        if self.train.loss_weights and len(self.train.loss_weights) != len(model.output_names):
+            raise ValueError(
+                f"loss_weights has {len(self.train.loss_weights)} values but the model has "
+                f"{len(model.output_names)} supervised outputs {model.output_names}"
+            )
+        return dataclasses.replace(self, model=model)
+
+    def to_dict(self) -> dict:
+        return {name: dataclasses.asdict(getattr(self, name)) for name in _SECTIONS}
+
+    @classmethod
+    def from_dict(cls, payload: Mapping, source: str = "config") -> ExperimentConfig:
+        """Reads `to_dict()` output (or an older config.json); `ValueError` naming the key."""
+        sections = {}
+        for name, section_cls in _SECTIONS.items():
+            values = dict(payload.get(name) or {})
+            for old, new in _LEGACY_KEYS.get(name, {}).items():
+                if old in values:
+                    values.setdefault(new, values.pop(old))
+            for key in _DROPPED_KEYS.get(name, ()):
+                values.pop(key, None)
+            if name == "model" and values and "stem_padding" not in values:
+                # Written before the stem padded symmetrically: those weights saw TF's 'same'.
+                values["stem_padding"] = "same"
+            known = {f.name for f in dataclasses.fields(section_cls)}
+            unknown = sorted(set(values) - known)
+            if unknown:
+                raise ValueError(f"{source}: unknown {name} field(s) {', '.join(unknown)}")
+            try:
+                sections[name] = section_cls(**values)
+            except (TypeError, ValueError) as e:
+                raise ValueError(f"{source}: {name}: {e}") from None
+        return cls(**sections)
+
+
+# --- flags -----------------------------------------------------------------------------------
+
+
+def _base_type(tp):
+    """`int | None` -> int; tuple[int, ...] -> (tuple, int)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        tp = next(a for a in typing.get_args(tp) if a is not type(None))
+        origin = typing.get_origin(tp)
+    if origin is tuple:
+        return tuple, typing.get_args(tp)[0]
+    return tp, None
+
+
+def flag_fields():
+    """(section, dataclasses.Field, type, element type) of every field that is a flag."""
+    out = []
+    for section, section_cls in _SECTIONS.items():
+        hints = typing.get_type_hints(section_cls)
+        for field in dataclasses.fields(section_cls):
+            if field.metadata.get("flag", True):
+                base, element = _base_type(hints[field.name])
+                out.append((section, field, base, element))
+    return out
+
+
+def define_flags(fv: flags.FlagValues, defaults: ExperimentConfig | None = None) -> None:
+    """Declares one flag per config field (name, default and help from the field)."""
+    defaults = defaults or ExperimentConfig()
+    for section, field, base, _ in flag_fields():
+        default = getattr(getattr(defaults, section), field.name)
+        help_text = field.metadata["help"]
+        choices = field.metadata.get("choices")
+        if choices:
+            flags.DEFINE_enum(field.name, default, list(choices), help_text, flag_values=fv)
+        elif base is bool:
+            flags.DEFINE_bool(field.name, default, help_text, flag_values=fv)
+        elif base is int:
+            flags.DEFINE_integer(field.name, default, help_text, flag_values=fv)
+        elif base is float:
+            flags.DEFINE_float(field.name, default, help_text, flag_values=fv)
+        elif base is tuple:
+            flags.DEFINE_list(field.name, [str(v) for v in default], help_text, flag_values=fv)
+        else:
+            flags.DEFINE_string(field.name, default, help_text, flag_values=fv)
+        for alias in field.metadata.get("aliases", ()):
+            flags.DEFINE_alias(alias, field.name, flag_values=fv)
+
+
+def from_flags(fv: flags.FlagValues) -> ExperimentConfig:
+    """The `ExperimentConfig` the parsed flags describe (not yet `resolve()`d)."""
+    sections = {name: {} for name in _SECTIONS}
+    for section, field, base, element in flag_fields():
+        value = fv[field.name].value
+        if base is tuple:
+            try:
+                value = tuple(element(v) for v in value)
+            except ValueError:
+                raise ValueError(
+                    f"--{field.name}: expected comma-separated {element.__name__}s, got {value}"
+                ) from None
+        sections[section][field.name] = value
+    return ExperimentConfig(**{k: _SECTIONS[k](**v) for k, v in sections.items()})

@@ -1,0 +1,197 @@
+"""What a dataset source hands to the shard writer: one item per person, and the per-item checks.
+
+A source (`data.sources.mpii`, `flic`, `synthetic`) turns its annotation file into a list of
+items, in source order:
+
+  * `PendingExample`: a person whose annotation is fine; its image has not been read yet (the
+    file is read lazily, by a worker, when the record is written);
+  * `features.PersonExample`: a complete person (the synthetic generator yields these);
+  * `Skipped`: a person left out, with a reason (e.g. no objpos/scale, NaN in the annotation).
+
+`prepare_record` turns one item into serialised `tf.train.Example` bytes or a `Skipped`; the
+writer (`data.records.shards`) calls it. This module imports nothing of the writer or of any
+source, so sources can depend on it without a cycle.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+from typing import Union
+
+import numpy as np
+import tensorflow as tf
+
+from stacked_hourglass.data import features
+
+# A joint (or the crop centre) more than one image size outside the image is an annotation error
+# (e.g. a wrong image or a sign error), not a person partly out of frame.
+FAR_OUTSIDE_IMAGE_SIZES = 1.0
+
+# Reason keys used in manifests (free-form details go with them).
+MISSING_IMAGE = "missing_image"
+CORRUPT_IMAGE = "corrupt_image"
+NAN_ANNOTATION = "nan_in_annotation"
+BAD_SCALE = "non_positive_scale"
+FAR_OUTSIDE = "joint_far_outside_image"
+NO_CENTER = "no_objpos_or_scale"
+NO_KEYPOINTS = "no_keypoints"
+
+
+@dataclasses.dataclass(frozen=True)
+class Skipped:
+    """A person left out of the output.
+
+    Attributes:
+        filename: image file name (relative to the images folder), "" if unknown.
+        index: image index in the source annotation (0-based), -1 if unknown.
+        person: person index in the source annotation (0-based), -1 if unknown.
+        reason: a short key (`MISSING_IMAGE`, `NAN_ANNOTATION`, ...), used to count skips.
+        detail: a human-readable explanation naming the file/field.
+    """
+
+    filename: str
+    index: int
+    person: int
+    reason: str
+    detail: str = ""
+
+    def as_dict(self) -> dict:
+        """The manifest entry of this skip."""
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class PendingExample:
+    """A person whose annotation has been read but whose image has not.
+
+    `example.image_encoded`, `example.height` and `example.width` are placeholders (b"", 0, 0)
+    until `load_example` fills them from `image_path`. Coordinates in `example` are already
+    0-based (the source converted them).
+    """
+
+    example: features.PersonExample
+    image_path: pathlib.Path
+
+
+Item = Union[PendingExample, features.PersonExample, Skipped]  # noqa: UP007
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an error's message (TF errors carry pages of context)."""
+    text = getattr(error, "message", None) or str(error)
+    return text.strip().splitlines()[0] if text.strip() else type(error).__name__
+
+
+def image_size(data: bytes, name: str = "") -> tuple[int, int]:
+    """(height, width) of an encoded image, reading only the JPEG header when it is a JPEG.
+
+    Raises:
+        ValueError: naming `name` when the bytes are not a decodable image.
+    """
+    try:
+        if data[:3] == b"\xff\xd8\xff":
+            shape = tf.image.extract_jpeg_shape(data).numpy()
+        else:
+            # PNG/BMP/GIF: no header-only op in TF; decoding is the cheap-enough fallback.
+            shape = tf.shape(tf.io.decode_image(data, expand_animations=False)).numpy()
+    except (tf.errors.InvalidArgumentError, tf.errors.UnknownError, ValueError) as e:
+        raise ValueError(f"{name}: not a readable image ({first_line(e)})") from None
+    return int(shape[0]), int(shape[1])
+
+
+def _skip(example: features.PersonExample, reason: str, detail: str) -> Skipped:
+    return Skipped(example.filename, int(example.index), int(example.person), reason, detail)
+
+
+def _far_outside(
+    example: features.PersonExample, center: np.ndarray, keypoints: np.ndarray, annotated
+) -> Skipped | None:
+    """A `FAR_OUTSIDE` skip when an annotated joint or the centre is far outside the image."""
+    size = np.asarray([example.width, example.height], np.float64)
+    lo, hi = -FAR_OUTSIDE_IMAGE_SIZES * size, (1 + FAR_OUTSIDE_IMAGE_SIZES) * size
+    points = np.concatenate([keypoints[annotated], center[None]], axis=0)
+    bad = np.any((points < lo) | (points > hi), axis=1)
+    if not np.any(bad):
+        return None
+    where = np.flatnonzero(bad)[0]
+    what = "center" if where == len(points) - 1 else f"joint {np.flatnonzero(annotated)[where]}"
+    return _skip(
+        example,
+        FAR_OUTSIDE,
+        f"{what} at {points[where].tolist()} is far outside the "
+        f"{example.width}x{example.height} image",
+    )
+
+
+def check_example(example: features.PersonExample) -> Skipped | None:
+    """Checks the annotation of a complete example; returns a `Skipped` or None if it is fine.
+
+    Checked: NaN/inf in center, scale, annotated keypoints or normalizer; scale <= 0; an annotated
+    joint or the centre more than `FAR_OUTSIDE_IMAGE_SIZES` image sizes outside the image (needs
+    height/width, so only when they are known, i.e. > 0).
+    """
+    center = np.asarray(example.center, np.float64)
+    keypoints = np.asarray(example.keypoints, np.float64).reshape(-1, 2)
+    status = np.asarray(example.keypoint_status).reshape(-1)
+    annotated = status != features.NOT_ANNOTATED
+    values = {
+        "person/center": center,
+        "person/scale": np.asarray([example.scale], np.float64),
+        "person/keypoints": keypoints[annotated],
+        "person/normalizer": np.asarray([example.normalizer], np.float64),
+    }
+    for field, value in values.items():
+        if not np.all(np.isfinite(value)):
+            return _skip(example, NAN_ANNOTATION, f"{field} has NaN/inf: {value.tolist()}")
+    if example.scale <= 0:
+        return _skip(example, BAD_SCALE, f"person/scale = {example.scale}")
+    if example.height > 0 and example.width > 0:
+        return _far_outside(example, center, keypoints, annotated)
+    return None
+
+
+def load_example(
+    item: PendingExample, verify_images: bool = False
+) -> features.PersonExample | Skipped:
+    """Reads a pending example's image bytes and size; a bad image gives a `Skipped`.
+
+    Args:
+        item: the annotation and image path.
+        verify_images: fully decode the image (catches truncated files, costs ~10 ms per image);
+            otherwise only the JPEG header is parsed.
+    """
+    example, path = item.example, item.image_path
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return _skip(example, MISSING_IMAGE, f"{path}: no such file")
+    except OSError as e:
+        return _skip(example, MISSING_IMAGE, f"{path}: cannot read ({e.strerror or e})")
+    try:
+        height, width = image_size(data, str(path))
+        if verify_images:
+            tf.io.decode_image(data, expand_animations=False)
+    except (ValueError, tf.errors.OpError) as e:
+        return _skip(example, CORRUPT_IMAGE, first_line(e))
+    return dataclasses.replace(example, image_encoded=data, height=height, width=width)
+
+
+def complete_item(item: Item, verify_images: bool = False) -> features.PersonExample | Skipped:
+    """Reads a pending item's image and checks the person; a complete example or a `Skipped`."""
+    if isinstance(item, Skipped):
+        return item
+    if isinstance(item, PendingExample):
+        skipped = check_example(item.example)  # before reading the image: cheaper
+        if skipped is not None:
+            return skipped
+        item = load_example(item, verify_images)
+        if isinstance(item, Skipped):
+            return item
+    return check_example(item) or item
+
+
+def prepare_record(item: Item, verify_images: bool = False) -> bytes | Skipped:
+    """Turns one item into serialised `tf.train.Example` bytes, or a `Skipped`."""
+    item = complete_item(item, verify_images)
+    return item if isinstance(item, Skipped) else features.serialize_example(item)

@@ -1,0 +1,129 @@
+"""Scoring a network (a model directory or an exported SavedModel) over TFRecords.
+
+`python -m stacked_hourglass.evaluate --model_dir=... | --saved_model=... --data=...`. Both
+sources become a heatmaps function (crops -> last-stack heatmaps) and go through the one
+prediction path (`model.inference.predict_dataset`), so the numbers are those of training's
+validation and of the served model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from stacked_hourglass import run_dir
+from stacked_hourglass.data import pipeline
+from stacked_hourglass.data.codec import HeatmapCodec
+from stacked_hourglass.evaluation import formats
+from stacked_hourglass.evaluation.report import report_figures
+from stacked_hourglass.joints import JointSet
+from stacked_hourglass.model import inference
+
+
+def load_heatmaps_fn(
+    model_dir: str | None, saved_model: str | None, flip_test: bool, joint_set: JointSet
+) -> tuple[inference.HeatmapsFn, int, bool]:
+    """(heatmaps function, input size, flip test applied) of a model directory or a SavedModel.
+
+    A SavedModel exported with the flip test already averages with the mirrored crop in its
+    graph: it is used as it is (never flipped twice), and `flip_test` only says whether the
+    caller asked for it.
+    """
+    if bool(model_dir) == bool(saved_model):
+        raise ValueError("Give exactly one of --model_dir and --saved_model")
+    if model_dir:
+        config = run_dir.load_config(model_dir)
+        model = run_dir.load_model(model_dir)
+        flip = joint_set.flip_permutation() if flip_test else None
+        return inference.heatmaps_fn(model, flip), config.model.input_size, flip_test
+    from stacked_hourglass.serving import client
+
+    serving = client.load_serving_model(saved_model)
+    baked = bool(serving.metadata.get("flip_test", False))
+    if flip_test and not baked:
+        raise ValueError(
+            f"{saved_model} was exported without the flip test; export it with --flip_test "
+            "(the flip test runs inside the graph) or evaluate without --flip_test"
+        )
+
+    def heatmaps(images):
+        return serving.serve_images(images=images)["heatmaps"]
+
+    # The signature leaves the spatial size open (it checks it in the graph): read it from the
+    # export's assets/joints.json.
+    return heatmaps, int(serving.metadata["input_size"]), baked
+
+
+def run_model_evaluation(
+    *,
+    model_dir: str | None,
+    saved_model: str | None,
+    data: str,
+    flip_test: bool,
+    batch_size: int,
+    joint_set: JointSet,
+    head: str,
+    threshold: float | None,
+    output_dir: str | None,
+) -> dict:
+    """Runs a model over TFRecords, prints the table, writes predictions and figures.
+
+    Predictions are decoded with the same code as training's validation and the SavedModel
+    (argmax, quarter-pixel shift, inverse crop) and scored in original-image pixels against the
+    records' keypoints and normalisers. With `output_dir`, also writes NAME.preds.h5 in pose-hg's
+    layout (1-based, rows ordered by source/index then source/person, which is the row order of
+    pose-hg's valid.h5) plus the JSON and curves of `report_figures`.
+
+    Raises:
+        ValueError / FileNotFoundError: bad paths or records (message names them).
+    """
+    if not data:
+        raise ValueError("--data (a TFRecord glob) is required with --model_dir/--saved_model")
+    heatmaps, input_size, flip_test = load_heatmaps_fn(
+        model_dir, saved_model, flip_test, joint_set
+    )
+    codec = HeatmapCodec.for_model(input_size)
+    dataset = pipeline.make_eval_dataset(data, joint_set.num_joints, codec, batch_size)
+    result = inference.predict_dataset(heatmaps, dataset, codec)
+    order = np.lexsort((result["person"], result["index"]))
+    result = {k: v[order] for k, v in result.items()}
+    if not np.all(result["normalizer"] > 0):
+        bad = int(np.sum(~(result["normalizer"] > 0)))
+        raise ValueError(
+            f"{data}: {bad} records have no positive person/normalizer (head or torso size); "
+            "PCK needs it (e.g. MPII json without head boxes: convert with --ground_truth)"
+        )
+    name = Path(model_dir or saved_model).name + ("_flip" if flip_test else "")
+    source = {
+        "model_dir": model_dir,
+        "saved_model": saved_model,
+        "data": data,
+        "flip_test": flip_test,
+        "coordinates": "0-based original pixels for both predictions and ground truth",
+    }
+    figures = report_figures(
+        result["preds"],
+        result["keypoints"],
+        result["missing"],
+        result["normalizer"],
+        joint_set=joint_set,
+        head=head,
+        threshold=threshold,
+        name=name,
+        output_dir=output_dir,
+        sources=source,
+    )
+    if output_dir:
+        path = formats.write_predictions_h5(
+            Path(output_dir) / f"{name}.preds.h5",
+            result["preds"],
+            coordinate_base=0,
+            extra={
+                "index": result["index"],
+                "person": result["person"],
+                "scores": result["scores"],
+            },
+        )
+        print(f"Wrote {path}")
+    return figures

@@ -1,0 +1,69 @@
+"""Scoring released prediction files (pose-hg .h5, MPII .mat) against ground truth.
+
+`python -m stacked_hourglass.evaluate --predictions=... --ground_truth=...`. Pure numpy: it
+imports neither TensorFlow nor Keras (an import-linter contract keeps it so), so it scores a
+file in a second.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from stacked_hourglass.evaluation import formats, pck
+from stacked_hourglass.evaluation.report import report_figures, sha256
+from stacked_hourglass.joints import JointSet
+
+
+def run_released_evaluation(
+    predictions: str,
+    ground_truth: str,
+    *,
+    joint_set: JointSet,
+    head: str,
+    threshold: float | None,
+    output_dir: str | None,
+    posehg_label_filter: bool = False,
+) -> dict:
+    """Scores a released prediction file against a ground-truth file; see the module doc.
+
+    Raises:
+        ValueError: unreadable files, missing fields, or predictions and ground truth that do
+            not match in people or joints (message names both files and shapes).
+    """
+    gt, missing, normalizer, headboxes = formats.load_ground_truth(
+        ground_truth, num_joints=joint_set.num_joints
+    )
+    preds = formats.load_predictions(predictions, num_joints=joint_set.num_joints)
+    if preds.shape != gt.shape:
+        raise ValueError(
+            f"{predictions} has predictions for {preds.shape[0]} people x {preds.shape[1]} "
+            f"joints but {ground_truth} has {gt.shape[0]} x {gt.shape[1]}"
+        )
+    if posehg_label_filter:
+        missing = missing | pck.posehg_label_missing(gt)
+    normalizer_source = (
+        "0.6 x head-box diagonal (headboxes_src)" if headboxes is not None else "'normalize' field"
+    )
+    print(f"Predictions: {predictions} ({preds.shape[0]} people, {preds.shape[1]} joints)")
+    print(f"Ground truth: {ground_truth} (normalizer: {normalizer_source})")
+    if posehg_label_filter:
+        print("Skipping labels with x <= 1 or y <= 1 (pose-hg calcDists).")
+    sources = {
+        "predictions": {"path": str(predictions), "sha256": sha256(predictions)},
+        "ground_truth": {"path": str(ground_truth), "sha256": sha256(ground_truth)},
+        "normalizer": normalizer_source,
+        "coordinates": "as stored in both files (1-based for the released files), no offset",
+        "posehg_label_filter": posehg_label_filter,
+    }
+    return report_figures(
+        preds,
+        gt,
+        missing,
+        normalizer,
+        joint_set=joint_set,
+        head=head,
+        threshold=threshold,
+        name=Path(predictions).stem,
+        output_dir=output_dir,
+        sources=sources,
+    )

@@ -1,0 +1,91 @@
+"""The model directory: what a training run (or a weight import) leaves, and how to read it.
+
+    MODEL_DIR/
+      config.json            `ExperimentConfig.to_dict()` (model, data, train)
+      checkpoints/           weights + optimizer state, `state.json` (the resume point)
+      logs/                  TensorBoard (scalars, validation images with predicted skeletons)
+      model.keras            the final model (written when training ends)
+      history.csv            one row per epoch
+      summary.json           steps, wall time, final validation PCK table
+
+Training writes it; evaluation, export and prediction read it. This module is the one place that
+knows the file names, so readers do not depend on the trainer.
+"""
+
+from __future__ import annotations
+
+import os
+
+import keras
+
+from stacked_hourglass.config import ExperimentConfig
+from stacked_hourglass.model.hourglass import build_model
+from stacked_hourglass.utils import files
+
+CONFIG_FILE = "config.json"
+FINAL_MODEL_FILE = "model.keras"
+SUMMARY_FILE = "summary.json"
+HISTORY_FILE = "history.csv"
+LOG_DIR = "logs"
+CHECKPOINT_DIR = "checkpoints"
+STATE_FILE = "state.json"
+
+
+def path(model_dir: str, name: str) -> str:
+    """A file or folder of the model directory."""
+    return os.path.join(model_dir, name)
+
+
+def save_config(model_dir: str, config: ExperimentConfig) -> str:
+    """Writes `MODEL_DIR/config.json` (atomically); returns its path."""
+    os.makedirs(model_dir, exist_ok=True)
+    return str(files.write_json(path(model_dir, CONFIG_FILE), config.to_dict()))
+
+
+def load_config(model_dir: str) -> ExperimentConfig:
+    """Reads `MODEL_DIR/config.json`; a clear error when `model_dir` is not a model directory."""
+    config_path = path(model_dir, CONFIG_FILE)
+    if not os.path.exists(config_path):
+        raise FileNotFoundError(f"{config_path}: no config.json; is {model_dir} a model_dir?")
+    return ExperimentConfig.from_dict(files.read_json(config_path, "config"), config_path)
+
+
+def checkpoint_path(model_dir: str, epoch: int, step: int | None = None) -> str:
+    """Weights + optimizer state at the end of `epoch` (or mid-epoch at global `step`)."""
+    name = f"epoch-{epoch:04d}" if step is None else f"epoch-{epoch:04d}-step-{step:09d}"
+    return os.path.join(model_dir, CHECKPOINT_DIR, f"{name}.weights.h5")
+
+
+def read_state(model_dir: str) -> dict | None:
+    """The resume point `checkpoints/state.json`, or None before the first checkpoint."""
+    state_path = os.path.join(model_dir, CHECKPOINT_DIR, STATE_FILE)
+    if not os.path.exists(state_path):
+        return None
+    return files.read_json(state_path, "checkpoint state")
+
+
+def write_state(model_dir: str, state: dict) -> None:
+    """Replaces the resume point atomically (after the checkpoint it names is complete)."""
+    files.write_json(os.path.join(model_dir, CHECKPOINT_DIR, STATE_FILE), state)
+
+
+def load_model(model_dir: str) -> keras.Model:
+    """The final model of a run (`model.keras`), else its latest checkpoint's weights."""
+    final = path(model_dir, FINAL_MODEL_FILE)
+    if os.path.exists(final):
+        return keras.models.load_model(final, compile=False)
+    config = load_config(model_dir).resolve()
+    state = read_state(model_dir)
+    if state is None:
+        raise FileNotFoundError(f"{model_dir}: neither {FINAL_MODEL_FILE} nor a checkpoint")
+    model = build_model(config.model)
+    # Checkpoints also hold optimizer variables; an uncompiled model loads just its own.
+    model.load_weights(state_checkpoint(model_dir, state))
+    return model
+
+
+def state_checkpoint(model_dir: str, state: dict) -> str:
+    """The checkpoint file a resume point names (older state files name only the epoch)."""
+    if "checkpoint" in state:
+        return os.path.join(model_dir, CHECKPOINT_DIR, state["checkpoint"])
+    return checkpoint_path(model_dir, int(state["epoch"]))

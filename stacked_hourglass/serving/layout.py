@@ -1,0 +1,70 @@
+"""The export directory TF Serving watches, and what the client reads from it.
+
+    EXPORT_DIR/<version>/saved_model.pb
+    EXPORT_DIR/<version>/variables/...
+    EXPORT_DIR/<version>/assets/joints.json   joint names, skeleton, dataset, input size, flip_test
+
+TF Serving loads the highest integer version. Pure Python + `tf.io.gfile` (so paths may be
+gs:// etc.); no model code, so a client does not import the network.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+import tensorflow as tf
+
+import stacked_hourglass
+from stacked_hourglass import joints
+
+JOINTS_ASSET = "joints.json"
+SERVING_DEFAULT = "serving_default"
+SERVING_IMAGE_TENSOR = "serving_image_tensor"
+# Crop side = BOX_MARGIN * the box's longer side (MPII convention: the person fills 1/1.25).
+BOX_MARGIN = 1.25
+
+_VERSION_RE = re.compile(r"^\d+$")
+
+
+def next_version(export_dir: str) -> int:
+    """1 + the highest integer subdirectory of `export_dir`, or 1 when there is none."""
+    if not tf.io.gfile.isdir(export_dir):
+        return 1
+    versions = [
+        int(name.rstrip("/"))
+        for name in tf.io.gfile.listdir(export_dir)
+        if _VERSION_RE.match(name.rstrip("/"))
+        and tf.io.gfile.isdir(os.path.join(export_dir, name.rstrip("/")))
+    ]
+    return max(versions, default=0) + 1
+
+
+def joints_metadata(joint_set: joints.JointSet, input_size: int, heatmap_size: int, flip_test):
+    """The content of `assets/joints.json` (lets a client name joints without the model_dir)."""
+    return {
+        "dataset": joint_set.name,
+        "joint_names": list(joint_set.names),
+        "skeleton": [list(edge) for edge in joint_set.skeleton],
+        "flip_permutation": joint_set.flip_permutation(),
+        "input_size": int(input_size),
+        "heatmap_size": int(heatmap_size),
+        "flip_test": bool(flip_test),
+        "box_margin": BOX_MARGIN,
+        "coordinates": "0-based pixels, (x, y), integer values at pixel centres",
+        "package_version": stacked_hourglass.__version__,
+    }
+
+
+def resolve_saved_model(path: str) -> str:
+    """A SavedModel directory, or the highest version under a versioned export directory."""
+    if tf.io.gfile.exists(os.path.join(path, "saved_model.pb")):
+        return path
+    if tf.io.gfile.isdir(path):
+        latest = next_version(path) - 1
+        if latest >= 1:
+            return os.path.join(path, str(latest))
+    raise FileNotFoundError(
+        f"{path}: not a SavedModel (no saved_model.pb) nor an export directory with version "
+        "subdirectories"
+    )

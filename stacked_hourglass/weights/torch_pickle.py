@@ -1,0 +1,740 @@
+"""PyTorch checkpoints read and written with the standard library and numpy only (no torch).
+
+PyTorch saves a checkpoint (`torch.save`) in one of two formats:
+
+- zip (PyTorch >= 1.6, the default): a zip archive with one top-level folder (named after the file
+  or "archive") holding `data.pkl`, the pickled object, and `data/<key>`, one raw record per
+  storage, in the byte order named by the `byteorder` record;
+- legacy (older PyTorch, and `_use_new_zipfile_serialization=False`): five pickles in a row (magic
+  number, protocol version 1001, system info, the object, the list of storage keys), then each
+  storage as an 8-byte little-endian element count and its little-endian elements.
+
+In both, a tensor is pickled as a call of `torch._utils._rebuild_tensor_v2(storage, offset, size,
+stride, ...)` whose storage is a persistent id `('storage', torch.FloatStorage, key, location,
+numel[, view])`. `load_checkpoint` unpickles with an allow-list: tensors, parameters, storages,
+`collections.OrderedDict`, `torch.device` and a few plain value types come back (tensors as
+numpy arrays); any other global (a pickle calling `os.system`, a whole `nn.Module`) is refused
+before anything is called. `save_checkpoint` writes numpy arrays back as tensors in either format,
+readable by `load_checkpoint` and by `torch.load(weights_only=True)`.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import io
+import os
+import pickle
+import struct
+import types
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+# `torch.serialization.MAGIC_NUMBER` and `PROTOCOL_VERSION` of the legacy format.
+LEGACY_MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
+LEGACY_PROTOCOL_VERSION = 1001
+
+_ZIP_SIGNATURES = (b"PK\x03\x04", b"PK\x05\x06")
+_ZIP_ALIGNMENT = 64  # torch aligns storage records so that they can be memory-mapped
+_STATE_DICT_PREFIXES = ("model.module.", "module.", "model.")
+
+# Storage class name -> numpy type code of one element (byte order added by the format).
+_STORAGE_CODES = {
+    "DoubleStorage": "f8",
+    "FloatStorage": "f4",
+    "HalfStorage": "f2",
+    "BFloat16Storage": "u2",  # widened to float32 when a tensor is built
+    "LongStorage": "i8",
+    "IntStorage": "i4",
+    "ShortStorage": "i2",
+    "CharStorage": "i1",
+    "ByteStorage": "u1",
+    "BoolStorage": "b1",
+    "ComplexFloatStorage": "c8",
+    "ComplexDoubleStorage": "c16",
+    "UntypedStorage": "u1",
+}
+# numpy dtype (native) -> storage class name, for writing.
+_WRITABLE_STORAGES = {
+    np.dtype(code): name
+    for name, code in _STORAGE_CODES.items()
+    if name not in ("BFloat16Storage", "UntypedStorage")
+}
+
+
+class CheckpointError(ValueError):
+    """A file that is not a readable PyTorch checkpoint, or whose contents do not fit.
+
+    The message is one line: the file, then what is wrong with it.
+    """
+
+
+class _Invalid(Exception):
+    """Raised inside the unpickler; `load_checkpoint` turns it into a `CheckpointError`."""
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _error(path, message: str) -> CheckpointError:
+    return CheckpointError(_one_line(f"{os.fspath(path)}: {message}", 1000))
+
+
+class _Frozen:
+    """Base of the objects the unpickler hands out: a pickle cannot change them (BUILD)."""
+
+    __slots__ = ()
+
+    def __setstate__(self, state):
+        raise _Invalid(f"the pickle tries to set the state of {self!r}")
+
+
+class _StorageType(_Frozen):
+    """Stands for a `torch.<Name>Storage` class: its element type."""
+
+    __slots__ = ("name", "code")
+
+    def __init__(self, name: str, code: str):
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "code", code)
+
+    def __setattr__(self, key, value):
+        raise AttributeError("storage types are immutable")
+
+    def __repr__(self):
+        return f"torch.{self.name}"
+
+
+class _Callable(_Frozen):
+    """An allowed global callable; a pickle can call it but not modify it."""
+
+    __slots__ = ("qualified_name", "_function")
+
+    def __init__(self, qualified_name: str, function):
+        object.__setattr__(self, "qualified_name", qualified_name)
+        object.__setattr__(self, "_function", function)
+
+    def __setattr__(self, key, value):
+        raise AttributeError("allowed callables are immutable")
+
+    def __call__(self, *args, **kwargs):
+        return self._function(*args, **kwargs)
+
+    def __repr__(self):
+        return self.qualified_name
+
+
+class _Storage:
+    """One storage: its key, element type, element count and (once read) its elements."""
+
+    __slots__ = ("key", "type", "numel", "data")
+
+    def __init__(self, key: str, storage_type: _StorageType, numel: int, data):
+        self.key = key
+        self.type = storage_type
+        self.numel = numel
+        self.data = data  # 1-D numpy array of `numel` elements, or None before it is read
+
+    def __setstate__(self, state):
+        raise _Invalid(f"the pickle tries to set the state of storage {self.key!r}")
+
+
+class _NamespaceMeta(type):
+    def __setattr__(cls, key, value):
+        raise _Invalid("the pickle tries to modify argparse.Namespace")
+
+
+class _Namespace(types.SimpleNamespace, metaclass=_NamespaceMeta):
+    """What an `argparse.Namespace` in a checkpoint (training options) is loaded as."""
+
+    def __setstate__(self, state):
+        if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):
+            raise _Invalid("argparse.Namespace with a state that is not a dict of names")
+        self.__dict__.update(state)
+
+
+_PENDING = object()  # a tensor whose storage has not been read yet (first legacy pass)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _int_tuple(value, what: str) -> tuple[int, ...]:
+    if not isinstance(value, tuple | list) or not all(_is_int(v) and v >= 0 for v in value):
+        raise _Invalid(f"a tensor's {what} is {value!r}, not a tuple of non-negative integers")
+    return tuple(value)
+
+
+def _tensor_from_storage(storage, storage_offset, size, stride):
+    if not isinstance(storage, _Storage):
+        raise _Invalid(f"a tensor is built from {type(storage).__name__}, not from a storage")
+    if not _is_int(storage_offset) or storage_offset < 0:
+        raise _Invalid(f"a tensor's storage offset is {storage_offset!r}")
+    size = _int_tuple(size, "size")
+    stride = _int_tuple(stride, "stride")
+    if len(size) != len(stride):
+        raise _Invalid(f"a tensor has size {size} but stride {stride}")
+    if storage.data is None:
+        return _PENDING
+    data = storage.data
+    native = data.dtype.newbyteorder("=")
+    if 0 in size:
+        array = np.zeros(size, native)
+    else:
+        last = storage_offset + sum((n - 1) * s for n, s in zip(size, stride, strict=True))
+        if last >= storage.numel:
+            raise _Invalid(
+                f"a tensor of size {size}, stride {stride} and offset {storage_offset} reaches "
+                f"past the end of storage {storage.key!r} ({storage.numel} elements)"
+            )
+        view = np.lib.stride_tricks.as_strided(
+            data[storage_offset:],
+            shape=size,
+            strides=tuple(s * data.itemsize for s in stride),
+            writeable=False,
+        )
+        array = np.array(view, dtype=native)  # a C-contiguous copy in native byte order
+    if storage.type.name == "BFloat16Storage":
+        array = (array.astype(np.uint32) << 16).view(np.float32)
+    return array
+
+
+def _rebuild_tensor_v2(
+    storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None, metadata=None
+):
+    return _tensor_from_storage(storage, storage_offset, size, stride)
+
+
+def _rebuild_tensor(storage, storage_offset, size, stride):  # PyTorch < 0.4
+    return _tensor_from_storage(storage, storage_offset, size, stride)
+
+
+def _rebuild_parameter(data, requires_grad=False, backward_hooks=None, state=None):
+    if not (data is _PENDING or isinstance(data, np.ndarray)):
+        raise _Invalid(f"a parameter wraps {type(data).__name__}, not a tensor")
+    return data
+
+
+def _device(kind, index=None):
+    if not isinstance(kind, str) or not (index is None or _is_int(index)):
+        raise _Invalid(f"torch.device({kind!r}, {index!r})")
+    return kind if index is None else f"{kind}:{index}"
+
+
+def _numpy_dtype(name, align=False, copy=True):
+    if not isinstance(name, str):
+        raise _Invalid(f"numpy.dtype({name!r})")
+    dtype = np.dtype(name)
+    if dtype.kind not in "biufc":
+        raise _Invalid(f"numpy.dtype({name!r}) is not a plain number type")
+    return np.dtype(name, False, True)  # a private copy: BUILD may then set its state
+
+
+def _numpy_scalar(dtype, data=None):
+    if not isinstance(dtype, np.dtype) or dtype.kind not in "biufc":
+        raise _Invalid(f"numpy scalar of type {dtype!r}")
+    if not isinstance(data, bytes) or len(data) != dtype.itemsize:
+        raise _Invalid(f"numpy scalar of type {dtype} with {type(data).__name__} data")
+    return np.frombuffer(data, dtype)[0]
+
+
+def _codecs_encode(text, encoding="utf-8"):
+    # Pickle protocol 2 writes `bytes` (e.g. a numpy scalar's data) as encode(str, "latin1").
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise _Invalid(f"_codecs.encode of {type(text).__name__} as {encoding!r}")
+    return text.encode("latin1")
+
+
+def _allowed_globals() -> dict:
+    allowed = {
+        ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
+        ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
+        ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
+        ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter,
+        ("collections", "OrderedDict"): collections.OrderedDict,
+        ("torch", "device"): _device,
+        ("_codecs", "encode"): _codecs_encode,
+        ("numpy", "dtype"): _numpy_dtype,
+        ("numpy.core.multiarray", "scalar"): _numpy_scalar,
+        ("numpy._core.multiarray", "scalar"): _numpy_scalar,
+    }
+    result = {key: _Callable(f"{key[0]}.{key[1]}", fn) for key, fn in allowed.items()}
+    for name, code in _STORAGE_CODES.items():
+        result["torch", name] = _StorageType(name, code)
+    result["torch.storage", "UntypedStorage"] = result["torch", "UntypedStorage"]
+    result["argparse", "Namespace"] = _Namespace  # a class: pickled with NEWOBJ + BUILD
+    return result
+
+
+_ALLOWED_GLOBALS = types.MappingProxyType(_allowed_globals())
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """Unpickler that resolves only allowed globals and hands storage ids to `load_storage`."""
+
+    def __init__(self, file, load_storage=None):
+        super().__init__(file)
+        self._load_storage = load_storage
+
+    def find_class(self, module, name):
+        try:
+            return _ALLOWED_GLOBALS[module, name]
+        except (KeyError, TypeError):
+            hint = "loading it would run that code"
+            if str(module).startswith("torch.nn.") or str(module).startswith("__torch__"):
+                hint = "a whole pickled model or TorchScript, not a state dict: save state_dict()"
+            raise _Invalid(
+                f"refused to load: the pickle asks for {module}.{name}, which is not a tensor, "
+                f"a storage or a plain container ({hint})"
+            ) from None
+
+    def persistent_load(self, pid):
+        if self._load_storage is None:
+            raise _Invalid(f"unexpected persistent id {pid!r} outside the checkpoint's object")
+        return self._load_storage(pid)
+
+
+def _parse_storage_id(pid, legacy: bool):
+    """Checks a storage persistent id; returns (type, key, numel, view or None)."""
+    if isinstance(pid, tuple) and pid and pid[0] == "module":
+        raise _Invalid(
+            "the checkpoint pickles a whole torch.nn.Module, not a state dict; load it with its "
+            "own code and save model.state_dict()"
+        )
+    size = 6 if legacy else 5
+    if not (isinstance(pid, tuple) and len(pid) == size and pid[0] == "storage"):
+        raise _Invalid(f"unexpected persistent id {_one_line(repr(pid), 120)}")
+    storage_type, key, location, numel = pid[1:5]
+    view = pid[5] if legacy else None
+    if not isinstance(storage_type, _StorageType):
+        raise _Invalid(f"storage {key!r} has type {storage_type!r}, not a torch storage class")
+    if not isinstance(key, str) or not isinstance(location, str):
+        raise _Invalid(f"storage id {_one_line(repr(pid), 120)} is malformed")
+    if not _is_int(numel) or numel < 0:
+        raise _Invalid(f"storage {key!r} has {numel!r} elements")
+    well_formed_view = (
+        isinstance(view, tuple)
+        and len(view) == 3
+        and isinstance(view[0], str)
+        and _is_int(view[1])
+        and _is_int(view[2])
+        and view[1] >= 0
+        and view[2] >= 0
+        and view[1] + view[2] <= numel
+    )
+    if view is not None and not well_formed_view:
+        raise _Invalid(f"storage {key!r} has a malformed view {_one_line(repr(view), 120)}")
+    return storage_type, key, numel, view
+
+
+class _StorageTable:
+    """Storages by key: checks that every reference agrees on type and size, makes views."""
+
+    def __init__(self, legacy: bool, read=None):
+        self._legacy = legacy
+        self._read = read  # (key, type, numel) -> 1-D array, or None to only collect
+        self.roots: dict[str, _Storage] = {}
+        self._views: dict[str, _Storage] = {}
+
+    def __call__(self, pid):
+        storage_type, key, numel, view = _parse_storage_id(pid, self._legacy)
+        root = self.roots.get(key)
+        if root is None:
+            data = None if self._read is None else self._read(key, storage_type, numel)
+            root = self.roots[key] = _Storage(key, storage_type, numel, data)
+        elif root.type.code != storage_type.code or root.numel != numel:
+            raise _Invalid(
+                f"storage {key!r} is used as {root.numel} x {root.type!r} and as "
+                f"{numel} x {storage_type!r}"
+            )
+        if view is None:
+            return root
+        view_key, offset, view_size = view
+        storage = self._views.get(view_key)
+        if storage is None:
+            data = None if root.data is None else root.data[offset : offset + view_size]
+            storage = self._views[view_key] = _Storage(view_key, storage_type, view_size, data)
+        return storage
+
+
+def _numpy_code(storage_type: _StorageType, byteorder: str) -> np.dtype:
+    code = storage_type.code
+    if code[0] in "iufc" and code not in ("i1", "u1"):
+        code = byteorder + code
+    return np.dtype(code)
+
+
+def _load_zip(path: Path):
+    with zipfile.ZipFile(path) as archive:
+        names = archive.namelist()
+        pickles = [n for n in names if n.endswith("/data.pkl") and n.count("/") == 1]
+        if len(pickles) != 1:
+            found = "no" if not pickles else f"{len(pickles)}"
+            raise _Invalid(f"not a PyTorch checkpoint: a zip archive with {found} FOLDER/data.pkl")
+        prefix = pickles[0][: -len("data.pkl")]
+        byteorder = "<"
+        if prefix + "byteorder" in names:
+            order = archive.read(prefix + "byteorder").decode("ascii", "replace").strip()
+            if order not in ("little", "big"):
+                raise _Invalid(f"unknown byte order {order!r} in {prefix}byteorder")
+            byteorder = "<" if order == "little" else ">"
+        members = set(names)
+
+        def read(key, storage_type, numel):
+            name = f"{prefix}data/{key}"
+            if name not in members:
+                raise _Invalid(f"missing storage record {name}")
+            dtype = _numpy_code(storage_type, byteorder)
+            raw = archive.read(name)
+            if len(raw) < numel * dtype.itemsize:
+                raise _Invalid(
+                    f"storage record {name} holds {len(raw)} bytes; its {numel} elements of "
+                    f"{storage_type!r} need {numel * dtype.itemsize} (truncated?)"
+                )
+            return np.frombuffer(raw, dtype, numel)
+
+        with archive.open(pickles[0]) as file:
+            return _RestrictedUnpickler(file, _StorageTable(legacy=False, read=read)).load()
+
+
+def _load_legacy(path: Path):
+    data = path.read_bytes()
+    buffer = io.BytesIO(data)
+
+    def plain():
+        return _RestrictedUnpickler(buffer).load()
+
+    magic = plain()
+    if not (_is_int(magic) and magic == LEGACY_MAGIC_NUMBER):
+        raise _Invalid(
+            "not a PyTorch checkpoint: a pickle without PyTorch's magic number (a plain pickle?)"
+        )
+    protocol = plain()
+    if protocol != LEGACY_PROTOCOL_VERSION:
+        raise _Invalid(f"unsupported legacy checkpoint protocol version {protocol!r}")
+    system_info = plain()
+    if not isinstance(system_info, dict):
+        raise _Invalid("corrupt legacy checkpoint: no system information after the magic number")
+    object_start = buffer.tell()
+    collected = _StorageTable(legacy=True)  # first pass: which storages, of which type and size
+    _RestrictedUnpickler(buffer, collected).load()
+    keys = plain()
+    if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+        raise _Invalid("corrupt legacy checkpoint: the storage key list is not a list of strings")
+    arrays = {}
+    position = buffer.tell()
+    for key in keys:
+        root = collected.roots.get(key)
+        if root is None:
+            raise _Invalid(f"storage {key!r} is listed in the file but no tensor refers to it")
+        if position + 8 > len(data):
+            raise _Invalid(f"truncated file: storage {key!r} is missing (file ends at {position})")
+        (count,) = struct.unpack_from("<q", data, position)
+        position += 8
+        if count != root.numel:
+            raise _Invalid(f"storage {key!r} holds {count} elements; its tensors need {root.numel}")
+        dtype = _numpy_code(root.type, "<")  # the legacy writer always writes little-endian
+        size = count * dtype.itemsize
+        if position + size > len(data):
+            raise _Invalid(
+                f"truncated file: storage {key!r} needs {size} bytes at offset {position}, "
+                f"the file ends {len(data) - position} bytes after it"
+            )
+        arrays[key] = np.frombuffer(data, dtype, count, position)
+        position += size
+    missing = [key for key in collected.roots if key not in arrays]
+    if missing:
+        raise _Invalid(f"missing storage record {missing[0]!r} (not in the file's storage list)")
+    buffer.seek(object_start)
+    table = _StorageTable(legacy=True, read=lambda key, storage_type, numel: arrays[key])
+    return _RestrictedUnpickler(buffer, table).load()
+
+
+def load_checkpoint(path: str | os.PathLike) -> object:
+    """Reads a PyTorch checkpoint in either on-disk format, without torch and without running code.
+
+    Args:
+        path: a file written by `torch.save` (zip format, PyTorch >= 1.6, or the legacy pickle
+            format), e.g. `checkpoint.pth.tar`.
+
+    Returns:
+        The saved object (usually a dict such as `{'state_dict': OrderedDict, 'epoch': int,
+        ...}`) with every tensor and parameter as a C-contiguous numpy array in native byte order
+        (bfloat16 widened to float32), `torch.device`s as strings and `argparse.Namespace`s as
+        `types.SimpleNamespace`s.
+
+    Raises:
+        CheckpointError: the file is truncated or corrupt, is not a PyTorch checkpoint, lacks a
+            storage, or its pickle asks for anything besides tensors, storages and plain
+            containers (that global, e.g. `os.system`, is named and never called).
+        OSError: the file cannot be read.
+    """
+    path = Path(path)
+    with open(path, "rb") as file:
+        head = file.read(512)
+    try:
+        if not head:
+            raise _Invalid("empty file")
+        if head[:4] in _ZIP_SIGNATURES:
+            return _load_zip(path)
+        if head[:1] == pickle.PROTO:
+            return _load_legacy(path)
+        if head[257:262] == b"ustar":
+            raise _Invalid("a tar archive: PyTorch's tar checkpoints (< 0.1.10) are not supported")
+        raise _Invalid("not a PyTorch checkpoint: neither a zip archive nor a pickle")
+    except CheckpointError:
+        raise
+    except _Invalid as error:
+        raise _error(path, str(error)) from None
+    except zipfile.BadZipFile as error:
+        raise _error(path, f"truncated or corrupt zip archive ({error})") from error
+    except (pickle.UnpicklingError, EOFError) as error:
+        detail = _one_line(f"{type(error).__name__}: {error}", 160)
+        raise _error(path, f"truncated or corrupt pickle ({detail})") from error
+    except Exception as error:  # whatever a malformed pickle or archive makes the readers raise
+        detail = _one_line(f"{type(error).__name__}: {error}", 160)
+        raise _error(path, f"unreadable checkpoint ({detail})") from error
+
+
+def extract_state_dict(obj, path: str | os.PathLike = "checkpoint") -> dict[str, np.ndarray]:
+    """The model weights of a loaded checkpoint, with the training wrappers' prefixes removed.
+
+    Args:
+        obj: what `load_checkpoint` returned: a dict with a `state_dict` entry (as the reference
+            training scripts save) or a state dict itself (a flat mapping of names to arrays).
+        path: the file, for error messages.
+
+    Returns:
+        {name: array} in the checkpoint's order, each name stripped of a leading `model.module.`,
+        `module.` (`DataParallel`) or `model.`; BatchNorm `num_batches_tracked` counters dropped.
+
+    Raises:
+        CheckpointError: no tensors found, a non-tensor entry in the state dict, or two names
+            that coincide once stripped.
+    """
+    source, where = obj, "the checkpoint"
+    if isinstance(obj, Mapping) and "state_dict" in obj:
+        source, where = obj["state_dict"], "its 'state_dict'"
+    if not isinstance(source, Mapping):
+        raise _error(
+            path, f"not a model checkpoint: {where} is a {type(source).__name__}, not a mapping"
+        )
+    if not any(isinstance(value, np.ndarray) for value in source.values()):
+        keys = ", ".join(repr(k) for k in list(source)[:6])
+        raise _error(path, f"not a model checkpoint: no tensors found in {where} (keys: {keys})")
+    state = {}
+    for key, value in source.items():
+        if not isinstance(key, str) or not isinstance(value, np.ndarray):
+            raise _error(
+                path,
+                f"{where} is not a mapping of names to tensors: entry {key!r} is a "
+                f"{type(value).__name__}",
+            )
+        name = key
+        for prefix in _STATE_DICT_PREFIXES:
+            if name.startswith(prefix):
+                name = name[len(prefix) :]
+                break
+        if name.rsplit(".", 1)[-1] == "num_batches_tracked":
+            continue
+        if name in state:
+            raise _error(path, f"two entries are named {name!r} once their prefixes are removed")
+        state[name] = value
+    return state
+
+
+class _PickleWriter:
+    """Writes a pickle (protocol 2, as torch.save) of plain containers and numpy arrays as tensors.
+
+    Written by hand rather than with `pickle.Pickler`, which would import torch to name its
+    functions.
+    """
+
+    def __init__(self, legacy: bool):
+        self._legacy = legacy
+        self._out = bytearray()
+        self.storages: list[tuple[str, int, bytes]] = []  # (key, element count, little-endian)
+
+    def dumps(self, obj) -> bytes:
+        self._out += pickle.PROTO + b"\x02"
+        self._save(obj)
+        self._out += pickle.STOP
+        return bytes(self._out)
+
+    def _global(self, module: str, name: str):
+        self._out += pickle.GLOBAL + f"{module}\n{name}\n".encode("ascii")
+
+    def _save(self, obj):
+        out = self._out
+        if obj is None:
+            out += pickle.NONE
+        elif isinstance(obj, bool | np.bool_):
+            out += pickle.NEWTRUE if obj else pickle.NEWFALSE
+        elif isinstance(obj, np.ndarray):
+            self._save_tensor(obj)
+        elif isinstance(obj, np.generic):
+            self._save(obj.item())
+        elif isinstance(obj, int):
+            self._save_int(obj)
+        elif isinstance(obj, float):
+            out += pickle.BINFLOAT + struct.pack(">d", obj)
+        elif isinstance(obj, str):
+            encoded = obj.encode("utf-8", "surrogatepass")
+            out += pickle.BINUNICODE + struct.pack("<I", len(encoded)) + encoded
+        elif isinstance(obj, tuple):
+            self._save_tuple(obj)
+        elif isinstance(obj, list):
+            out += pickle.EMPTY_LIST
+            if obj:
+                out += pickle.MARK
+                for item in obj:
+                    self._save(item)
+                out += pickle.APPENDS
+        elif isinstance(obj, dict):
+            if isinstance(obj, collections.OrderedDict):
+                self._global("collections", "OrderedDict")
+                out += pickle.EMPTY_TUPLE + pickle.REDUCE
+            else:
+                out += pickle.EMPTY_DICT
+            if obj:
+                out += pickle.MARK
+                for key, value in obj.items():
+                    self._save(key)
+                    self._save(value)
+                out += pickle.SETITEMS
+        else:
+            raise TypeError(
+                f"save_checkpoint writes None, bool, int, float, str, tuple, list, dict and numpy "
+                f"arrays, not {type(obj).__name__}"
+            )
+
+    def _save_int(self, value: int):
+        if 0 <= value < 0x100:
+            self._out += pickle.BININT1 + bytes([value])
+        elif 0 <= value < 0x10000:
+            self._out += pickle.BININT2 + struct.pack("<H", value)
+        elif -(2**31) <= value < 2**31:
+            self._out += pickle.BININT + struct.pack("<i", value)
+        else:
+            encoded = value.to_bytes((value.bit_length() >> 3) + 1, "little", signed=True)
+            if len(encoded) > 255:
+                raise ValueError(f"integer too large to write: {value}")
+            self._out += pickle.LONG1 + bytes([len(encoded)]) + encoded
+
+    def _save_tuple(self, items: tuple):
+        if not items:
+            self._out += pickle.EMPTY_TUPLE
+            return
+        if len(items) > 3:
+            self._out += pickle.MARK
+        for item in items:
+            self._save(item)
+        self._out += {1: pickle.TUPLE1, 2: pickle.TUPLE2, 3: pickle.TUPLE3}.get(
+            len(items)
+        ) or pickle.TUPLE
+
+    def _save_tensor(self, array: np.ndarray):
+        native = array.dtype.newbyteorder("=")
+        storage_name = _WRITABLE_STORAGES.get(native)
+        if storage_name is None:
+            raise TypeError(f"save_checkpoint cannot write {array.dtype} arrays as tensors")
+        little = native.newbyteorder("<") if native.itemsize > 1 else native
+        data = np.ascontiguousarray(array, dtype=little)
+        key = str(len(self.storages))
+        self.storages.append((key, data.size, data.tobytes()))
+        strides = [1] * array.ndim
+        for i in range(array.ndim - 2, -1, -1):
+            strides[i] = strides[i + 1] * array.shape[i + 1]
+        self._global("torch._utils", "_rebuild_tensor_v2")
+        self._out += pickle.MARK + pickle.MARK
+        self._save("storage")
+        self._global("torch", storage_name)
+        self._save(key)
+        self._save("cpu")
+        self._save(data.size)
+        if self._legacy:
+            self._out += pickle.NONE
+        self._out += pickle.TUPLE + pickle.BINPERSID
+        self._save(0)  # storage offset
+        self._save_tuple(tuple(int(n) for n in array.shape))
+        self._save_tuple(tuple(strides))
+        self._out += pickle.NEWFALSE  # requires_grad
+        self._global("collections", "OrderedDict")  # backward hooks
+        self._out += pickle.EMPTY_TUPLE + pickle.REDUCE
+        self._out += pickle.TUPLE + pickle.REDUCE
+
+
+def _alignment_padding(offset: int, filename: str) -> bytes:
+    """A zip extra field that puts a record's data at a multiple of 64 bytes, as torch does."""
+    data_start = offset + 30 + len(filename.encode("utf-8")) + 4
+    padding = -data_start % _ZIP_ALIGNMENT
+    return struct.pack("<HH", 0x4246, padding) + b"Z" * padding  # header id "FB"
+
+
+def _write_zip(path, data_pkl: bytes, storages) -> None:
+    prefix = "archive/"
+    serialization_id = str(int.from_bytes(hashlib.sha256(data_pkl).digest()[:16], "big"))
+    records = [
+        ("data.pkl", data_pkl),
+        (".format_version", b"1"),
+        (".storage_alignment", str(_ZIP_ALIGNMENT).encode()),
+        ("byteorder", b"little"),
+        *((f"data/{key}", raw) for key, _, raw in storages),
+        ("version", b"3\n"),
+        (".data/serialization_id", serialization_id.zfill(40).encode()),
+    ]
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
+        for name, payload in records:
+            info = zipfile.ZipInfo(prefix + name, date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_STORED
+            if name.startswith("data/"):
+                info.extra = _alignment_padding(archive.fp.tell(), info.filename)
+            archive.writestr(info, payload)
+
+
+def _write_legacy(path, main_pickle: bytes, storages) -> None:
+    system_info = {
+        "protocol_version": LEGACY_PROTOCOL_VERSION,
+        "little_endian": True,
+        "type_sizes": {"short": 2, "int": 4, "long": 4},
+    }
+    with open(path, "wb") as file:
+        for header in (LEGACY_MAGIC_NUMBER, LEGACY_PROTOCOL_VERSION, system_info):
+            file.write(pickle.dumps(header, protocol=2))
+        file.write(main_pickle)
+        file.write(pickle.dumps([key for key, _, _ in storages], protocol=2))
+        for _, count, raw in storages:
+            file.write(struct.pack("<q", count))
+            file.write(raw)
+
+
+def save_checkpoint(path: str | os.PathLike, obj, format: str = "zip") -> None:
+    """Writes `obj` as `torch.save` would, numpy arrays becoming tensors.
+
+    The file is read back by `load_checkpoint` and by `torch.load(path, weights_only=True)`.
+
+    Args:
+        path: the file to write.
+        obj: None, bools, ints, floats, strings, tuples, lists, dicts (`collections.OrderedDict`
+            kept as such) and numpy arrays of float16/32/64, (u)int8, int16/32/64, bool or
+            complex64/128, nested freely. Every array gets its own storage.
+        format: "zip" (PyTorch >= 1.6's default) or "legacy" (the pre-1.6 pickle format).
+
+    Raises:
+        TypeError: `obj` holds something else.
+        ValueError: an unknown `format`.
+    """
+    if format not in ("zip", "legacy"):
+        raise ValueError(f"format must be 'zip' or 'legacy', got {format!r}")
+    writer = _PickleWriter(legacy=format == "legacy")
+    main_pickle = writer.dumps(obj)
+    if format == "zip":
+        _write_zip(path, main_pickle, writer.storages)
+    else:
+        _write_legacy(path, main_pickle, writer.storages)
