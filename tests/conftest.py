@@ -28,3 +28,224 @@ def synthetic_records(tmp_path_factory):
         "train": write_synthetic_split(root, "train", 48),
         "valid": write_synthetic_split(root, "valid", 16),
     }
+
+
+# --- data sources / records builders: person examples, a tiny official MPII .mat ---------------
+
+
+def _solid_jpeg(height=48, width=64, value=128) -> bytes:
+    import tensorflow as tf
+
+    return tf.io.encode_jpeg(tf.fill([height, width, 3], tf.constant(value, tf.uint8))).numpy()
+
+
+@pytest.fixture
+def person_example():
+    """`make(i, image=None, **changes)` → a valid 16-joint `PersonExample` with a 48x64 JPEG."""
+    import numpy as np
+
+    from stacked_hourglass.data import features
+
+    def make(i: int, image: bytes | None = None, **changes) -> features.PersonExample:
+        keypoints = np.stack([np.arange(16) + i, np.arange(16) * 2.0], axis=1).astype(np.float64)
+        status = np.full(16, features.VISIBLE)
+        status[3] = features.OCCLUDED
+        status[5] = features.NOT_ANNOTATED
+        keypoints[5] = 0
+        example = features.PersonExample(
+            image_encoded=image if image is not None else _solid_jpeg(value=i % 255),
+            filename=f"img_{i:04d}.jpg", height=48, width=64, center=(30.0 + i, 20.5),
+            scale=0.25 + 0.01 * i, keypoints=keypoints, keypoint_status=status,
+            normalizer=10.0 + i, headbox=(1.0, 2.0, 11.0, 12.0), dataset="synthetic", index=i,
+            person=0,
+        )  # fmt: skip
+        for key, value in changes.items():
+            setattr(example, key, value)
+        return example
+
+    return make
+
+
+def _mat_structs(rows: list[dict], fields: list[str]):
+    """A (1, n) MATLAB struct array; fields a row lacks are [] (as in MPII's file)."""
+    import numpy as np
+
+    array = np.zeros((1, len(rows)), dtype=[(f, object) for f in fields])
+    for i, row in enumerate(rows):
+        for f in fields:
+            array[0, i][f] = row.get(f, np.zeros((0, 0)))
+    return array
+
+
+_MPII_RECT_FIELDS = ["x1", "y1", "x2", "y2", "annopoints", "scale", "objpos"]
+
+
+def _mpii_rect(objpos=None, scale=None, head=None, points=None) -> dict:
+    rect = {}
+    if objpos is not None:
+        rect["objpos"] = _mat_structs([dict(x=objpos[0], y=objpos[1])], ["x", "y"])
+        rect["scale"] = scale
+    if head is not None:
+        rect.update(x1=head[0], y1=head[1], x2=head[2], y2=head[3])
+    if points is not None:
+        point = _mat_structs(
+            [dict(id=j, x=x, y=y, is_visible=v) for j, x, y, v in points],
+            ["id", "x", "y", "is_visible"],
+        )
+        rect["annopoints"] = _mat_structs([dict(point=point)], ["point"])
+    return rect
+
+
+def _make_official_mpii_mat(path) -> None:
+    """3 images: A (train, 2 people), B (train, 3 people: one without objpos), C (test, 1)."""
+    import numpy as np
+    import scipy.io
+
+    a0 = _mpii_rect((100, 120), 1.0, (90, 20, 110, 45), [(9, 101.5, 30.25, 1), (0, 95, 200, 0)])
+    a1 = _mpii_rect((300, 150), 2.0, (290, 40, 320, 70), [(12, 310, 100, 1), (13, 330, 101, 1)])
+    b0 = _mpii_rect(head=(1, 1, 5, 5), points=[(7, 50, 60, 1)])  # no objpos/scale
+    # One point → squeeze_me gives a bare struct; is_visible [] (missing) and '0' (string).
+    b1 = _mpii_rect((200, 100), 1.5, (190, 30, 210, 50), [(8, 201, 52, np.zeros((0, 0)))])
+    b2 = _mpii_rect((220, 110), 1.2, (200, 30, 230, 50), [(15, 225, 140, "0")])
+    c0 = _mpii_rect((150, 90), 1.1)
+    images = [("a.jpg", [a0, a1]), ("b.jpg", [b0, b1, b2]), ("c.jpg", [c0])]
+    annolist = _mat_structs(
+        [dict(image=_mat_structs([dict(name=name)], ["name"]),
+              annorect=_mat_structs(rects, _MPII_RECT_FIELDS)) for name, rects in images],
+        ["image", "annorect"],
+    )  # fmt: skip
+    release = _mat_structs(
+        [dict(annolist=annolist, img_train=np.array([[1, 1, 0]]), single_person=np.zeros((3, 1)),
+              act=np.zeros((3, 1)))],
+        ["annolist", "img_train", "single_person", "act"],
+    )  # fmt: skip
+    scipy.io.savemat(path, {"RELEASE": release})
+
+
+@pytest.fixture
+def official_mpii(tmp_path):
+    """A folder with `mpii.mat` (official layout, see `_make_official_mpii_mat`), `images/`
+    holding a.jpg, b.jpg, c.jpg (400x500) and `split.txt` (valid = person 1 of a.jpg)."""
+    _make_official_mpii_mat(tmp_path / "mpii.mat")
+    images = tmp_path / "images"
+    images.mkdir()
+    jpeg = _solid_jpeg(400, 500, 90)
+    for name in ("a.jpg", "b.jpg", "c.jpg"):
+        (images / name).write_bytes(jpeg)
+    (tmp_path / "split.txt").write_text("# Tompson-style split\na.jpg 0 1\n")
+    return tmp_path
+
+
+# --- model directories, SavedModel exports and images (training / serving / evaluation) -------
+
+TINY_INPUT_SIZE = 64
+
+
+def _make_model_dir(path, num_stacks=2, dataset="mpii", seed=1234, **model_fields):
+    """A random-weight model directory (config.json + model.keras); returns the Keras model."""
+    import os
+
+    import keras
+
+    from stacked_hourglass import run_dir
+    from stacked_hourglass.config import DataConfig, ExperimentConfig, ModelConfig, TrainConfig
+    from stacked_hourglass.model import build_model
+
+    fields = {"num_features": 16, "input_size": TINY_INPUT_SIZE, **model_fields}
+    config = ExperimentConfig(
+        model=ModelConfig(num_stacks=num_stacks, **fields),
+        data=DataConfig(dataset=dataset),
+        train=TrainConfig(model_dir=str(path)),
+    ).resolve()
+    keras.utils.set_random_seed(seed)
+    model = build_model(config.model)
+    os.makedirs(path, exist_ok=True)
+    model.save(os.path.join(path, run_dir.FINAL_MODEL_FILE))
+    run_dir.save_config(str(path), config)
+    return model
+
+
+@pytest.fixture(scope="session")
+def make_model_dir():
+    """`make(path, num_stacks=2, dataset="mpii", seed=1234, **model_fields)` → the Keras model
+    of a new random-weight model directory at `path` (16 features, 64x64 input)."""
+    return _make_model_dir
+
+
+def _random_image(shape, seed):
+    """Smooth random uint8 image (blurred noise), so crops and heatmaps vary with the box."""
+    import numpy as np
+    import tensorflow as tf
+
+    rng = np.random.default_rng(seed)
+    small = rng.uniform(0, 255, (shape[0] // 8 + 1, shape[1] // 8 + 1, 3))
+    image = tf.image.resize(small[None], shape, method="bilinear")[0]
+    return np.clip(image.numpy(), 0, 255).astype(np.uint8)
+
+
+def _image_bytes(shape, seed, fmt="jpeg"):
+    import tensorflow as tf
+
+    image = _random_image(shape, seed)
+    if fmt == "png":
+        return tf.io.encode_png(image).numpy()
+    return tf.io.encode_jpeg(image, quality=95).numpy()
+
+
+@pytest.fixture(scope="session")
+def random_image():
+    """`make((height, width), seed)` → a smooth random uint8 [H, W, 3] image."""
+    return _random_image
+
+
+@pytest.fixture(scope="session")
+def image_bytes():
+    """`make((height, width), seed, fmt="jpeg"|"png")` → encoded bytes of a `random_image`."""
+    return _image_bytes
+
+
+@pytest.fixture(scope="session")
+def flip_export(tmp_path_factory):
+    """A 1-stack MPII model exported with the flip test, and files to predict on.
+
+    {"root", "model", "export_dir", "path" (EXPORT_DIR/1)}; ROOT/images holds person.jpg
+    (96x72) and other.png (50x80); ROOT/notes.txt is not an image.
+    """
+    import keras
+
+    from stacked_hourglass import joints
+    from stacked_hourglass.model import build_model
+    from stacked_hourglass.serving import exporter
+
+    root = tmp_path_factory.mktemp("flip_export")
+    keras.utils.set_random_seed(99)
+    model = build_model(num_stacks=1, num_features=16, input_size=TINY_INPUT_SIZE, num_joints=16)
+    export_dir = str(root / "export")
+    path = exporter.export_model(model, joints.MPII, TINY_INPUT_SIZE, export_dir, flip_test=True)
+    images = root / "images"
+    images.mkdir()
+    (images / "person.jpg").write_bytes(_image_bytes((96, 72), 1))
+    (images / "other.png").write_bytes(_image_bytes((50, 80), 2, fmt="png"))
+    (root / "notes.txt").write_text("not an image\n")
+    return {"root": root, "model": model, "export_dir": export_dir, "path": path}
+
+
+@pytest.fixture(scope="session")
+def synthetic_model(tmp_path_factory):
+    """A random-weight 1-stack model directory on the synthetic joints and its two exports.
+
+    {"model_dir", "plain" (EXPORT/1, exported without the flip test), "flip" (EXPORT_FLIP/1,
+    exported with it)}; evaluate them on `synthetic_records["valid"]`.
+    """
+    from stacked_hourglass.serving import exporter
+
+    root = tmp_path_factory.mktemp("synthetic_model")
+    model_dir = str(root / "run")
+    _make_model_dir(model_dir, num_stacks=1, dataset="synthetic", seed=7)
+    return {
+        "model_dir": model_dir,
+        "plain": exporter.export_from_model_dir(model_dir, str(root / "export")),
+        "flip": exporter.export_from_model_dir(
+            model_dir, str(root / "export_flip"), flip_test=True
+        ),
+    }

@@ -1,38 +1,96 @@
-"""Looks inside converted TFRecords: counts, joint-status counts and a few drawn records.
+"""Looking inside converted TFRecords: counts, joint-status counts and a few drawn records.
 
-  python -m stacked_hourglass.datasets.inspect tfrecords/mpii/valid-*.tfrecord \
-      [--output_dir=DIR] [--num_images=N]
+`summarize` counts records per shard and per dataset, and per joint how many records have it
+visible / occluded / not annotated. `draw_records` draws the first records (image, skeleton,
+joints coloured by status, crop box, head box) to PNG files with matplotlib's Agg backend. Joints
+are drawn at their stored 0-based coordinates with pixel (0, 0)'s centre at (0, 0) (matplotlib's
+`imshow` convention), so a correct conversion puts them on the body.
 
-Prints the number of records per shard and per dataset, and per joint how many records have it
-visible / occluded / not annotated. With `--output_dir`, draws the first `--num_images` records
-(image, joints coloured by status, skeleton, crop box, head box) to PNG files with matplotlib's Agg
-backend. Joints are drawn at their stored 0-based coordinates with pixel (0, 0)'s centre at
-(0, 0) (matplotlib's `imshow` convention), so a correct conversion puts them on the body.
+Every problem with the input (no such file, a file that is not a TFRecord, a record that is not
+a person record) is a `ValueError` or `OSError` naming the file (and record).
 """
 
 from __future__ import annotations
 
 import collections
+import glob
+import os
 import pathlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import tensorflow as tf
+from google.protobuf.message import DecodeError
 
 from stacked_hourglass import joints
 from stacked_hourglass.data import features
+from stacked_hourglass.data.records.items import first_line
+from stacked_hourglass.utils import drawing
 
 _STATUS_COLOURS = {features.VISIBLE: "lime", features.OCCLUDED: "orange"}
 
 
-def _peek(path: str) -> tuple[str, int]:
-    """(dataset, number of joints) of a shard's first record, or ("", 0) when it is empty."""
-    for raw in tf.data.TFRecordDataset(path).take(1):
-        example = tf.train.Example.FromString(raw.numpy())
-        feature = example.features.feature
+def expand_files(patterns: Sequence[str]) -> list[str]:
+    """Files named by paths or globs (`*`, `?`, `[...]`), sorted, each once.
+
+    Raises:
+        ValueError: when no pattern is given.
+        FileNotFoundError / IsADirectoryError: naming a path that is not a file or a glob that
+            matches no file.
+    """
+    if not patterns:
+        raise ValueError("give one or more TFRecord files (or globs)")
+    files = []
+    for pattern in patterns:
+        if any(c in pattern for c in "*?["):
+            # glob's "*" skips hidden names, so half-written `.NAME.PID.tmp` files never match.
+            matches = [p for p in glob.glob(pattern) if os.path.isfile(p)]
+            if not matches:
+                raise FileNotFoundError(f"no file matches {pattern}")
+            files += matches
+        elif os.path.isdir(pattern):
+            raise IsADirectoryError(f"{pattern} is a folder; give its TFRecord files or a glob")
+        elif not os.path.isfile(pattern):
+            raise FileNotFoundError(f"no such file: {pattern}")
+        else:
+            files.append(pattern)
+    return sorted(dict.fromkeys(files))
+
+
+def _raw_records(path: str) -> Iterator[bytes]:
+    """The serialised records of one file; `ValueError` naming it when it is not a TFRecord."""
+    count = 0
+    try:
+        for raw in tf.data.TFRecordDataset(path):
+            count += 1
+            yield raw.numpy()
+    except tf.errors.OpError as e:
+        raise ValueError(f"{path}: not a readable TFRecord file ({first_line(e)})") from None
+    # TF reads a file shorter than one record header as an empty file, without complaint.
+    if count == 0 and os.path.getsize(path) > 0:
+        raise ValueError(f"{path}: not a readable TFRecord file (bytes but no record)")
+
+
+def _person(raw: bytes, path: str, number: int) -> tuple[str, np.ndarray]:
+    """(dataset name, keypoint status) of one record; `ValueError` when it is no person record."""
+    where = f"{path}: record {number}"
+    try:
+        feature = tf.train.Example.FromString(raw).features.feature
         dataset = feature[features.SOURCE_DATASET].bytes_list.value[0].decode("utf-8")
-        return dataset, len(feature[features.KEYPOINT_STATUS].int64_list.value)
-    return "", 0
+        status = np.asarray(feature[features.KEYPOINT_STATUS].int64_list.value, np.int64)
+    except (DecodeError, IndexError, UnicodeDecodeError):
+        raise ValueError(
+            f"{where} is not a person record (no {features.SOURCE_DATASET} / "
+            f"{features.KEYPOINT_STATUS})"
+        ) from None
+    try:
+        num_joints = joints.get_joint_set(dataset).num_joints
+    except ValueError as e:
+        raise ValueError(f"{where}: {e}") from None
+    if status.shape != (num_joints,) or np.any((status < 0) | (status > 2)):
+        raise ValueError(f"{where}: {dataset} keypoint status {status.tolist()} is not {num_joints}"
+                         " values in 0..2")  # fmt: skip
+    return dataset, status
 
 
 def summarize(files: Sequence[str]) -> dict:
@@ -44,24 +102,18 @@ def summarize(files: Sequence[str]) -> dict:
     """
     shards, datasets, status = {}, collections.Counter(), {}
     for path in files:
-        dataset, num_joints = _peek(path)
         count = 0
-        if num_joints:
-            for raw in tf.data.TFRecordDataset(path):
-                parsed = tf.io.parse_single_example(
-                    raw, {features.KEYPOINT_STATUS: tf.io.FixedLenFeature([num_joints], tf.int64),
-                          features.SOURCE_DATASET: tf.io.FixedLenFeature([], tf.string)}
-                )  # fmt: skip
-                name = parsed[features.SOURCE_DATASET].numpy().decode("utf-8")
-                table = status.setdefault(name, np.zeros((num_joints, 3), np.int64))
-                table[np.arange(num_joints), parsed[features.KEYPOINT_STATUS].numpy()] += 1
-                datasets[name] += 1
-                count += 1
+        for count, raw in enumerate(_raw_records(path), 1):
+            name, values = _person(raw, path, count - 1)
+            table = status.setdefault(name, np.zeros((len(values), 3), np.int64))
+            table[np.arange(len(values)), values] += 1
+            datasets[name] += 1
         shards[path] = count
     return {"shards": shards, "datasets": dict(datasets), "status": status}
 
 
 def format_summary(summary: dict) -> str:
+    """The lines `inspect_records` prints for a `summarize` result."""
     lines = ["Records per shard:"]
     lines += [f"  {count:7d}  {path}" for path, count in summary["shards"].items()]
     for name, count in summary["datasets"].items():
@@ -74,7 +126,11 @@ def format_summary(summary: dict) -> str:
 
 
 def draw_record(parsed: dict, path: pathlib.Path) -> None:
-    """Draws one parsed record (`features.parse_example_numpy`) to a PNG at `path`."""
+    """Draws one parsed record (`features.parse_example_numpy`) to a PNG at `path`.
+
+    The skeleton is `utils.drawing.draw_pose`'s (right limbs red, left blue: a left/right swap in
+    a conversion shows); joints on top are coloured by status (lime visible, orange occluded).
+    """
     # Imported here: only drawing needs matplotlib. Figure + FigureCanvasAgg avoids pyplot's
     # global state and any GUI backend.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -89,12 +145,10 @@ def draw_record(parsed: dict, path: pathlib.Path) -> None:
     FigureCanvasAgg(figure)
     axes = figure.add_axes([0, 0, 1, 1])
     axes.imshow(image)
-    for a, b in joint_set.skeleton_indices():
-        if status[a] and status[b]:
-            axes.plot(keypoints[[a, b], 0], keypoints[[a, b], 1], "-", color="cyan", lw=2)
-    for j in range(joint_set.num_joints):
-        if status[j]:
-            axes.plot(*keypoints[j], "o", color=_STATUS_COLOURS.get(int(status[j]), "red"), ms=5)
+    drawing.draw_pose(axes, keypoints, joint_set, visible=status != features.NOT_ANNOTATED)
+    for j in np.flatnonzero(status):
+        colour = _STATUS_COLOURS.get(int(status[j]), "red")
+        axes.plot(*keypoints[j], "o", color=colour, ms=5, zorder=4)
     cx, cy = parsed[features.CENTER]
     side = features.PIXELS_PER_SCALE * float(parsed[features.SCALE])
     axes.plot(cx, cy, "+", color="magenta", ms=12)
@@ -107,54 +161,36 @@ def draw_record(parsed: dict, path: pathlib.Path) -> None:
     axes.set_xlim(-0.5, width - 0.5)
     axes.set_ylim(height - 0.5, -0.5)
     axes.axis("off")
-    axes.text(
-        5, 15, f"{parsed[features.IMAGE_FILENAME]} #{parsed[features.SOURCE_INDEX]}/"
-        f"{parsed[features.SOURCE_PERSON]}", color="white", fontsize=9, va="top",
-    )  # fmt: skip
+    label = (
+        f"{parsed[features.IMAGE_FILENAME]} #{parsed[features.SOURCE_INDEX]}/"
+        f"{parsed[features.SOURCE_PERSON]}"
+    )
+    axes.text(5, 15, label, color="white", fontsize=9, va="top")
     figure.savefig(path)
 
 
-def draw_records(files: Sequence[str], output_dir: str, num_images: int) -> list[pathlib.Path]:
-    """Draws the first `num_images` records of `files` to PNGs in `output_dir`."""
+def draw_records(
+    files: Sequence[str], output_dir: os.PathLike | str, num_images: int
+) -> list[pathlib.Path]:
+    """Draws the first `num_images` records of `files` to PNGs in `output_dir`; their paths."""
     output = pathlib.Path(output_dir)
+    if output.exists() and not output.is_dir():
+        raise NotADirectoryError(f"output folder {output} is a file, not a folder")
     output.mkdir(parents=True, exist_ok=True)
     written = []
     for path in files:
-        _, num_joints = _peek(path)
-        if not num_joints:
-            continue
-        for raw in tf.data.TFRecordDataset(path):
+        for number, raw in enumerate(_raw_records(path)):
             if len(written) >= num_images:
                 return written
-            parsed = features.parse_example_numpy(raw.numpy(), num_joints)
-            name = (
-                f"{len(written):03d}_{parsed[features.SOURCE_DATASET]}_"
-                f"{parsed[features.SOURCE_INDEX]}_{parsed[features.SOURCE_PERSON]}.png"
-            )
-            draw_record(parsed, output / name)
+            _, status = _person(raw, path, number)
+            try:
+                parsed = features.parse_example_numpy(raw, len(status))
+                name = (
+                    f"{len(written):03d}_{parsed[features.SOURCE_DATASET]}_"
+                    f"{parsed[features.SOURCE_INDEX]}_{parsed[features.SOURCE_PERSON]}.png"
+                )
+                draw_record(parsed, output / name)
+            except tf.errors.OpError as e:  # a missing key or an undecodable image
+                raise ValueError(f"{path}: record {number}: {first_line(e)}") from None
             written.append(output / name)
     return written
-
-
-def main(argv: Sequence[str], output_dir: str | None, num_images: int) -> None:
-    from absl import app
-
-    files = sorted(argv[1:])
-    if not files:
-        raise app.UsageError("give one or more TFRecord files")
-    missing = [f for f in files if not pathlib.Path(f).is_file()]
-    if missing:
-        raise app.UsageError(f"no such file: {missing[0]}")
-    print(format_summary(summarize(files)))
-    if output_dir:
-        written = draw_records(files, output_dir, num_images)
-        print(f"Drew {len(written)} record(s) to {output_dir}")
-
-
-if __name__ == "__main__":
-    from absl import app, flags
-
-    # Declared only when run as a program, so importing this module defines no flags.
-    _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where to draw records as PNG files.")
-    _NUM_IMAGES = flags.DEFINE_integer("num_images", 8, "How many records to draw.", lower_bound=0)
-    app.run(lambda argv: main(argv, _OUTPUT_DIR.value, _NUM_IMAGES.value))

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
+import re
 from typing import Union
 
 import numpy as np
@@ -78,9 +79,16 @@ Item = Union[PendingExample, features.PersonExample, Skipped]  # noqa: UP007
 
 
 def first_line(error: BaseException) -> str:
-    """The first line of an error's message (TF errors carry pages of context)."""
+    """The first line of an error's message, without TF's op/device decoration.
+
+    TF errors carry pages of context, and eager ones wrap the useful words in
+    `{{function_node ...device:CPU:0}} ... [Op:Name]`, which would end up in manifests.
+    """
     text = getattr(error, "message", None) or str(error)
-    return text.strip().splitlines()[0] if text.strip() else type(error).__name__
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    line = re.sub(r"^\{\{function_node [^}]*\}\}\s*", "", line)
+    line = re.sub(r"\s*\[Op:\w+\].*$", "", line)
+    return line or type(error).__name__
 
 
 def image_size(data: bytes, name: str = "") -> tuple[int, int]:

@@ -245,8 +245,10 @@ def _write_records(
 
 def _check_something_written(counts: Sequence[int], skipped: Sequence[Skipped], strict: bool):
     """Raises `StrictError` / `EmptySplitError` when the output must not be published."""
-    if not skipped or not (strict or not sum(counts)):
+    if sum(counts) and not (strict and skipped):
         return
+    if not skipped:
+        raise EmptySplitError("no records: the source yielded no people")
     summary = ", ".join(f"{k}: {v}" for k, v in summarize_skips(skipped).items())
     first = skipped[0]
     error = StrictError if strict else EmptySplitError
@@ -288,6 +290,19 @@ def _remove_stale(output_dir: pathlib.Path, split: str, final) -> list[pathlib.P
     for p in stale:
         p.unlink()
     return stale
+
+
+def _discard(writers, temporaries: Sequence[pathlib.Path], created: Sequence[pathlib.Path]):
+    """Undoes a failed run: closes the writers, removes its temporaries and the folders it made."""
+    for w in writers:
+        w.close()
+    for t in temporaries:
+        t.unlink(missing_ok=True)
+    for d in created:  # innermost first; leave no trace of a failed run
+        try:
+            d.rmdir()
+        except OSError:
+            break
 
 
 def write_split(
@@ -363,15 +378,7 @@ def write_split(
             os.replace(t, p)
         os.replace(manifest_temp, manifest_path)
     except BaseException:
-        for w in writers:
-            w.close()
-        for t in [*temp, manifest_temp]:
-            t.unlink(missing_ok=True)
-        for d in created:  # innermost first; leave no trace of a failed run
-            try:
-                d.rmdir()
-            except OSError:
-                break
+        _discard(writers, [*temp, manifest_temp], created)
         raise
     stale = _remove_stale(output_dir, split, final)
     return SplitResult(

@@ -131,9 +131,10 @@ def read_items(
         raise IsADirectoryError(f"annotations file {annotations} is a folder, not a file")
     if not annotations.is_file():
         raise FileNotFoundError(f"annotations file {annotations} does not exist")
+    if images_dir.exists() and not images_dir.is_dir():
+        raise NotADirectoryError(f"images folder {images_dir} is a file, not a folder")
     if not images_dir.is_dir():
-        what = "is a file, not a folder" if images_dir.exists() else "does not exist"
-        raise FileNotFoundError(f"images folder {images_dir} {what}")
+        raise FileNotFoundError(f"images folder {images_dir} does not exist")
     items, count, extra = source.read(
         split, annotations, images_dir, split_file, ground_truth, num_examples, seed
     )

@@ -428,9 +428,9 @@ def _json_field(row: dict, field: str, convert):
     try:
         return convert(row[field])
     except (TypeError, ValueError, OverflowError) as e:  # OverflowError: e.g. 10**400 → float
-        raise _RowError(
-            field, f"{row[field]!r:.60} is unreadable ({type(e).__name__}: {e})"
-        ) from None
+        value = repr(row[field])
+        value = value if len(value) <= 40 else value[:37] + "..."
+        raise _RowError(field, f"{value} is unreadable ({type(e).__name__}: {e})") from None
 
 
 def _json_row(row) -> tuple[str, tuple[float, float], float, np.ndarray, np.ndarray]:

@@ -125,7 +125,6 @@ class Body:
         )
 
 
-
 def _mixture(rng: np.random.Generator, options) -> float:
     """Samples uniform(lo, hi) from one of several (weight, lo, hi) ranges."""
     weights = np.array([o[0] for o in options], np.float64)
@@ -251,4 +250,3 @@ def pose_body(params: PoseParams, height: float, center: tuple[float, float]) ->
         head_axis=(hx, hy),
         facing_camera=params.facing_camera,
     )
-

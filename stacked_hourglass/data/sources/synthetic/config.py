@@ -39,4 +39,3 @@ class SyntheticConfig:
     occluder_fraction: float = 0.4
     truncated_fraction: float = 0.12
     jpeg_quality: int = 90
-

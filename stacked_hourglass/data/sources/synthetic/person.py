@@ -81,13 +81,11 @@ def sample_style(rng: np.random.Generator) -> Style:
     )
 
 
-
 def _side_color(color, side):
     """The left/right cue: the person's right side lighter, left side darker (side 0 = right)."""
     if side == 0:
         return color * np.float32(0.85) + np.float32(0.15 * 255)
     return color * np.float32(0.78)
-
 
 
 def _limb_color(style: Style, base, side: int, part: int):
@@ -101,10 +99,22 @@ def _draw_legs(canvas, owner, owner_id, body: Body, style: Style) -> None:
         hip, knee, ankle = kp[idx(f"{s}_hip")], kp[idx(f"{s}_knee")], kp[idx(f"{s}_ankle")]
         draw_capsule(canvas, owner, owner_id, ankle, body.feet[side], R_FOOT * h, style.shoes)
         draw_capsule(
-            canvas, owner, owner_id, knee, ankle, R_SHIN * h, _limb_color(style, style.shin, side, 3)
+            canvas,
+            owner,
+            owner_id,
+            knee,
+            ankle,
+            R_SHIN * h,
+            _limb_color(style, style.shin, side, 3),
         )
         draw_capsule(
-            canvas, owner, owner_id, hip, knee, R_THIGH * h, _limb_color(style, style.pants, side, 2)
+            canvas,
+            owner,
+            owner_id,
+            hip,
+            knee,
+            R_THIGH * h,
+            _limb_color(style, style.pants, side, 2),
         )
 
 
@@ -151,10 +161,22 @@ def _draw_arms(canvas, owner, owner_id, body: Body, style: Style) -> None:
         s = "rl"[side]
         sh, el, wr = kp[idx(f"{s}_shoulder")], kp[idx(f"{s}_elbow")], kp[idx(f"{s}_wrist")]
         draw_capsule(
-            canvas, owner, owner_id, sh, el, R_UPPER_ARM * h, _limb_color(style, style.shirt, side, 0)
+            canvas,
+            owner,
+            owner_id,
+            sh,
+            el,
+            R_UPPER_ARM * h,
+            _limb_color(style, style.shirt, side, 0),
         )
         draw_capsule(
-            canvas, owner, owner_id, el, wr, R_FOREARM * h, _limb_color(style, style.sleeve, side, 1)
+            canvas,
+            owner,
+            owner_id,
+            el,
+            wr,
+            R_FOREARM * h,
+            _limb_color(style, style.sleeve, side, 1),
         )
         # The hand is a blob wider than the wrist, so the wrist shows even on bare forearms.
         hand = body.hands[side] - wr

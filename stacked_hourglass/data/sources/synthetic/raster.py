@@ -17,8 +17,8 @@ BACKGROUND, MAIN, DISTRACTOR, OCCLUDER = 0, 1, 2, 3
 
 
 def random_color(rng, lo=15.0, hi=240.0):
+    """A random RGB colour, float32 [3], each channel uniform in [lo, hi)."""
     return rng.uniform(lo, hi, 3).astype(np.float32)
-
 
 
 def _box(canvas, x_lo, y_lo, x_hi, y_hi):
@@ -124,4 +124,3 @@ def draw_polygon(canvas, owner, owner_id, vertices, color, shade=0.0):
         depth = np.float32(max(0.25 * min(x1 - x0, y1 - y0), 1.0))
         darken = np.float32(shade) * np.clip(1.0 + sd / depth, 0.0, 1.0) ** 2
     _composite(canvas, owner, owner_id, box, alpha, color, darken)
-

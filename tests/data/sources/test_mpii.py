@@ -1,4 +1,5 @@
-"""Tests of the MPII readers (.mat, pose-hg .h5, HRNet .json) against the real annotation files."""
+"""Tests of the MPII readers (.mat, pose-hg .h5, HRNet .json): the real annotation files, a
+tiny official-layout .mat, and files that are broken in the ways users break them."""
 
 import json
 import pathlib
@@ -10,10 +11,11 @@ import scipy.io
 import tensorflow as tf
 
 from stacked_hourglass.data import features
+from stacked_hourglass.data.records import items as item_types
 from stacked_hourglass.data.records import shards
 from stacked_hourglass.data.sources import mpii
 
-DATA = pathlib.Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+DATA = pathlib.Path(__file__).resolve().parents[3] / ".." / "shared" / "data"
 VALID_H5 = DATA / "pose-hg-train" / "data" / "mpii" / "annot" / "valid.h5"
 TEST_JSON = DATA / "mmpose" / "tests" / "data" / "mpii" / "test_mpii.json"
 DETECTIONS = DATA / "pytorch-pose" / "evaluation" / "data" / "detections_our_format.mat"
@@ -62,7 +64,7 @@ def test_valid_h5_subset_round_trip(tmp_path):
     )  # fmt: skip
     rows = [i for i, n in enumerate(names) if n in set(present)]
     assert result.num_records == len(rows) >= 50
-    assert result.manifest["skipped_by_reason"] == {shards.MISSING_IMAGE: 2958 - len(rows)}
+    assert result.manifest["skipped_by_reason"] == {item_types.MISSING_IMAGE: 2958 - len(rows)}
     assert result.manifest["sources"][0]["sha256"] == shards.file_sha256(VALID_H5)
 
     records = _read(result.shard_paths)
@@ -132,82 +134,9 @@ def test_json_with_ground_truth_headboxes(tmp_path):
         mpii.read_json(TEST_JSON, tmp_path, ground_truth=tmp_path / "gt4.mat")
 
 
-# --- a small file in the official mpii_human_pose_v1_u12_1.mat layout ----------------------------
-
-
-def _structs(rows: list[dict], fields: list[str]) -> np.ndarray:
-    """A (1, n) MATLAB struct array; fields a row lacks are [] (as in MPII's file)."""
-    array = np.zeros((1, len(rows)), dtype=[(f, object) for f in fields])
-    for i, row in enumerate(rows):
-        for f in fields:
-            array[0, i][f] = row.get(f, np.zeros((0, 0)))
-    return array
-
-
-def _points(points):
-    return _structs(
-        [dict(id=j, x=x, y=y, is_visible=v) for j, x, y, v in points],
-        ["id", "x", "y", "is_visible"],
-    )
-
-
-RECT_FIELDS = ["x1", "y1", "x2", "y2", "annopoints", "scale", "objpos"]
-
-
-def _rect(objpos=None, scale=None, head=None, points=None):
-    rect = {}
-    if objpos is not None:
-        rect["objpos"] = _structs([dict(x=objpos[0], y=objpos[1])], ["x", "y"])
-        rect["scale"] = scale
-    if head is not None:
-        rect.update(x1=head[0], y1=head[1], x2=head[2], y2=head[3])
-    if points is not None:
-        rect["annopoints"] = _structs([dict(point=_points(points))], ["point"])
-    return rect
-
-
-def make_official_mat(path: pathlib.Path) -> None:
-    """3 images: A (train, 2 people), B (train, 2 people: one without objpos), C (test)."""
-    a0 = _rect((100, 120), 1.0, (90, 20, 110, 45), [(9, 101.5, 30.25, 1), (0, 95, 200, 0)])
-    a1 = _rect((300, 150), 2.0, (290, 40, 320, 70), [(12, 310, 100, 1), (13, 330, 101, 1)])
-    b0 = _rect(head=(1, 1, 5, 5), points=[(7, 50, 60, 1)])  # no objpos/scale
-    # One point → squeeze_me gives a bare struct; is_visible '0' (string) and [] (missing).
-    b1 = _rect((200, 100), 1.5, (190, 30, 210, 50), [(8, 201, 52, np.zeros((0, 0)))])
-    b1_two = _rect((220, 110), 1.2, (200, 30, 230, 50), [(15, 225, 140, "0")])
-    c0 = _rect((150, 90), 1.1)
-    annolist = _structs(
-        [
-            dict(image=_structs([dict(name="a.jpg")], ["name"]),
-                 annorect=_structs([a0, a1], RECT_FIELDS)),
-            dict(image=_structs([dict(name="b.jpg")], ["name"]),
-                 annorect=_structs([b0, b1, b1_two], RECT_FIELDS)),
-            dict(image=_structs([dict(name="c.jpg")], ["name"]),
-                 annorect=_structs([c0], RECT_FIELDS)),
-        ],
-        ["image", "annorect"],
-    )  # fmt: skip
-    release = _structs(
-        [dict(annolist=annolist, img_train=np.array([[1, 1, 0]]), single_person=np.zeros((3, 1)),
-              act=np.zeros((3, 1)))],
-        ["annolist", "img_train", "single_person", "act"],
-    )  # fmt: skip
-    scipy.io.savemat(path, {"RELEASE": release})
-
-
-@pytest.fixture
-def official(tmp_path):
-    make_official_mat(tmp_path / "mpii.mat")
-    images = tmp_path / "images"
-    images.mkdir()
-    for name in ("a.jpg", "b.jpg", "c.jpg"):
-        (images / name).write_bytes(_jpeg(400, 500))
-    (tmp_path / "split.txt").write_text("# Tompson-style split\na.jpg 0 1\n")
-    return tmp_path
-
-
-def test_official_mat_valid(official):
+def test_official_mat_valid(official_mpii):
     items = mpii.read_annotations(
-        official / "mpii.mat", official / "images", "valid", official / "split.txt"
+        official_mpii / "mpii.mat", official_mpii / "images", "valid", official_mpii / "split.txt"
     )
     assert len(items) == 1
     example = items[0].example
@@ -221,12 +150,12 @@ def test_official_mat_valid(official):
     assert (example.index, example.person, example.filename) == (0, 1, "a.jpg")
 
 
-def test_official_mat_train_excludes_valid_and_skips(official):
+def test_official_mat_train_excludes_valid_and_skips(official_mpii):
     items = mpii.read_annotations(
-        official / "mpii.mat", official / "images", "train", official / "split.txt"
+        official_mpii / "mpii.mat", official_mpii / "images", "train", official_mpii / "split.txt"
     )
     kinds = [
-        (type(i).__name__, *((i.index, i.person) if isinstance(i, shards.Skipped)
+        (type(i).__name__, *((i.index, i.person) if isinstance(i, item_types.Skipped)
                              else (i.example.index, i.example.person)))
         for i in items
     ]  # fmt: skip
@@ -236,7 +165,7 @@ def test_official_mat_train_excludes_valid_and_skips(official):
         ("PendingExample", 1, 1),
         ("PendingExample", 1, 2),
     ]
-    assert items[1].reason == shards.NO_CENTER and "annorect(1)" in items[1].detail
+    assert items[1].reason == item_types.NO_CENTER and "annorect(1)" in items[1].detail
     a0 = items[0].example
     assert a0.center == (99.0, 119.0 + 15.0) and a0.scale == 1.25
     np.testing.assert_array_equal(a0.keypoints[9], (100.5, 29.25))
@@ -245,49 +174,44 @@ def test_official_mat_train_excludes_valid_and_skips(official):
     assert items[3].example.keypoint_status[15] == features.OCCLUDED  # is_visible "0"
 
     result = shards.write_split(
-        items, len(items), official / "out", "train", "mpii", num_shards=1, show_progress=False
+        items, len(items), official_mpii / "out", "train", "mpii", num_shards=1, show_progress=False
     )
     assert result.num_records == 3
-    assert result.manifest["skipped_by_reason"] == {shards.NO_CENTER: 1}
+    assert result.manifest["skipped_by_reason"] == {item_types.NO_CENTER: 1}
     records = _read(result.shard_paths)
     np.testing.assert_allclose(records[0][features.KEYPOINTS][9], (100.5, 29.25))
     np.testing.assert_allclose(records[0][features.HEADBOX], (89, 19, 109, 44))
 
 
-def test_official_mat_test_split_has_no_keypoints(official):
-    items = mpii.read_annotations(official / "mpii.mat", official / "images", "test")
+def test_official_mat_test_split_has_no_keypoints(official_mpii):
+    items = mpii.read_annotations(official_mpii / "mpii.mat", official_mpii / "images", "test")
     assert len(items) == 1
     example = items[0].example
     assert (example.index, example.person) == (2, 0)
     assert example.center == pytest.approx((149.0, 89.0 + 15 * 1.1))
     assert not example.keypoint_status.any() and not example.keypoints.any()
     result = shards.write_split(
-        items, 1, official / "out", "test", "mpii", num_shards=1, show_progress=False
+        items, 1, official_mpii / "out", "test", "mpii", num_shards=1, show_progress=False
     )
     (record,) = _read(result.shard_paths)
     assert not record[features.KEYPOINT_STATUS].any()
     assert result.shard_paths[0].name == "test-00000-of-00001.tfrecord"
 
 
-def test_missing_images_folder_or_annotations(tmp_path):
-    (tmp_path / "a.mat").write_bytes(b"")
-    with pytest.raises(FileNotFoundError, match="no_images"):
-        shards.read_items("mpii", "train", tmp_path / "a.mat", tmp_path / "no_images")
-    with pytest.raises(FileNotFoundError, match="b.mat"):
-        shards.read_items("flic", "train", tmp_path / "b.mat", tmp_path)
-
-
-def test_official_mat_valid_needs_split_file_and_checks_names(official):
+def test_official_mat_valid_needs_split_file_and_checks_names(official_mpii):
     with pytest.raises(ValueError, match="split file"):
-        mpii.read_annotations(official / "mpii.mat", official / "images", "valid")
-    (official / "wrong.txt").write_text("b.jpg 0 1\n")
+        mpii.read_annotations(official_mpii / "mpii.mat", official_mpii / "images", "valid")
+    (official_mpii / "wrong.txt").write_text("b.jpg 0 1\n")
     with pytest.raises(ValueError, match="a.jpg"):
         mpii.read_annotations(
-            official / "mpii.mat", official / "images", "valid", official / "wrong.txt"
+            official_mpii / "mpii.mat",
+            official_mpii / "images",
+            "valid",
+            official_mpii / "wrong.txt",
         )
-    (official / "bad.txt").write_text("a.jpg zero 1\n")
+    (official_mpii / "bad.txt").write_text("a.jpg zero 1\n")
     with pytest.raises(ValueError, match="bad.txt:1"):
-        mpii.read_split_file(official / "bad.txt")
+        mpii.read_split_file(official_mpii / "bad.txt")
 
 
 def test_h5_filtered_by_split_file(tmp_path):
@@ -317,4 +241,77 @@ def test_json_bad_row_is_skipped(tmp_path):
              "joints_vis": [1] * 16}]  # fmt: skip
     (tmp_path / "bad.json").write_text(json.dumps(rows))
     (item,) = mpii.read_json(tmp_path / "bad.json", tmp_path)
-    assert isinstance(item, shards.Skipped) and "row 0" in item.detail
+    assert isinstance(item, item_types.Skipped) and "row 0" in item.detail
+
+
+# --- files broken the ways users break them: one error naming the file, or a skip naming the field
+
+
+def test_json_field_that_is_not_a_float_is_a_skip_naming_the_field(tmp_path):
+    good = {"image": "x.jpg", "center": [100, 120], "scale": 1.0, "joints": [[1, 1]] * 16,
+            "joints_vis": [1] * 16}  # fmt: skip
+    rows = [dict(good, scale=10**400), dict(good, center=[1, "a"]), [1, 2], dict(good)]
+    del rows[3]["joints_vis"]
+    (tmp_path / "a.json").write_text(json.dumps(rows))
+    skipped = mpii.read_json(tmp_path / "a.json", tmp_path)
+    assert all(isinstance(s, item_types.Skipped) for s in skipped)
+    assert "row 0: field 'scale'" in skipped[0].detail and "OverflowError" in skipped[0].detail
+    assert "row 1: field 'center'" in skipped[1].detail
+    assert "row 2: expected an object, got list" in skipped[2].detail
+    assert "row 3: field 'joints_vis': missing" in skipped[3].detail
+    assert skipped[0].filename == "x.jpg" and skipped[2].filename == ""
+
+
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        ("[", "a.json: not a valid MPII annotation file"),
+        (str(10**400), "a.json: expected a json list of people, got int"),
+        ('{"image": "x.jpg"}', "a.json: expected a json list of people, got dict"),
+    ],
+)
+def test_json_that_is_not_a_list_of_people(tmp_path, content, message):
+    (tmp_path / "a.json").write_text(content)
+    with pytest.raises(ValueError, match=message):
+        mpii.read_annotations(tmp_path / "a.json", tmp_path)
+
+
+def test_empty_json_list_reads_no_people(tmp_path):
+    (tmp_path / "a.json").write_text("[]")
+    assert mpii.read_annotations(tmp_path / "a.json", tmp_path) == []
+
+
+def test_unreadable_mat_h5_and_split_files(tmp_path):
+    (tmp_path / "empty.mat").write_bytes(b"")
+    with pytest.raises(ValueError, match="empty.mat: not a readable MPII annotation file"):
+        mpii.read_annotations(tmp_path / "empty.mat", tmp_path)
+    scipy.io.savemat(tmp_path / "other.mat", {"x": np.zeros(3)})
+    with pytest.raises(ValueError, match="other.mat: no 'RELEASE' variable"):
+        mpii.read_annotations(tmp_path / "other.mat", tmp_path)
+    (tmp_path / "bad.h5").write_bytes(b"not hdf5")
+    with pytest.raises(ValueError, match="bad.h5: not a readable pose-hg annotation file"):
+        mpii.read_annotations(tmp_path / "bad.h5", tmp_path)
+    with h5py.File(tmp_path / "partial.h5", "w") as f:
+        f["imgname"] = np.array([b"a.jpg"])
+    with pytest.raises(ValueError, match="partial.h5: missing datasets"):
+        mpii.read_annotations(tmp_path / "partial.h5", tmp_path)
+    with pytest.raises(ValueError, match="partial.h5: .*index"):
+        mpii.read_split_file(tmp_path / "partial.h5")
+    (tmp_path / "split.txt").write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(ValueError, match="split.txt: split file is neither"):
+        mpii.read_split_file(tmp_path / "split.txt")
+    with pytest.raises(IsADirectoryError, match="is a folder"):
+        mpii.read_annotations(tmp_path, tmp_path)
+
+
+def test_ground_truth_checks(official_mpii, tmp_path):
+    (tmp_path / "gt.mat").write_bytes(b"")
+    with pytest.raises(ValueError, match="a ground truth file goes with a .json only"):
+        mpii.read_annotations(
+            official_mpii / "mpii.mat", tmp_path, ground_truth=tmp_path / "gt.mat"
+        )
+    with pytest.raises(ValueError, match="gt.mat: not a readable ground truth file"):
+        mpii.read_headboxes(tmp_path / "gt.mat")
+    scipy.io.savemat(tmp_path / "gt3.mat", {"headboxes_src": np.zeros((3, 2, 1))})
+    with pytest.raises(ValueError, match="gt3.mat: headboxes_src has shape"):
+        mpii.read_headboxes(tmp_path / "gt3.mat")

@@ -1,4 +1,4 @@
-"""Tests of the synthetic people generator (stacked_hourglass/datasets/synthetic.py)."""
+"""Tests of the synthetic people generator (stacked_hourglass/data/sources/synthetic/)."""
 
 import math
 

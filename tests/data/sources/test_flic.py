@@ -9,10 +9,11 @@ import scipy.io
 import tensorflow as tf
 
 from stacked_hourglass.data import features
+from stacked_hourglass.data.records import items as item_types
 from stacked_hourglass.data.records import shards
 from stacked_hourglass.data.sources import flic
 
-DATA = pathlib.Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+DATA = pathlib.Path(__file__).resolve().parents[3] / ".." / "shared" / "data"
 FLIC_MAT = DATA / "joint-cnn-mrf" / "data_FLIC.mat"
 ANNOT = DATA / "pose-hg-train" / "data" / "flic" / "annot"
 
@@ -83,7 +84,7 @@ def test_round_trip_subset(tmp_path, flic_items):
     )  # fmt: skip
     rows = [i for i, n in enumerate(names) if n in set(present)]
     assert result.num_records == len(rows) >= 20
-    assert result.manifest["skipped_by_reason"] == {shards.MISSING_IMAGE: 1016 - len(rows)}
+    assert result.manifest["skipped_by_reason"] == {item_types.MISSING_IMAGE: 1016 - len(rows)}
     assert result.manifest["joint_names"][0] == "l_shoulder"
     records = [
         features.parse_example_numpy(raw.numpy(), 11)
@@ -115,9 +116,25 @@ def test_nan_joint_is_skipped(tmp_path):
     _tiny_examples_mat(tmp_path / "examples.mat", coords)
     (item,) = flic.read_examples_mat(tmp_path / "examples.mat", tmp_path, "valid")
     assert item.example.center == (19.0, 239.0)  # (10 + 30) / 2 - 1, 240 - 1
-    skipped = shards.complete_item(item)
-    assert isinstance(skipped, shards.Skipped) and skipped.reason == shards.NAN_ANNOTATION
+    skipped = item_types.complete_item(item)
+    assert isinstance(skipped, item_types.Skipped) and skipped.reason == item_types.NAN_ANNOTATION
     assert skipped.filename == "a.jpg" and "person/keypoints" in skipped.detail
     assert flic.read_examples_mat(tmp_path / "examples.mat", tmp_path, "train") == []
     with pytest.raises(ValueError, match="split"):
         flic.read_examples_mat(tmp_path / "examples.mat", tmp_path, "test")
+
+
+def test_unreadable_examples_mat(tmp_path):
+    (tmp_path / "empty.mat").write_bytes(b"")
+    with pytest.raises(ValueError, match="empty.mat: not a readable FLIC annotation file"):
+        flic.read_examples_mat(tmp_path / "empty.mat", tmp_path, "train")
+    scipy.io.savemat(tmp_path / "other.mat", {"x": np.zeros(3)})
+    with pytest.raises(ValueError, match="other.mat: no 'examples' variable"):
+        flic.read_examples_mat(tmp_path / "other.mat", tmp_path, "train")
+    examples = np.zeros((1, 1), dtype=[("coords", object), ("filepath", object)])
+    examples[0, 0] = (np.zeros((2, 29)), "a.jpg")
+    scipy.io.savemat(tmp_path / "partial.mat", {"examples": examples})
+    with pytest.raises(ValueError, match="partial.mat: examples has no field 'torsobox'"):
+        flic.read_examples_mat(tmp_path / "partial.mat", tmp_path, "train")
+    with pytest.raises(FileNotFoundError, match="nope.mat does not exist"):
+        flic.read_examples_mat(tmp_path / "nope.mat", tmp_path, "train")

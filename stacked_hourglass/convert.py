@@ -1,0 +1,94 @@
+r"""Converts MPII / FLIC annotations (or synthetic people) to sharded TFRecords plus a manifest.
+
+  python -m stacked_hourglass.convert --dataset=mpii --annotations=valid.h5 \
+      --images=mpii/images --output_dir=tfrecords/mpii --split=valid
+  python -m stacked_hourglass.convert --dataset=mpii \
+      --annotations=mpii_human_pose_v1_u12_1.mat --images=mpii/images \
+      --output_dir=tfrecords/mpii --split=train --split_file=valid.h5
+  python -m stacked_hourglass.convert --dataset=flic --annotations=FLIC/examples.mat \
+      --images=FLIC/images --output_dir=tfrecords/flic --split=valid
+  python -m stacked_hourglass.convert --dataset=synthetic --num_examples=2000 --output_dir=DIR
+
+Writes OUTPUT_DIR/SPLIT-XXXXX-of-NNNNN.tfrecord and OUTPUT_DIR/SPLIT.manifest.json (see
+tfrecords/README.md). People with bad annotations or images are skipped and listed in the
+manifest; `--strict` turns any skip into a failure that writes nothing. The work is done by
+`stacked_hourglass.data.convert`; this file only declares flags.
+"""
+
+from __future__ import annotations
+
+import os
+
+from absl import flags
+
+from stacked_hourglass.data import convert as convert_lib
+from stacked_hourglass.data import sources
+from stacked_hourglass.data.records import shards
+from stacked_hourglass.utils import cli
+
+# Help texts of the string flags (all default to None); the flags are declared in define_flags.
+_STRING_FLAGS = {
+    "annotations": "Annotation file. MPII: official .mat, pose-hg .h5 or HRNet .json (by "
+    "extension); FLIC: examples.mat. Not used for synthetic.",
+    "images": "Folder of the source images (not for synthetic).",
+    "output_dir": "Where shards and manifest are written.",
+    "split_file": "MPII validation people: a pose-hg valid.h5 or a text file of 'imgname index "
+    "person' lines (0-based annolist index and annorect index). With the .mat: valid = these "
+    "people, train = the other training people.",
+    "ground_truth": "MPII .json only: a .mat with headboxes_src (e.g. HRNet gt_valid.mat) aligned "
+    "with the json rows, for head boxes and PCKh normalizers (otherwise the normalizer is 0).",
+}
+
+
+def define_flags(fv: flags.FlagValues) -> None:
+    """Declares the conversion flags into `fv`."""
+    flags.DEFINE_enum(
+        "dataset", None, list(sources.DATASETS), "Dataset to convert.", flag_values=fv
+    )
+    for name, help_text in _STRING_FLAGS.items():
+        flags.DEFINE_string(name, None, help_text, flag_values=fv)
+    flags.DEFINE_enum(
+        "split", "train", ["train", "valid", "test"], "Split to write (test: MPII only).",
+        flag_values=fv,
+    )  # fmt: skip
+    flags.DEFINE_integer(
+        "num_shards", None, "Number of shards (default: about 1024 records per shard).",
+        lower_bound=1, flag_values=fv,
+    )  # fmt: skip
+    flags.DEFINE_integer(
+        "num_workers", min(8, os.cpu_count() or 1),
+        "Threads reading and encoding records (the output does not depend on it).",
+        lower_bound=1, flag_values=fv,
+    )  # fmt: skip
+    flags.DEFINE_bool("strict", False, "Fail (and write nothing) if anybody is skipped.",
+                      flag_values=fv)  # fmt: skip
+    flags.DEFINE_bool("verify_images", False,
+                      "Fully decode every image (slower; catches truncated files).",
+                      flag_values=fv)  # fmt: skip
+    flags.DEFINE_integer("num_examples", 1000, "Synthetic only: number of people.", flag_values=fv)
+    flags.DEFINE_integer("seed", 0, "Synthetic only: random seed.", flag_values=fv)
+
+
+def run(fv: flags.FlagValues) -> int:
+    """Converts the split the flags name; prints the summary."""
+    cli.require(fv, "dataset", "output_dir")
+    try:
+        result = convert_lib.convert(
+            fv.dataset, fv.split, fv.output_dir, annotations=fv.annotations, images=fv.images,
+            split_file=fv.split_file, ground_truth=fv.ground_truth, num_shards=fv.num_shards,
+            num_workers=fv.num_workers, strict=fv.strict, verify_images=fv.verify_images,
+            num_examples=fv.num_examples, seed=fv.seed,
+        )  # fmt: skip
+    except shards.NothingWrittenError as e:
+        return cli.error("convert", f"{cli.first_line(e)}; nothing written")
+    print(shards.format_summary(result))
+    return 0
+
+
+def main(argv=None) -> int:
+    """Runs the command; `argv` without the program name (None: `sys.argv`). The exit status."""
+    return cli.main("convert", define_flags, run, argv, __doc__)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,90 @@
+"""Tests of the source registry (data/sources/__init__.py): dispatch, checks, import contract."""
+
+import ast
+import pathlib
+
+import pytest
+
+import stacked_hourglass
+from stacked_hourglass.data import sources
+from stacked_hourglass.data.sources import synthetic
+
+
+def test_dispatch_to_mpii_fingerprints_all_inputs(official_mpii):
+    items, count, files = sources.read_items(
+        "mpii", "valid", annotations=official_mpii / "mpii.mat",
+        images_dir=official_mpii / "images", split_file=official_mpii / "split.txt",
+    )  # fmt: skip
+    assert count == len(items) == 1
+    assert files == [official_mpii / "mpii.mat", official_mpii / "split.txt"]
+
+
+def test_synthetic_items_use_generate_examples(monkeypatch):
+    calls = []
+
+    def fake_generate_examples(split, num_examples, seed=0):
+        calls.append((split, num_examples, seed))
+        return iter(range(num_examples))
+
+    monkeypatch.setattr(synthetic, "generate_examples", fake_generate_examples)
+    items, count, files = sources.read_items("synthetic", "valid", num_examples=3, seed=7)
+    assert count == 3 and files == [] and len(list(items)) == 3
+    assert calls == [("valid", 3, 7)]
+
+
+def test_arguments_are_keyword_only(tmp_path):
+    with pytest.raises(TypeError):
+        sources.read_items("mpii", "train", tmp_path / "a.mat", tmp_path)
+
+
+@pytest.mark.parametrize(
+    "dataset,split,kwargs,error,message",
+    [
+        ("coco", "train", {}, ValueError, "unknown dataset 'coco'; expected one of mpii, flic"),
+        ("flic", "test", {}, ValueError, "flic has splits train, valid; got 'test'"),
+        ("mpii", "train", {}, ValueError, "mpii needs an annotations file and an images folder"),
+        ("synthetic", "train", {"num_examples": 0}, ValueError, "num_examples >= 1"),
+        ("synthetic", "train", {"num_examples": 2, "annotations": "a.mat"}, ValueError,
+         "synthetic takes no annotations"),
+    ],
+)  # fmt: skip
+def test_bad_requests(dataset, split, kwargs, error, message):
+    with pytest.raises(error, match=message):
+        sources.read_items(dataset, split, **kwargs)
+
+
+def test_missing_images_folder_or_annotations(tmp_path):
+    (tmp_path / "a.mat").write_bytes(b"")
+    with pytest.raises(FileNotFoundError, match="no_images does not exist"):
+        sources.read_items("mpii", "train", annotations=tmp_path / "a.mat",
+                           images_dir=tmp_path / "no_images")  # fmt: skip
+    with pytest.raises(NotADirectoryError, match="a.mat is a file, not a folder"):
+        sources.read_items("mpii", "train", annotations=tmp_path / "a.mat",
+                           images_dir=tmp_path / "a.mat")  # fmt: skip
+    with pytest.raises(FileNotFoundError, match="b.mat does not exist"):
+        sources.read_items("flic", "train", annotations=tmp_path / "b.mat", images_dir=tmp_path)
+    with pytest.raises(IsADirectoryError, match="is a folder"):
+        sources.read_items("flic", "train", annotations=tmp_path, images_dir=tmp_path)
+    with pytest.raises(ValueError, match="FLIC takes no split file"):
+        sources.read_items("flic", "train", annotations=tmp_path / "a.mat", images_dir=tmp_path,
+                           split_file=tmp_path / "a.mat")  # fmt: skip
+
+
+def _imports(path: pathlib.Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+    return names
+
+
+def test_sources_never_import_the_shard_writer():
+    # The import-linter contract, checked here too: sources build on records.items only, so the
+    # writer can never be part of an import cycle with them.
+    package = pathlib.Path(stacked_hourglass.__file__).parent
+    for path in sorted((package / "data" / "sources").rglob("*.py")):
+        bad = {n for n in _imports(path) if "records.shards" in n or n.endswith("data.convert")}
+        assert not bad, f"{path} imports {bad}"
+    assert not {n for n in _imports(package / "data" / "records" / "items.py") if "sources" in n}

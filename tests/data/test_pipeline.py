@@ -1,0 +1,169 @@
+"""The tf.data pipelines: augmented crops and targets that decode back to the annotation."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from stacked_hourglass import joints
+from stacked_hourglass.config import DataConfig
+from stacked_hourglass.data import features, geometry, pipeline
+from stacked_hourglass.data.codec import HeatmapCodec, decode_heatmaps
+
+
+def _record(keypoints, status, center=(120.0, 100.0), scale=0.32, index=0):
+    image = tf.io.encode_jpeg(tf.zeros([200, 240, 3], tf.uint8)).numpy()
+    example = features.PersonExample(
+        image_encoded=image,
+        filename="x.jpg",
+        height=200,
+        width=240,
+        center=center,
+        scale=scale,
+        keypoints=np.asarray(keypoints, np.float64),
+        keypoint_status=np.asarray(status, np.int64),
+        normalizer=10.0,
+        headbox=None,
+        dataset="mpii",
+        index=index,
+        person=0,
+    )
+    return features.serialize_example(example)
+
+
+def _mpii_keypoints(rng):
+    return np.column_stack([rng.uniform(100, 140, 16), rng.uniform(80, 120, 16)])
+
+
+def _write_records(path, rng, count):
+    """`count` MPII records with random keypoints; returns their keypoints [count, 16, 2]."""
+    keypoints = [_mpii_keypoints(rng) for _ in range(count)]
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for i, kps in enumerate(keypoints):
+            writer.write(_record(kps, np.full(16, 2), index=i))
+    return np.stack(keypoints)
+
+
+def _decode_back(config, codec, record, seed):
+    """Crop + augment + heatmaps, then decode + inverse, all with the sample's parameters."""
+    image, heatmaps = pipeline.make_training_example(record, seed, config, codec)
+    aug_seed, _ = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    matrix, mirrored = pipeline.augmentation_matrix(record, aug_seed, config, codec.input_size)
+    back = codec.decode_to_original(heatmaps[None], matrix[None])[0][0]
+    perm = tf.constant(joints.MPII.flip_permutation())
+    # Channel j of a mirrored sample holds joint perm[j]: swap back before comparing.
+    back = tf.where(mirrored, tf.gather(back, perm), back)
+    return image, heatmaps, back, mirrored
+
+
+def test_augmented_heatmaps_decode_back_within_half_pixel():
+    """crop + rotation + scale + flip -> Gaussian -> argmax/quarter shift -> inverse crop."""
+    rng = np.random.default_rng(0)
+    config = DataConfig(dataset="mpii", rotation_prob=1.0)
+    codec = HeatmapCodec(256, 64, config.sigma)
+    errors = []
+    mirrored_seen = set()
+    for i in range(12):
+        kps = _mpii_keypoints(rng)
+        serialized = _record(kps, np.full(16, 2))
+        record = features.parse_example(tf.constant(serialized), 16)
+        _, heatmaps, back, mirrored = _decode_back(config, codec, record, tf.constant([i, 7]))
+        assert heatmaps.shape == (64, 64, 16)
+        mirrored_seen.add(bool(mirrored))
+        errors.append(np.linalg.norm(back.numpy() - kps, axis=-1).max())
+    # Side 200·0.32 = 64 original px over 64 heatmap px, × up to 1.25 scale jitter.
+    assert max(errors) < 0.5, errors
+    assert mirrored_seen == {True, False}
+
+
+def test_same_results_inside_tf_data():
+    """Eager and tf.data (graph) runs of the same sample agree."""
+    rng = np.random.default_rng(1)
+    serialized = _record(_mpii_keypoints(rng), np.full(16, 2))
+    config = DataConfig(dataset="mpii", rotation_prob=1.0)
+    codec = HeatmapCodec(128, 32)
+    seed = tf.constant([3, 4], tf.int64)
+    eager = pipeline.make_training_example(
+        features.parse_example(serialized, 16), seed, config, codec
+    )
+    ds = tf.data.Dataset.from_tensors((serialized, seed)).map(
+        lambda s, sd: pipeline.make_training_example(
+            features.parse_example(s, 16), sd, config, codec
+        )
+    )
+    graph = next(iter(ds))
+    for a, b in zip(eager, graph, strict=True):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-5)
+
+
+def test_flip_swaps_left_and_right_joints():
+    mpii = joints.MPII
+    kps = np.zeros((16, 2))
+    kps[:, 1] = 100.0
+    kps[:, 0] = 120.0
+    kps[mpii.index("l_wrist")] = [130.0, 90.0]  # the person's left wrist is on the image right
+    kps[mpii.index("r_wrist")] = [105.0, 110.0]
+    status = np.zeros(16, np.int64)
+    status[[mpii.index("l_wrist"), mpii.index("r_wrist")]] = 2
+    record = features.parse_example(tf.constant(_record(kps, status)), 16)
+    config = DataConfig(dataset="mpii", rotation=0, scale_aug=0, color_jitter=0)
+    codec = HeatmapCodec(256, 64)
+    peaks = {}
+    for i in range(20):
+        seed = tf.constant([i, 0])
+        _, heatmaps = pipeline.make_training_example(record, seed, config, codec)
+        aug_seed, _ = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+        mirrored = bool(geometry.sample_augmentation(aug_seed, 0, 0, 0, True)[2])
+        coords, _ = decode_heatmaps(heatmaps[None])  # heatmap pixels
+        peaks[mirrored] = coords.numpy()[0]
+    assert set(peaks) == {True, False}
+    lw, rw = mpii.index("l_wrist"), mpii.index("r_wrist")
+    plain, flipped = peaks[False], peaks[True]
+    # Mirrored: the l_wrist channel now holds the old right wrist, reflected (x -> 63 - x);
+    # each decode is within 0.25 px of the truth.
+    np.testing.assert_allclose(flipped[lw], [63 - plain[rw][0], plain[rw][1]], atol=0.51)
+    np.testing.assert_allclose(flipped[rw], [63 - plain[lw][0], plain[lw][1]], atol=0.51)
+    # A mirrored camera-facing person still faces the camera: their left stays on the image right.
+    assert flipped[lw][0] > flipped[rw][0] and plain[lw][0] > plain[rw][0]
+
+
+def test_make_train_dataset_batches_and_targets(tmp_path):
+    _write_records(tmp_path / "train-0.tfrecord", np.random.default_rng(2), 5)
+    _write_records(tmp_path / "train-1.tfrecord", np.random.default_rng(3), 5)
+    config = DataConfig(dataset="mpii", train_files=str(tmp_path / "train-*.tfrecord"))
+    codec = HeatmapCodec(64, 16)
+    names = ["heatmaps_1", "heatmaps_2"]
+    ds = pipeline.make_train_dataset(config, codec, batch_size=4, output_names=names, seed=1)
+    batches = list(ds.take(4))  # 16 samples from 10 records: the dataset repeats
+    for images, targets in batches:
+        assert images.shape == (4, 64, 64, 3) and images.dtype == tf.float32
+        assert sorted(targets) == names
+        assert targets["heatmaps_1"].shape == (4, 16, 16, 16)
+        np.testing.assert_array_equal(targets["heatmaps_1"], targets["heatmaps_2"])
+        # Every joint is annotated and the window holds the person: one peak per channel.
+        assert np.all(targets["heatmaps_1"].numpy().max(axis=(1, 2)) > 0.5)
+
+
+def test_make_train_dataset_without_files_names_the_pattern(tmp_path):
+    config = DataConfig(train_files=str(tmp_path / "nothing-*.tfrecord"))
+    with pytest.raises(FileNotFoundError, match="nothing-"):
+        pipeline.make_train_dataset(config, HeatmapCodec(64, 16), 2, ["heatmaps_1"])
+
+
+def test_make_eval_dataset_targets_decode_to_the_annotation(tmp_path):
+    path = tmp_path / "valid-0.tfrecord"
+    keypoints = _write_records(path, np.random.default_rng(4), 5)
+    codec = HeatmapCodec(64, 16)
+    ds = pipeline.make_eval_dataset(str(path), 16, codec, batch_size=2)
+    batches = list(ds)
+    assert [len(images) for images, _ in batches] == [2, 2, 1]  # ordered, the last one partial
+    images, info = batches[0]
+    assert images.shape == (2, 64, 64, 3)
+    assert info["heatmaps"].shape == (2, 16, 16, 16) and info["matrix"].shape == (2, 3, 3)
+    index = np.concatenate([i["index"].numpy() for _, i in batches])
+    np.testing.assert_array_equal(index, np.arange(5))
+    for _, info in batches:
+        preds, _ = codec.decode_to_original(info["heatmaps"], info["matrix"])
+        # 0.25 heatmap px = 1 crop px = 1 original px (side 64 original px onto 64).
+        np.testing.assert_allclose(preds, info["keypoints"], atol=1.0 + 1e-4)
+        np.testing.assert_allclose(info["keypoints"], keypoints[info["index"].numpy()], atol=1e-4)
+    assert pipeline.count_records(str(path)) == 5
