@@ -56,7 +56,7 @@ def main(argv):
 
     from stacked_hourglass import joints
     from stacked_hourglass.model import build_model
-    from stacked_hourglass.serving import exporter
+    from stacked_hourglass.serving import exporter, layout
 
     with tempfile.TemporaryDirectory() as tmp:
         path = _SAVED_MODEL.value
@@ -78,7 +78,7 @@ def main(argv):
             )
         print(f"SavedModel {path}: {_dir_size(path) / 2**20:.1f} MiB")
         start = time.perf_counter()
-        serve = tf.saved_model.load(path).signatures[exporter.SERVING_DEFAULT]
+        serve = tf.saved_model.load(path).signatures[layout.SERVING_DEFAULT]
         print(f"load: {time.perf_counter() - start:.1f} s")
         h, w = (int(v) for v in _IMAGE_SIZE.value.split("x"))
         pixels = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)

@@ -31,9 +31,11 @@ def main(argv):
     import numpy as np
     import tensorflow as tf
 
+    from stacked_hourglass.config import DataConfig, ModelConfig, TrainConfig
     from stacked_hourglass.data import pipeline
-    from stacked_hourglass.model import ModelConfig, build_model
-    from stacked_hourglass.training.trainer import trainer
+    from stacked_hourglass.data.codec import HeatmapCodec
+    from stacked_hourglass.model import build_model
+    from stacked_hourglass.training import trainer
 
     imported = time.perf_counter()
     policy = trainer.set_precision_policy(_MIXED.value)
@@ -44,14 +46,13 @@ def main(argv):
         input_size=_INPUT_SIZE.value,
     )
     model = build_model(config)
-    trainer.compile_model(model, config, trainer.TrainConfig(jit_compile=_JIT.value))
+    trainer.compile_model(model, config, TrainConfig(jit_compile=_JIT.value))
     built = time.perf_counter()
     b, s, h = _BATCH_SIZE.value, config.input_size, config.heatmap_size
     if _DATA.value:
-        data_config = pipeline.DataConfig(
-            dataset=_DATASET.value, train_files=_DATA.value, input_size=s, heatmap_size=h
-        )
-        ds = pipeline.make_train_dataset(data_config, b, config.output_names)
+        data_config = DataConfig(dataset=_DATASET.value, train_files=_DATA.value)
+        codec = HeatmapCodec.for_model(s, data_config.sigma)
+        ds = pipeline.make_train_dataset(data_config, codec, b, config.output_names)
     else:
         rng = np.random.default_rng(0)
         x = rng.random((b, s, s, 3), np.float32)

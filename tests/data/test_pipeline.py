@@ -167,3 +167,20 @@ def test_make_eval_dataset_targets_decode_to_the_annotation(tmp_path):
         np.testing.assert_allclose(preds, info["keypoints"], atol=1.0 + 1e-4)
         np.testing.assert_allclose(info["keypoints"], keypoints[info["index"].numpy()], atol=1e-4)
     assert pipeline.count_records(str(path)) == 5
+
+
+@pytest.mark.parametrize("num_files", [1, 2])
+def test_make_train_dataset_per_input_pipeline(tmp_path, num_files):
+    """Under a strategy: the per-replica batch, with files (or records) split per worker."""
+    for i in range(num_files):
+        _write_records(tmp_path / f"train-{i}.tfrecord", np.random.default_rng(i), 4)
+    config = DataConfig(dataset="mpii", train_files=str(tmp_path / "train-*.tfrecord"))
+    context = tf.distribute.InputContext(
+        num_input_pipelines=2, input_pipeline_id=1, num_replicas_in_sync=2
+    )
+    ds = pipeline.make_train_dataset(
+        config, HeatmapCodec(64, 16), 4, ["heatmaps_1"], input_context=context
+    )
+    images, targets = next(iter(ds))
+    assert images.shape == (2, 64, 64, 3)  # global batch 4 over 2 replicas
+    assert targets["heatmaps_1"].shape == (2, 16, 16, 16)

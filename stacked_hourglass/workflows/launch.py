@@ -1,0 +1,122 @@
+"""Local multi-worker training: N `train` processes on 127.0.0.1 with their `TF_CONFIG`.
+
+For tests and for users without a scheduler. TensorFlow's `MultiWorkerMirroredStrategy` does all
+the coordination (all-reduce, synchronised BatchNorm, fault tolerance through `BackupAndRestore`);
+this module only starts the processes, gives each its `TF_CONFIG` (the same cluster, its own
+task index), streams their output with a `[worker i]` prefix, and stops all of them as soon as
+one fails, so that a broken worker ends the run instead of leaving the others waiting forever in
+a collective.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+
+
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """`count` distinct TCP ports that were free a moment ago (bound to port 0, then released)."""
+    sockets, ports = [], []
+    try:
+        for _ in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind((host, 0))
+            sockets.append(s)
+            ports.append(s.getsockname()[1])
+    finally:
+        for s in sockets:
+            s.close()
+    return ports
+
+
+def tf_configs(num_workers: int, host: str = "127.0.0.1", ports: Sequence[int] = ()) -> list[str]:
+    """One `TF_CONFIG` JSON string per worker of a local cluster (worker 0 is the chief)."""
+    if num_workers < 1:
+        raise ValueError(f"--workers must be >= 1, got {num_workers}")
+    ports = list(ports) or free_ports(num_workers, host)
+    cluster = {"worker": [f"{host}:{port}" for port in ports]}
+    return [
+        json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})
+        for i in range(num_workers)
+    ]
+
+
+def _stream(process: subprocess.Popen, prefix: str, out) -> None:
+    for line in iter(process.stdout.readline, ""):
+        out.write(f"{prefix}{line}")
+        out.flush()
+
+
+def _stop(processes: list[subprocess.Popen], grace_seconds: float) -> None:
+    for p in processes:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace_seconds
+    for p in processes:
+        try:
+            p.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def launch(
+    num_workers: int,
+    train_args: Sequence[str],
+    *,
+    python: str = sys.executable,
+    module: str = "stacked_hourglass.train",
+    ports: Sequence[int] = (),
+    grace_seconds: float = 10.0,
+    out=None,
+) -> int:
+    """Runs `python -m module *train_args` as `num_workers` workers; returns the exit status.
+
+    Every worker gets `--distribution=multi_worker` (unless the arguments set a distribution)
+    and its `TF_CONFIG`. The first worker to exit non-zero stops the others (SIGTERM, then
+    SIGKILL after `grace_seconds`) and its status is returned; 0 when all finish.
+    """
+    out = out or sys.stdout
+    args = list(train_args)
+    if not any(a.startswith("--distribution") for a in args):
+        args.append("--distribution=multi_worker")
+    processes, threads = [], []
+    for index, tf_config in enumerate(tf_configs(num_workers, ports=ports)):
+        env = {**os.environ, "TF_CONFIG": tf_config, "PYTHONUNBUFFERED": "1"}
+        process = subprocess.Popen(
+            [python, "-m", module, *args],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        processes.append(process)
+        thread = threading.Thread(target=_stream, args=(process, f"[worker {index}] ", out))
+        thread.start()
+        threads.append(thread)
+    status = 0
+    try:
+        while any(p.poll() is None for p in processes):
+            failed = [p for p in processes if p.poll() not in (None, 0)]
+            if failed:
+                status = failed[0].returncode
+                index = processes.index(failed[0])
+                out.write(f"launch: worker {index} exited with status {status}; stopping all\n")
+                break
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        status = 130
+    finally:
+        _stop(processes, grace_seconds)
+        for thread in threads:
+            thread.join()
+    if status == 0:
+        status = next((p.returncode for p in processes if p.returncode), 0)
+    return status
