@@ -155,3 +155,30 @@ def test_codec_inside_tf_data_and_tf_function():
 
     traced_coords, _ = decode(batch)
     np.testing.assert_allclose(traced_coords.numpy(), eager_coords.numpy())
+
+
+@pytest.mark.parametrize("x, y", [(10.3, 20.7), (31.45, 12.1), (5.5, 5.5), (40.9, 33.26)])
+def test_dark_decodes_a_subpixel_gaussian_within_005_px(x, y):
+    heatmap = codec_lib.render_heatmaps([[x, y]], [True], 64, 1.0)[None]
+    dark, dark_scores = codec_lib.decode_heatmaps_dark(heatmap, 1.0)
+    quarter, _ = codec_lib.decode_heatmaps(heatmap)
+    np.testing.assert_allclose(dark.numpy()[0, 0], [x, y], atol=0.05)
+    np.testing.assert_allclose(quarter.numpy()[0, 0], [x, y], atol=0.25 + 1e-6)
+    # The score stays the raw peak, as with the quarter-pixel decoder.
+    np.testing.assert_allclose(dark_scores.numpy()[0, 0], heatmap.numpy().max(), rtol=1e-6)
+
+
+def test_dark_keeps_the_argmax_at_the_border_and_on_flat_channels():
+    heatmap = np.zeros((1, 16, 16, 2), np.float32)
+    heatmap[0, 0, 1, 0] = 1.0  # argmax next to the border: no Newton step
+    coords, _ = codec_lib.decode_heatmaps_dark(heatmap, 1.0)
+    np.testing.assert_allclose(coords.numpy()[0], [[1.0, 0.0], [0.0, 0.0]])
+
+
+def test_codec_decoder_dark_is_used_by_decode_and_checked():
+    dark = HeatmapCodec(64, 16, 1.0, decoder="dark")
+    heatmap = codec_lib.render_heatmaps([[7.3, 8.6]], [True], 16, 1.0)[None]
+    crop, _ = dark.decode(heatmap)
+    np.testing.assert_allclose(crop.numpy()[0, 0], dark.heatmap_to_crop([7.3, 8.6]), atol=0.2)
+    with pytest.raises(ValueError, match="decoder must be one of quarter, dark, got 'argmax'"):
+        HeatmapCodec(64, 16, decoder="argmax")
