@@ -12,10 +12,12 @@ PyTorch saves a checkpoint (`torch.save`) in one of two formats:
 In both, a tensor is pickled as a call of `torch._utils._rebuild_tensor_v2(storage, offset, size,
 stride, ...)` whose storage is a persistent id `('storage', torch.FloatStorage, key, location,
 numel[, view])`. `load_checkpoint` unpickles with an allow-list: tensors, parameters, storages,
-`collections.OrderedDict`, `torch.device` and a few plain value types come back (tensors as
-numpy arrays); any other global (a pickle calling `os.system`, a whole `nn.Module`) is refused
-before anything is called. `save_checkpoint` writes numpy arrays back as tensors in either format,
-readable by `load_checkpoint` and by `torch.load(weights_only=True)`.
+`collections.OrderedDict`, `torch.device`, `argparse.Namespace`, numpy number scalars and bytes
+(`_codecs.encode` of a latin-1 string) come back, tensors as numpy arrays; any other global (a
+pickle calling `os.system`, a whole `nn.Module`) is refused before anything is called, and the
+opcodes are scanned first so that a corrupt length cannot make the unpickler allocate it.
+`save_checkpoint` writes numpy arrays back as tensors in either format, readable by
+`load_checkpoint` and by `torch.load(weights_only=True)`.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import hashlib
 import io
 import os
 import pickle
+import pickletools
 import struct
 import types
 import zipfile
@@ -199,7 +202,7 @@ def _tensor_from_storage(storage, storage_offset, size, stride):
             strides=tuple(s * data.itemsize for s in stride),
             writeable=False,
         )
-        array = np.array(view, dtype=native)  # a C-contiguous copy in native byte order
+        array = np.array(view, dtype=native, order="C")  # a copy in native byte order
     if storage.type.name == "BFloat16Storage":
         array = (array.astype(np.uint32) << 16).view(np.float32)
     return array
@@ -298,6 +301,27 @@ class _RestrictedUnpickler(pickle.Unpickler):
         if self._load_storage is None:
             raise _Invalid(f"unexpected persistent id {pid!r} outside the checkpoint's object")
         return self._load_storage(pid)
+
+
+# Protocol-5 out-of-band buffer opcodes: never in a checkpoint, and BYTEARRAY8 makes CPython's
+# unpickler allocate whatever length the file states before it reads anything.
+_REFUSED_OPCODES = frozenset({"BYTEARRAY8", "NEXT_BUFFER", "READONLY_BUFFER"})
+
+
+def _load_pickle(buffer: io.BytesIO, load_storage=None):
+    """Unpickles the pickle at `buffer`'s position after checking its opcodes without running it.
+
+    The scan rejects truncated data and out-of-range lengths before the unpickler sees them.
+    """
+    start = buffer.tell()
+    try:
+        for opcode, _, position in pickletools.genops(buffer):
+            if opcode.name in _REFUSED_OPCODES:
+                raise _Invalid(f"pickle opcode {opcode.name} at byte {position} is not allowed")
+    except ValueError as error:  # what genops raises for truncated data or unknown opcodes
+        raise _Invalid(f"truncated or corrupt pickle ({_one_line(str(error), 160)})") from None
+    buffer.seek(start)
+    return _RestrictedUnpickler(buffer, load_storage).load()
 
 
 def _parse_storage_id(pid, legacy: bool):
@@ -399,8 +423,10 @@ def _load_zip(path: Path):
                 )
             return np.frombuffer(raw, dtype, numel)
 
-        with archive.open(pickles[0]) as file:
-            return _RestrictedUnpickler(file, _StorageTable(legacy=False, read=read)).load()
+        # From memory: a corrupt length in the pickle then reads as truncated data instead of
+        # making the unpickler allocate that length for a read from the archive.
+        data_pkl = io.BytesIO(archive.read(pickles[0]))
+        return _load_pickle(data_pkl, _StorageTable(legacy=False, read=read))
 
 
 def _load_legacy(path: Path):
@@ -408,7 +434,7 @@ def _load_legacy(path: Path):
     buffer = io.BytesIO(data)
 
     def plain():
-        return _RestrictedUnpickler(buffer).load()
+        return _load_pickle(buffer)
 
     magic = plain()
     if not (_is_int(magic) and magic == LEGACY_MAGIC_NUMBER):
@@ -423,7 +449,7 @@ def _load_legacy(path: Path):
         raise _Invalid("corrupt legacy checkpoint: no system information after the magic number")
     object_start = buffer.tell()
     collected = _StorageTable(legacy=True)  # first pass: which storages, of which type and size
-    _RestrictedUnpickler(buffer, collected).load()
+    _load_pickle(buffer, collected)
     keys = plain()
     if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
         raise _Invalid("corrupt legacy checkpoint: the storage key list is not a list of strings")
@@ -453,7 +479,7 @@ def _load_legacy(path: Path):
         raise _Invalid(f"missing storage record {missing[0]!r} (not in the file's storage list)")
     buffer.seek(object_start)
     table = _StorageTable(legacy=True, read=lambda key, storage_type, numel: arrays[key])
-    return _RestrictedUnpickler(buffer, table).load()
+    return _load_pickle(buffer, table)
 
 
 def load_checkpoint(path: str | os.PathLike) -> object:
@@ -499,7 +525,7 @@ def load_checkpoint(path: str | os.PathLike) -> object:
         raise _error(path, f"truncated or corrupt pickle ({detail})") from error
     except Exception as error:  # whatever a malformed pickle or archive makes the readers raise
         detail = _one_line(f"{type(error).__name__}: {error}", 160)
-        raise _error(path, f"unreadable checkpoint ({detail})") from error
+        raise _error(path, f"corrupt or unreadable checkpoint ({detail})") from error
 
 
 def extract_state_dict(obj, path: str | os.PathLike = "checkpoint") -> dict[str, np.ndarray]:
