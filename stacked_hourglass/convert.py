@@ -10,9 +10,10 @@ r"""Converts MPII / FLIC annotations (or synthetic people) to sharded TFRecords 
   python -m stacked_hourglass.convert --dataset=synthetic --num_examples=2000 --output_dir=DIR
 
 Writes OUTPUT_DIR/SPLIT-XXXXX-of-NNNNN.tfrecord and OUTPUT_DIR/SPLIT.manifest.json (see
-tfrecords/README.md). People with bad annotations or images are skipped and listed in the
-manifest; `--strict` turns any skip into a failure that writes nothing. The work is done by
-`stacked_hourglass.data.convert`; this file only declares flags.
+tfrecords/README.md). The train split is written in a seeded random order (`--shuffle_seed`),
+the others in source order (`--order` overrides). People with bad annotations or images are
+skipped and listed in the manifest; `--strict` turns any skip into a failure that writes nothing.
+The work is done by `stacked_hourglass.data.convert`; this file only declares flags.
 """
 
 from __future__ import annotations
@@ -28,13 +29,14 @@ from stacked_hourglass.utils import cli
 
 # Help texts of the string flags (all default to None); the flags are declared in define_flags.
 _STRING_FLAGS = {
-    "annotations": "Annotation file. MPII: official .mat, pose-hg .h5 or HRNet .json (by "
-    "extension); FLIC: examples.mat. Not used for synthetic.",
+    "annotations": "Annotation file. MPII: official .mat, pose-hg .h5 (a split file such as "
+    "valid.h5, or the raw annot.h5 with every person) or HRNet .json (by extension); FLIC: "
+    "examples.mat. Not used for synthetic.",
     "images": "Folder of the source images (not for synthetic).",
     "output_dir": "Where shards and manifest are written.",
     "split_file": "MPII validation people: a pose-hg valid.h5 or a text file of 'imgname index "
-    "person' lines (0-based annolist index and annorect index). With the .mat: valid = these "
-    "people, train = the other training people.",
+    "person' lines (0-based annolist index and annorect index). With the .mat or the raw "
+    "annot.h5: valid = these people, train = the other training people.",
     "ground_truth": "MPII .json only: a .mat with headboxes_src (e.g. HRNet gt_valid.mat) aligned "
     "with the json rows, for head boxes and PCKh normalizers (otherwise the normalizer is 0).",
 }
@@ -67,6 +69,24 @@ def define_flags(fv: flags.FlagValues) -> None:
                       flag_values=fv)  # fmt: skip
     flags.DEFINE_integer("num_examples", 1000, "Synthetic only: number of people.", flag_values=fv)
     flags.DEFINE_integer("seed", 0, "Synthetic only: random seed.", flag_values=fv)
+    flags.DEFINE_enum(
+        "order", None, list(shards.ORDERS),
+        "Record order: 'shuffled' (a seeded uniform permutation, so that training batches mix the "
+        "whole dataset) or 'source' (the annotation file's order, which evaluation needs). "
+        "Default: shuffled for train, source for valid and test.",
+        flag_values=fv,
+    )  # fmt: skip
+    flags.DEFINE_integer(
+        "shuffle_seed", 0, "Seed of the shuffled order (the same seed gives the same shards).",
+        lower_bound=0, upper_bound=2**63 - 1, flag_values=fv,
+    )  # fmt: skip
+    flags.DEFINE_enum(
+        "flic_labels", None, ["observer", "person"],
+        "FLIC only: left/right labels. 'observer' (default; pose-hg-train's train.h5/valid.h5, "
+        "which the hourglass paper used): l_* is the joint on the image's right, where a person "
+        "facing the camera has their left; 'person': raw FLIC's person-centric labels.",
+        flag_values=fv,
+    )  # fmt: skip
 
 
 def run(fv: flags.FlagValues) -> int:
@@ -77,7 +97,8 @@ def run(fv: flags.FlagValues) -> int:
             fv.dataset, fv.split, fv.output_dir, annotations=fv.annotations, images=fv.images,
             split_file=fv.split_file, ground_truth=fv.ground_truth, num_shards=fv.num_shards,
             num_workers=fv.num_workers, strict=fv.strict, verify_images=fv.verify_images,
-            num_examples=fv.num_examples, seed=fv.seed,
+            num_examples=fv.num_examples, seed=fv.seed, order=fv.order,
+            shuffle_seed=fv.shuffle_seed, flic_labels=fv.flic_labels,
         )  # fmt: skip
     except shards.NothingWrittenError as e:
         return cli.error("convert", f"{cli.first_line(e)}; nothing written")

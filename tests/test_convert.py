@@ -82,6 +82,7 @@ def test_help(capsys):
     assert convert.main(["--help"]) == 0
     stdout = capsys.readouterr().out
     assert "--dataset" in stdout and "--split_file" in stdout and "--num_workers" in stdout
+    assert "--order" in stdout and "--shuffle_seed" in stdout and "--flic_labels" in stdout
 
 
 def _json_file(tmp_path, content: str) -> list[str]:
@@ -141,6 +142,10 @@ def test_strict_fails_on_a_skip(official_mpii, capsys):
         ("synthetic_with_files", "synthetic takes no annotations"),
         ("flic_test", "flic has splits train, valid; got 'test'"),
         ("num_shards_zero", "--num_shards"),
+        ("bad_order", "flag --order=random"),
+        ("negative_shuffle_seed", "flag --shuffle_seed=-1"),
+        ("flic_labels_for_mpii", "--flic_labels is for --dataset=flic only, not mpii"),
+        ("bad_flic_labels", "flag --flic_labels=camera"),
     ],
 )
 def test_user_errors_are_one_line(tmp_path, capsys, case, message):
@@ -175,10 +180,140 @@ def test_user_errors_are_one_line(tmp_path, capsys, case, message):
         "flic_test": ["--dataset=flic", f"--annotations={tmp_path / 'empty.mat'}", images, out,
                       "--split=test"],
         "num_shards_zero": ["--dataset=synthetic", out, "--num_shards=0"],
+        "bad_order": ["--dataset=synthetic", out, "--order=random"],
+        "negative_shuffle_seed": ["--dataset=synthetic", out, "--shuffle_seed=-1"],
+        "flic_labels_for_mpii": [*mpii, f"--annotations={tmp_path / 'empty.mat'}",
+                                 "--flic_labels=person"],
+        "bad_flic_labels": ["--dataset=flic", f"--annotations={tmp_path / 'empty.mat'}", images,
+                            out, "--flic_labels=camera"],
     }[case]  # fmt: skip
     assert convert.main(args) == 1
     assert message.format(tmp=tmp_path) in _error_line(capsys)
     assert not (tmp_path / "out").exists()
+
+
+def _synthetic(out, *extra):
+    return ["--dataset=synthetic", "--num_examples=12", "--seed=3", f"--output_dir={out}",
+            "--num_shards=3", "--num_workers=2", *extra]  # fmt: skip
+
+
+def _records(out, split, num_joints=16) -> list[dict]:
+    import tensorflow as tf
+
+    from stacked_hourglass.data import features
+
+    return [
+        features.parse_example_numpy(raw.numpy(), num_joints)
+        for path in sorted(out.glob(f"{split}-*.tfrecord"))
+        for raw in tf.data.TFRecordDataset(str(path))
+    ]
+
+
+def _manifest(out, split) -> dict:
+    return json.loads((out / f"{split}.manifest.json").read_text())
+
+
+def test_train_is_shuffled_and_valid_in_source_order_by_default(tmp_path, capsys):
+    from stacked_hourglass.data import features
+
+    assert convert.main(_synthetic(tmp_path / "train", "--split=train")) == 0
+    assert (
+        "Converting 12 synthetic/train people from the synthetic generator shuffled (seed 0)"
+        in (capsys.readouterr().out)
+    )
+    order = _manifest(tmp_path / "train", "train")["order"]
+    expected = shards.shuffled_order(12, 0)
+    assert order["kind"] == "shuffled" and order["seed"] == 0
+    assert order["permutation_sha256"] == shards.permutation_sha256(expected)
+    indices = [r[features.SOURCE_INDEX] for r in _records(tmp_path / "train", "train")]
+    assert indices == expected
+
+    assert convert.main(_synthetic(tmp_path / "valid", "--split=valid")) == 0
+    assert "in source order" in capsys.readouterr().out
+    assert _manifest(tmp_path / "valid", "valid")["order"] == {"kind": "source"}
+    assert [r[features.SOURCE_INDEX] for r in _records(tmp_path / "valid", "valid")] == list(
+        range(12)
+    )
+
+
+def test_order_flags(tmp_path, capsys):
+    from stacked_hourglass.data import features
+
+    def indices(out, split):
+        return [r[features.SOURCE_INDEX] for r in _records(out, split)]
+
+    assert convert.main(_synthetic(tmp_path / "s5", "--split=train", "--shuffle_seed=5")) == 0
+    assert indices(tmp_path / "s5", "train") == shards.shuffled_order(12, 5)
+    assert _manifest(tmp_path / "s5", "train")["order"]["seed"] == 5
+    assert convert.main(_synthetic(tmp_path / "src", "--split=train", "--order=source")) == 0
+    assert indices(tmp_path / "src", "train") == list(range(12))
+    capsys.readouterr()
+    assert convert.main(_synthetic(tmp_path / "v", "--split=valid", "--order=shuffled")) == 0
+    assert "Note: valid in shuffled order; predictions made on it come in that order" in (
+        capsys.readouterr().out
+    )
+    assert indices(tmp_path / "v", "valid") == shards.shuffled_order(12, 0)
+
+
+def test_valid_conversion_is_the_source_order_writer(official_mpii):
+    # Validation splits are written exactly as before shuffling existed: source order.
+    from stacked_hourglass.data.sources import mpii
+
+    out = official_mpii / "cli"
+    assert convert.main(_mpii_args(official_mpii, out, "--split=valid")) == 0
+    items = mpii.read_annotations(official_mpii / "mpii.mat", official_mpii / "images", "valid",
+                                  official_mpii / "split.txt")  # fmt: skip
+    direct = shards.write_split(items, len(items), official_mpii / "lib", "valid", "mpii",
+                                show_progress=False)  # fmt: skip
+    for path in direct.shard_paths:
+        assert (out / path.name).read_bytes() == path.read_bytes()
+
+
+def _flic_examples_mat(path) -> None:
+    """Two FLIC people in a 480x720 frame: one facing the camera, one seen from the back."""
+    import numpy as np
+    import scipy.io
+
+    from stacked_hourglass.data.sources import flic
+
+    def coords(l_x, r_x):
+        c = np.full((2, 29), np.nan)
+        for name, modec in flic.MODEC_IDS.items():
+            side = l_x if name.startswith("l_") else r_x if name.startswith("r_") else 360.0
+            c[:, modec - 1] = (side + modec, 150.0 + 10 * modec)
+        return c
+
+    fields = ("coords", "torsobox", "filepath", "imgdims", "istrain", "istest")
+    examples = np.zeros((1, 2), dtype=[(f, object) for f in fields])
+    box, dims = np.array([[300.0, 100.0, 420.0, 300.0]]), np.array([[480, 720, 3]])
+    examples[0, 0] = (coords(400.0, 300.0), box, "front.jpg", dims, 1, 0)
+    examples[0, 1] = (coords(300.0, 400.0), box, "back.jpg", dims, 1, 0)
+    scipy.io.savemat(path, {"examples": examples})
+
+
+def test_flic_labels_default_to_observer_and_are_in_the_manifest(tmp_path, image_bytes):
+    from stacked_hourglass import joints
+    from stacked_hourglass.data import features
+
+    _flic_examples_mat(tmp_path / "examples.mat")
+    (tmp_path / "images").mkdir()
+    for name in ("front.jpg", "back.jpg"):
+        (tmp_path / "images" / name).write_bytes(image_bytes((480, 720), 0))
+    args = ["--dataset=flic", f"--annotations={tmp_path / 'examples.mat'}",
+            f"--images={tmp_path / 'images'}", "--split=train", "--order=source"]  # fmt: skip
+    ls, rs = joints.FLIC.indices(("l_shoulder", "r_shoulder"))
+    keypoints = {}
+    for labels in ("observer", "person", None):
+        out = tmp_path / str(labels)
+        flag = [] if labels is None else [f"--flic_labels={labels}"]
+        assert convert.main([*args, f"--output_dir={out}", *flag]) == 0
+        assert _manifest(out, "train")["options"]["flic_labels"] == (labels or "observer")
+        keypoints[labels] = [r[features.KEYPOINTS] for r in _records(out, "train", num_joints=11)]
+    front_o, back_o = keypoints["observer"]
+    front_p, back_p = keypoints["person"]
+    assert (front_o == front_p).all()  # facing the camera: the same labels
+    assert back_p[ls, 0] < back_p[rs, 0] and back_o[ls, 0] > back_o[rs, 0]  # swapped
+    assert all((a == b).all() for a, b in zip(keypoints[None], keypoints["observer"], strict=True))
 
 
 def _run(*command):

@@ -9,10 +9,12 @@ r"""Converts MPII / FLIC annotations (or synthetic people) to sharded TFRecords 
   python tools/make_tfrecords.py --dataset=synthetic --num_examples=2000 --output_dir=DIR
 
 Writes OUTPUT_DIR/SPLIT-XXXXX-of-NNNNN.tfrecord and OUTPUT_DIR/SPLIT.manifest.json (see
-tfrecords/README.md). People with bad annotations or images are skipped and listed in the
-manifest; `--strict` turns any skip into a failure that writes nothing. This file is kept for the
-command lines that name it: it runs `python -m stacked_hourglass.convert`, which has the same
-flags.
+tfrecords/README.md). The train split is written in a seeded random order (`--shuffle_seed`,
+default 0), the others in source order (`--order=shuffled|source` overrides); FLIC labels are
+observer-centric unless `--flic_labels=person`. People with bad annotations or images are skipped
+and listed in the manifest; `--strict` turns any skip into a failure that writes nothing. This
+file is kept for the command lines that name it: it runs `python -m stacked_hourglass.convert`,
+which has the same flags.
 """
 
 import sys

@@ -3,6 +3,11 @@
 `convert` is what `python -m stacked_hourglass.convert` (and `tools/make_tfrecords.py`) runs:
 `sources.read_items` reads the annotations, `shards.write_split` writes
 `OUTPUT_DIR/SPLIT-XXXXX-of-NNNNN.tfrecord` and `OUTPUT_DIR/SPLIT.manifest.json`.
+
+Record order (`default_order`): the training split is written in a seeded random order, so that a
+reader interleaving a few shards through a bounded shuffle buffer sees a uniform mix (as
+pose-hg-train's uniform permutation of the training people does); every other split in source
+order, because evaluation writes its predictions in record order.
 """
 
 from __future__ import annotations
@@ -30,16 +35,33 @@ def _check_inputs(dataset, split, output_dir, annotations, images, split_file, g
             raise FileNotFoundError(f"--{flag} {path} does not exist")
 
 
-def _hint(dataset: str, split: str, annotations, split_file) -> str | None:
-    """A note for a conversion that is valid but probably not what was meant."""
-    if (
-        dataset == "mpii"
-        and split == "train"
-        and str(annotations).lower().endswith(".mat")
-        and not split_file
-    ):
-        return "Note: no --split_file, so train includes the Tompson validation people."
-    return None
+def default_order(split: str) -> str:
+    """`shards.SHUFFLED_ORDER` for "train", `shards.SOURCE_ORDER` for the other splits."""
+    return shards.SHUFFLED_ORDER if split == "train" else shards.SOURCE_ORDER
+
+
+def _holds_every_split(annotations) -> bool:
+    """An MPII file with the validation people among the training ones (.mat, raw annot.h5)."""
+    suffix = pathlib.Path(annotations).suffix.lower()
+    if suffix == ".h5":
+        from stacked_hourglass.data.sources import mpii  # h5py only when needed
+
+        return mpii.is_raw_h5(annotations)
+    return suffix == ".mat"
+
+
+def _hints(dataset: str, split: str, annotations, split_file, order: str) -> list[str]:
+    """Notes for a conversion that is valid but probably not what was meant."""
+    notes = []
+    train_without_split_file = dataset == "mpii" and split == "train" and not split_file
+    if train_without_split_file and _holds_every_split(annotations):
+        notes.append("Note: no --split_file, so train includes the Tompson validation people.")
+    if split != "train" and order == shards.SHUFFLED_ORDER:
+        notes.append(
+            f"Note: {split} in shuffled order; predictions made on it come in that order "
+            "(source/index and source/person name each record's row)."
+        )
+    return notes
 
 
 def convert(
@@ -57,6 +79,9 @@ def convert(
     verify_images: bool = False,
     num_examples: int = 0,
     seed: int = 0,
+    order: str | None = None,
+    shuffle_seed: int = 0,
+    flic_labels: str | None = None,
     show_progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> shards.SplitResult:
@@ -70,6 +95,10 @@ def convert(
         split_file, ground_truth: MPII only, see `sources.read_items`.
         num_shards, num_workers, strict, verify_images: see `shards.write_split`.
         num_examples, seed: synthetic only.
+        order: `shards.SHUFFLED_ORDER` or `shards.SOURCE_ORDER`; None: `default_order(split)`.
+        shuffle_seed: the seed of the shuffled order (`shards.shuffled_order`).
+        flic_labels: FLIC only: "observer" (None: the default) or "person" (`sources.flic`);
+            recorded in the manifest's options.
         show_progress: draw a progress bar on stderr.
         log: where the progress notes go (one line each).
 
@@ -82,24 +111,34 @@ def convert(
             people, or everybody skipped), or a skip under `strict`; nothing is written.
     """
     _check_inputs(dataset, split, output_dir, annotations, images, split_file, ground_truth)
+    order = order or default_order(split)
+    if order not in shards.ORDERS:
+        raise ValueError(f"--order must be one of {', '.join(shards.ORDERS)}, got {order!r}")
+    if flic_labels is not None and dataset != "flic":
+        raise ValueError(f"--flic_labels is for --dataset=flic only, not {dataset}")
+    if dataset == "flic":
+        flic_labels = flic_labels or "observer"
     items, num_items, source_files = sources.read_items(
         dataset, split, annotations=annotations, images_dir=images, split_file=split_file,
-        ground_truth=ground_truth, num_examples=num_examples, seed=seed,
+        ground_truth=ground_truth, num_examples=num_examples, seed=seed, flic_labels=flic_labels,
     )  # fmt: skip
     where = annotations or "the synthetic generator"
     if num_items == 0:
         raise shards.EmptySplitError(f"no records: {where} has no people for split {split!r}")
-    hint = _hint(dataset, split, annotations, split_file)
-    if hint:
-        log(hint)
+    for note in _hints(dataset, split, annotations, split_file, order):
+        log(note)
     options = {"split_file": None if split_file is None else str(split_file),
                "verify_images": verify_images}  # fmt: skip
     if dataset == "synthetic":
         options.update(num_examples=num_examples, seed=seed)
-    log(f"Converting {num_items} {dataset}/{split} people from {where} "
+    if dataset == "flic":
+        options.update(flic_labels=flic_labels)
+    how = "in source order" if order == shards.SOURCE_ORDER else f"shuffled (seed {shuffle_seed})"
+    log(f"Converting {num_items} {dataset}/{split} people from {where} {how} "
         f"with {num_workers} worker(s).")  # fmt: skip
     return shards.write_split(
         items, num_items, output_dir, split, dataset, num_shards=num_shards,
         num_workers=num_workers, sources=source_files, options=options, strict=strict,
-        verify_images=verify_images, show_progress=show_progress,
+        verify_images=verify_images, show_progress=show_progress, order=order,
+        shuffle_seed=shuffle_seed,
     )  # fmt: skip

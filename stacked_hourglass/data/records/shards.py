@@ -1,9 +1,22 @@
 """Sharded, atomic, deterministic TFRecord writing: `write_split` and its manifest.
 
 `write_split` turns a source's items (`data.records.items`) into `SPLIT-00000-of-000NN.tfrecord`
-shards plus a `SPLIT.manifest.json`. Item i (0-based, counting skipped items too) goes to shard
-`i * num_shards // num_items`: contiguous blocks in source order, so reading the shards in name
-order gives the records in the source's row order, whatever `num_workers` is.
+shards plus a `SPLIT.manifest.json`.
+
+Order. The items are written in one of two orders (`ORDERS`), recorded in the manifest's `order`:
+
+  * `source`: item i (0-based, counting skipped items too) is at position i, so reading the shards
+    in name order gives the records in the source's row order, as evaluation needs (predictions
+    are written in record order);
+  * `shuffled`: the items are put in a seeded random order first (`shuffled_order`: a uniform
+    permutation that depends only on the number of items and the seed, the same on every
+    machine and numpy/Python version). A training reader that interleaves a few shards through
+    a bounded shuffle buffer then sees a uniform mix of the dataset (FLIC's training set, sorted
+    by movie, otherwise gives batches of consecutive frames of a handful of movies).
+    `source/index` and `source/person` still name each record's source row.
+
+Either way the record at position p goes to shard `p * num_shards // num_items`: contiguous
+blocks of the written order, whatever `num_workers` is.
 
 A split with nothing written is an error (`EmptySplitError`): an annotation file without people,
 or one where every person was skipped (e.g. a wrong images folder), writes no file at all.
@@ -26,6 +39,7 @@ import math
 import os
 import pathlib
 import re
+import struct
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -38,6 +52,13 @@ from stacked_hourglass.data.records.items import Item, Skipped, prepare_record
 
 # Default number of records per shard when `num_shards` is not given (~100-200 MB for MPII).
 DEFAULT_RECORDS_PER_SHARD = 1024
+
+# Record orders of `write_split` (see the module docstring).
+SOURCE_ORDER = "source"
+SHUFFLED_ORDER = "shuffled"
+ORDERS = (SHUFFLED_ORDER, SOURCE_ORDER)
+# How `shuffled_order` ranks the items, as recorded in the manifest.
+SHUFFLE_METHOD = "ascending sha256(b'stacked_hourglass.shuffle' + int64le(seed) + int64le(i))"
 
 _SHARD_RE = r"{split}-\d{{5}}-of-\d{{5}}\.tfrecord"
 _MANIFEST_RE = r"{split}\.manifest\.json"
@@ -81,6 +102,30 @@ def file_sha256(path: os.PathLike | str) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def shuffled_order(num_items: int, seed: int = 0) -> list[int]:
+    """The seeded random order of `num_items` items: element p is the source position of the item
+    written at position p.
+
+    Item i gets the key sha256(b"stacked_hourglass.shuffle" + seed + i), both as 8-byte
+    little-endian signed integers, and the items are sorted by key. The keys are independent and
+    uniform, so this is a uniform random permutation; unlike numpy's or Python's shufflers it is
+    fixed by this definition, not by a library version.
+
+    Raises:
+        ValueError: when `seed` is not an integer in [0, 2**63).
+    """
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+        raise ValueError(f"shuffle seed must be an integer in [0, 2**63), got {seed!r}")
+    prefix = b"stacked_hourglass.shuffle" + struct.pack("<q", seed)
+    keys = [hashlib.sha256(prefix + struct.pack("<q", i)).digest() for i in range(num_items)]
+    return sorted(range(num_items), key=keys.__getitem__)
+
+
+def permutation_sha256(order: Sequence[int]) -> str:
+    """Hex sha256 of a written order (source positions as 8-byte little-endian integers)."""
+    return hashlib.sha256(b"".join(struct.pack("<q", int(i)) for i in order)).hexdigest()
 
 
 def default_num_shards(num_items: int) -> int:
@@ -215,20 +260,48 @@ def _make_output_dir(output_dir: pathlib.Path) -> list[pathlib.Path]:
     return created
 
 
+def _count_error(count: int, num_items: int) -> ValueError:
+    if count > num_items:
+        return ValueError(f"items yielded more than num_items={num_items} items")
+    # The shard of each item was fixed by num_items: fewer items would leave shards uneven.
+    return ValueError(f"items yielded {count} items, fewer than num_items={num_items}")
+
+
+def _in_order(
+    items: Iterable[Item], num_items: int, order: str, seed: int
+) -> tuple[Iterable[Item], list[int] | None]:
+    """(the items in writing order, the source position of each written item or None).
+
+    Shuffling needs every item at hand: the items are listed (cheap for the pending examples of
+    MPII/FLIC, whose images are read later; a generator of complete examples is held in memory).
+    """
+    if order == SOURCE_ORDER:
+        return items, None
+    items = list(items)
+    if len(items) != num_items:
+        raise _count_error(len(items), num_items)
+    positions = shuffled_order(num_items, seed)
+    return [items[i] for i in positions], positions
+
+
 def _write_records(
     records: Iterable[bytes | Skipped],
     writers: Sequence[tf.io.TFRecordWriter],
     num_items: int,
     progress: Progress | None,
-) -> tuple[list[int], list[Skipped]]:
-    """Writes item i's record to shard `i * num_shards // num_items`; (counts, skipped)."""
+) -> tuple[list[int], list[tuple[int, Skipped]]]:
+    """Writes the record at position i to shard `i * num_shards // num_items`.
+
+    Returns:
+        (records per shard, [(position, skip)] of the skipped items).
+    """
     counts, skipped, done = [0] * len(writers), [], 0
     for i, record in enumerate(records):
         if i >= num_items:
-            raise ValueError(f"items yielded more than num_items={num_items} items")
+            raise _count_error(i + 1, num_items)
         done = i + 1
         if isinstance(record, Skipped):
-            skipped.append(record)
+            skipped.append((i, record))
         else:
             shard = i * len(writers) // num_items
             writers[shard].write(record)
@@ -238,8 +311,7 @@ def _write_records(
     if progress:
         progress.update(done, force=True)
     if done != num_items:
-        # The shard of each item was fixed by num_items: fewer items would leave shards uneven.
-        raise ValueError(f"items yielded {done} items, fewer than num_items={num_items}")
+        raise _count_error(done, num_items)
     return counts, skipped
 
 
@@ -259,7 +331,19 @@ def _check_something_written(counts: Sequence[int], skipped: Sequence[Skipped], 
     )
 
 
-def _manifest(dataset, split, final, temp, counts, sources, options, skipped) -> dict:
+def _order_entry(order: str, seed: int, positions: Sequence[int] | None) -> dict:
+    """The manifest's `order`: how the records were ordered (see the module docstring)."""
+    if positions is None:
+        return {"kind": SOURCE_ORDER}
+    return {
+        "kind": SHUFFLED_ORDER,
+        "seed": seed,
+        "method": SHUFFLE_METHOD,
+        "permutation_sha256": permutation_sha256(positions),
+    }
+
+
+def _manifest(dataset, split, final, temp, counts, sources, options, skipped, order) -> dict:
     return {
         "dataset": dataset,
         "split": split,
@@ -267,6 +351,7 @@ def _manifest(dataset, split, final, temp, counts, sources, options, skipped) ->
         "joint_names": list(joints.get_joint_set(dataset).names),
         "num_records": int(sum(counts)),
         "num_shards": len(final),
+        "order": order,
         "shards": [
             {"file": p.name, "records": n, "bytes": t.stat().st_size, "sha256": file_sha256(t)}
             for p, t, n in zip(final, temp, counts, strict=True)
@@ -318,6 +403,8 @@ def write_split(
     strict: bool = False,
     verify_images: bool = False,
     show_progress: bool = True,
+    order: str = SOURCE_ORDER,
+    shuffle_seed: int = 0,
 ) -> SplitResult:
     """Writes items to `SPLIT-XXXXX-of-NNNNN.tfrecord` shards and `SPLIT.manifest.json`.
 
@@ -334,6 +421,9 @@ def write_split(
         strict: raise `StrictError` (and write nothing) if any person is skipped.
         verify_images: fully decode every image (see `items.load_example`).
         show_progress: draw a progress bar on stderr.
+        order: `SOURCE_ORDER` (write in source order) or `SHUFFLED_ORDER` (write in
+            `shuffled_order(num_items, shuffle_seed)`); see the module docstring.
+        shuffle_seed: the seed of the shuffled order (not used in source order).
 
     Returns:
         A `SplitResult`.
@@ -342,7 +432,8 @@ def write_split(
         EmptySplitError: when there is nothing to write (no items, or every one was skipped).
         StrictError: with `strict` when anything was skipped.
         NotADirectoryError / OSError: when `output_dir` is a file or cannot be created.
-        ValueError: bad split/num_shards, or `items` yields another number than `num_items`.
+        ValueError: bad split/num_shards/order/shuffle_seed, or `items` yields another number
+            than `num_items`.
         Any exception from `items`: temporary files are removed, no final name is created.
     """
     if not re.fullmatch(r"[A-Za-z0-9_]+", split):
@@ -352,6 +443,10 @@ def write_split(
     num_shards = num_shards or default_num_shards(num_items)
     if num_shards < 1:
         raise ValueError(f"num_shards must be >= 1, got {num_shards}")
+    if order not in ORDERS:
+        raise ValueError(f"order must be one of {', '.join(ORDERS)}, got {order!r}")
+    if order == SHUFFLED_ORDER:
+        shuffled_order(0, shuffle_seed)  # a bad seed fails before anything is written
     output_dir = pathlib.Path(output_dir)
     joints.get_joint_set(dataset)  # unknown dataset: fail before writing anything
     created = _make_output_dir(output_dir)
@@ -366,13 +461,20 @@ def write_split(
     writers = []
     try:
         writers = [tf.io.TFRecordWriter(str(p)) for p in temp]
+        items, positions = _in_order(items, num_items, order, shuffle_seed)
         records = _ordered_map(lambda item: prepare_record(item, verify_images), items, num_workers)
         counts, skipped = _write_records(records, writers, num_items, progress)
         for w in writers:
             w.close()
         writers = []
+        if positions is not None:  # list the skips in source order, as in a source-order run
+            skipped = sorted((positions[i], s) for i, s in skipped)
+        skipped = [s for _, s in skipped]
         _check_something_written(counts, skipped, strict)
-        manifest = _manifest(dataset, split, final, temp, counts, sources, options, skipped)
+        manifest = _manifest(
+            dataset, split, final, temp, counts, sources, options, skipped,
+            _order_entry(order, shuffle_seed, positions),
+        )  # fmt: skip
         manifest_temp.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         for t, p in zip(temp, final, strict=True):
             os.replace(t, p)
@@ -396,6 +498,12 @@ def format_summary(result: SplitResult, max_lines: int = 5) -> str:
         f"{result.shard_paths[0].parent}/{m['split']}-*-of-{m['num_shards']:05d}.tfrecord",
         f"Manifest: {result.manifest_path}",
     ]
+    order = m.get("order", {})
+    if order.get("kind") == SHUFFLED_ORDER:
+        lines.append(
+            f"Records in shuffled order (seed {order['seed']}); source/index and source/person "
+            "give each record's source row."
+        )
     if result.seconds > 0 and m["num_records"]:
         lines.append(
             f"Took {result.seconds:.1f} s: {m['num_records'] / result.seconds:.0f} records/s, "

@@ -1,7 +1,8 @@
 """Dataset sources: each turns its annotation files into items for the shard writer.
 
-  * `mpii`: MPII Human Pose (official `.mat`, pose-hg `.h5`, HRNet `.json`);
-  * `flic`: FLIC `examples.mat`;
+  * `mpii`: MPII Human Pose (official `.mat`, pose-hg `.h5` incl. the raw `annot.h5`, HRNet
+    `.json`);
+  * `flic`: FLIC `examples.mat`, observer- or person-centric labels;
   * `synthetic`: generated people (no files).
 
 `read_items(dataset, split, ...)` picks the source by name. Sources build on
@@ -29,8 +30,8 @@ class Source:
         name: the `--dataset` name (also the joint set's name).
         splits: the splits it can produce.
         needs_files: whether it reads an annotations file and an images folder.
-        read: (split, annotations, images_dir, split_file, ground_truth, num_examples, seed) →
-            (items, number of items, extra source files to fingerprint).
+        read: (split, annotations, images_dir, split_file, ground_truth, num_examples, seed,
+            flic_labels) → (items, number of items, extra source files to fingerprint).
     """
 
     name: str
@@ -43,23 +44,29 @@ class Source:
 # renderer are only loaded for the dataset asked for.
 
 
-def _read_mpii(split, annotations, images_dir, split_file, ground_truth, num_examples, seed):
+def _read_mpii(
+    split, annotations, images_dir, split_file, ground_truth, num_examples, seed, flic_labels
+):
     from stacked_hourglass.data.sources import mpii
 
     items = mpii.read_annotations(annotations, images_dir, split, split_file, ground_truth)
     return items, len(items), [pathlib.Path(p) for p in (split_file, ground_truth) if p]
 
 
-def _read_flic(split, annotations, images_dir, split_file, ground_truth, num_examples, seed):
+def _read_flic(
+    split, annotations, images_dir, split_file, ground_truth, num_examples, seed, flic_labels
+):
     from stacked_hourglass.data.sources import flic
 
     if split_file or ground_truth:
         raise ValueError("FLIC takes no split file or ground truth file")
-    items = flic.read_examples_mat(annotations, images_dir, split)
+    items = flic.read_examples_mat(annotations, images_dir, split, flic_labels or flic.OBSERVER)
     return items, len(items), []
 
 
-def _read_synthetic(split, annotations, images_dir, split_file, ground_truth, num_examples, seed):
+def _read_synthetic(
+    split, annotations, images_dir, split_file, ground_truth, num_examples, seed, flic_labels
+):
     from stacked_hourglass.data.sources import synthetic
 
     if annotations or images_dir or split_file or ground_truth:
@@ -100,16 +107,19 @@ def read_items(
     ground_truth: PathLike | None = None,
     num_examples: int = 0,
     seed: int = 0,
+    flic_labels: str | None = None,
 ) -> tuple[Iterable[Item], int, list[pathlib.Path]]:
     """The items of one dataset split: (items, number of items, source files to fingerprint).
 
     Args:
         dataset: "mpii" (format by extension of `annotations`), "flic" or "synthetic".
-        split: "train", "valid" ("test": MPII only; `.mat`, or `.h5`/`.json` read whole).
+        split: "train", "valid" or (MPII only) "test": the `.mat` and the raw `annot.h5` pick
+            each split's people, a pose-hg split `.h5` or a `.json` is read whole.
         annotations, images_dir: the annotation file and images folder (not for synthetic).
         split_file: MPII only, see `mpii.read_split_file`.
         ground_truth: MPII `.json` only, see `mpii.read_json`.
         num_examples, seed: synthetic only.
+        flic_labels: FLIC only: "observer" (None: the default) or "person", see `flic`.
 
     Returns:
         The items (a list, or a generator for synthetic), their number, and the files whose
@@ -121,9 +131,11 @@ def read_items(
     source = get_source(dataset)
     if split not in source.splits:
         raise ValueError(f"{dataset} has splits {', '.join(source.splits)}; got {split!r}")
+    if flic_labels is not None and dataset != "flic":
+        raise ValueError(f"flic_labels is for FLIC only, not {dataset}")
     if not source.needs_files:
         return source.read(split, annotations, images_dir, split_file, ground_truth,
-                           num_examples, seed)  # fmt: skip
+                           num_examples, seed, flic_labels)  # fmt: skip
     if annotations is None or images_dir is None:
         raise ValueError(f"{dataset} needs an annotations file and an images folder")
     annotations, images_dir = pathlib.Path(annotations), pathlib.Path(images_dir)
@@ -136,6 +148,6 @@ def read_items(
     if not images_dir.is_dir():
         raise FileNotFoundError(f"images folder {images_dir} does not exist")
     items, count, extra = source.read(
-        split, annotations, images_dir, split_file, ground_truth, num_examples, seed
+        split, annotations, images_dir, split_file, ground_truth, num_examples, seed, flic_labels
     )
     return items, count, [annotations, *extra]

@@ -12,12 +12,23 @@ torso box, centre y = 240 (the middle row of the 480-pixel frames), scale 2.2, n
 and no scale adjustment. pose-hg-train's centre lives in their 1-based frame, so here
 center = ((x1 + x2) / 2 − 1, 240 − 1) = ((x1 + x2) / 2 − 1, 239): the same image point.
 
-Labels are person-centric, as in raw FLIC (and pose-hg's `*_personcentric.h5`): "l_shoulder" is
-the person's left shoulder. pose-hg's plain `train.h5`/`valid.h5` are observer-centric instead
-(left/right swapped for people facing away); they are not what this reader produces.
+Left and right (`LABELS`, the `labels` argument):
+
+  * "observer" (the default): pose-hg-train's default FLIC labels, its `data/flic/annot/train.h5`
+    and `valid.h5`, which the hourglass paper's FLIC numbers used. "l_*" is the joint on the
+    image's right-hand side, where a person facing the camera has their left: for a person seen
+    from the back (raw l_shoulder left of raw r_shoulder in the image, x smaller) every left/right
+    pair (shoulders, elbows, wrists, hips, eyes) is swapped, and nothing else changes. This was
+    found by comparing pose-hg's files with each other and with raw FLIC (no script of
+    pose-hg-train says it): they differ in exactly those people (199 of 3987 train, 48 of 1016
+    valid), by exactly that swap; FLIC's people are frontal enough that the hips order the same
+    way as the shoulders in every example, so either pair gives the same rule.
+  * "person": raw FLIC's (and pose-hg's `*_personcentric.h5`) person-centric labels: "l_shoulder"
+    is the person's own left shoulder, wherever it is in the image.
 
 Every labelled joint is marked visible (2): FLIC has no visibility flag. The normalizer is the
-torso size ‖r_shoulder − l_hip‖ (pose-hg-train's FLIC PCK reference length); no head box.
+torso size ‖r_shoulder − l_hip‖ of the person-centric labels (pose-hg-train's FLIC PCK reference
+length; its observer-centric files keep the same value for swapped people); no head box.
 Splits: "train" = `istrain` examples, "valid" = `istest` examples (FLIC's test set, pose-hg's
 FLIC `valid.h5`). `index` is the 0-based position in `examples`, `person` is 0.
 """
@@ -52,6 +63,8 @@ MODEC_IDS = {
 CENTER_Y_1BASED = 240.0  # pose-hg-train
 SCALE = 2.2  # pose-hg-train
 SPLITS = ("train", "valid")
+OBSERVER, PERSON = "observer", "person"
+LABELS = (OBSERVER, PERSON)  # left/right conventions, default first (see the module docstring)
 
 
 def _columns() -> np.ndarray:
@@ -77,18 +90,35 @@ def _flag(example, flag: str, path: pathlib.Path, i: int) -> bool:
         raise ValueError(f"{path}: examples({i + 1}).{flag} is not a 0/1 flag") from None
 
 
+def observer_centric(keypoints: np.ndarray) -> np.ndarray:
+    """Person-centric FLIC keypoints [11, 2] (joints.FLIC order) → observer-centric: the
+    left/right pairs swapped when the l_shoulder is left of the r_shoulder in the image."""
+    left, right = joints.FLIC.indices(("l_shoulder", "r_shoulder"))
+    if keypoints[left, 0] < keypoints[right, 0]:  # seen from the back (NaN: left as is)
+        return keypoints[joints.FLIC.flip_permutation()]
+    return keypoints
+
+
 def read_examples_mat(
-    path: pathlib.Path | str, images_dir: pathlib.Path | str, split: str
+    path: pathlib.Path | str, images_dir: pathlib.Path | str, split: str, labels: str = OBSERVER
 ) -> list[Item]:
     """Reads FLIC `examples.mat` into pending examples of one split (see the module docstring).
 
+    Args:
+        path: FLIC's `examples.mat`.
+        images_dir: FLIC's `images/` folder.
+        split: "train" (`istrain`) or "valid" (`istest`).
+        labels: "observer" (pose-hg's default `train.h5`/`valid.h5`) or "person" (raw FLIC).
+
     Raises:
         FileNotFoundError: when `path` does not exist.
-        ValueError: for an unknown split or a file without an `examples` struct array.
+        ValueError: for an unknown split or labels, or a file without an `examples` struct array.
     """
     path, images_dir = pathlib.Path(path), pathlib.Path(images_dir)
     if split not in SPLITS:
         raise ValueError(f"FLIC split must be one of {SPLITS}, got {split!r}")
+    if labels not in LABELS:
+        raise ValueError(f"FLIC labels must be one of {', '.join(LABELS)}, got {labels!r}")
     examples = _examples(path)
     flag = "istrain" if split == "train" else "istest"
     columns = _columns()
@@ -111,6 +141,8 @@ def read_examples_mat(
         # Midpoint of the 0-based box = pose-hg's 1-based midpoint − 1.
         center = ((x1 + x2) / 2.0, CENTER_Y_1BASED - 1.0)
         normalizer = float(np.linalg.norm(keypoints[torso[0]] - keypoints[torso[1]]))
+        if labels == OBSERVER:  # after the normalizer: pose-hg keeps the person-centric one
+            keypoints = observer_centric(keypoints)
         example = features.PersonExample(
             image_encoded=b"",
             filename=filename,

@@ -9,7 +9,11 @@ Crop centre and scale (DESIGN.md §1). MPII's raw `objpos`/`scale` put the centr
 reference implementations move it down by 15·scale px and multiply the scale by 1.25:
 
   * `.mat` (raw) and HRNet `.json` (raw): this module applies center_y += 15·s, scale *= 1.25;
-  * pose-hg `.h5`: the values are already adjusted; only the 1-based → 0-based shift is applied.
+  * pose-hg split `.h5` (`train.h5`, `valid.h5`, `test.h5`): the values are already adjusted;
+    only the 1-based → 0-based shift is applied;
+  * pose-hg's raw `annot.h5` (every MPII person, recognised by its `istrain`/`multi` datasets):
+    raw objpos/scale, adjusted here as pose-hg-train's `src/util/dataset/mpii.lua` does when it
+    loads the file.
 
 Keypoint status: 0 not annotated, 1 annotated but occluded (`is_visible` = 0), 2 annotated and
 visible. An annotated point whose `is_visible` is missing or empty (it happens in the official
@@ -28,8 +32,11 @@ with one `imgname index person` line per person (0-based `index` into `RELEASE.a
 0-based `person` into its `annorect`, as in the `.h5`; `#` starts a comment). With the official
 `.mat`: `valid` = the split file's people, in the split file's order; `train` = every other
 person of an `img_train` image (all of them when no split file is given); `test` = the people of
-the `img_train == 0` images, which have no joints (all status 0). A pose-hg `.h5` or HRNet `.json`
-is already one split: all its rows are read, or (`.h5` only) filtered by a split file.
+the `img_train == 0` images, which have no joints (all status 0). A pose-hg split `.h5` or HRNet
+`.json` is already one split: all its rows are read, or (`.h5` only) filtered by a split file.
+The raw `annot.h5` holds every split (see `read_h5`): `train` = its `istrain` 1 (and 2, skipped:
+no joints) people less the split file's, `valid` = the split file's people (required), `test` =
+its `istrain == 0` people.
 """
 
 from __future__ import annotations
@@ -63,6 +70,12 @@ HEAD_SIZE_FACTOR = 0.6  # MPII util_get_head_size.m
 SPLITS = ("train", "valid", "test")
 NOT_IN_ANNOTATIONS = "not_in_annotations"
 
+# Datasets that only pose-hg's raw annot.h5 has (its src/misc/convert_annot.py writes them).
+RAW_H5_MARKERS = ("istrain", "multi")
+# annot.h5 `istrain`: 1 a training person with joints, 0 a test image's person, 2 a training
+# image's person without joints.
+RAW_TRAIN, RAW_TEST, RAW_TRAIN_NO_JOINTS = 1, 0, 2
+
 
 @dataclasses.dataclass(frozen=True)
 class SplitEntry:
@@ -83,7 +96,12 @@ def read_split_file(path: pathlib.Path | str) -> list[SplitEntry]:
     path = _loaders.require_file(path, "split file")
     if path.suffix == ".h5":
         with _loaders.open_h5(path, "pose-hg split file") as f:
-            names = [_decode(n) for n in f["imgname"][()]]
+            if any(k in f for k in RAW_H5_MARKERS):
+                raise ValueError(
+                    f"{path}: pose-hg's raw annot.h5 holds every person, it is no split file "
+                    "(use pose-hg's valid.h5)"
+                )
+            names = _names(f["imgname"][()])
             index, person = f["index"][()], f["person"][()]
         if not len(names) == len(index) == len(person):
             raise ValueError(f"{path}: imgname, index and person differ in length")
@@ -113,6 +131,18 @@ def _decode(value) -> str:
     if isinstance(value, bytes | np.bytes_):
         return value.decode("utf-8")
     return str(value)
+
+
+def _names(imgname: np.ndarray) -> list[str]:
+    """Image names of a pose-hg `imgname` dataset: strings, or rows of character codes.
+
+    pose-hg's split files store strings (S13); its raw annot.h5 stores each name as a row of 16
+    floats holding the characters' codes, padded with zeros (Torch could not read strings).
+    """
+    imgname = np.asarray(imgname)
+    if imgname.dtype.kind in "iuf" and imgname.ndim == 2:
+        return ["".join(chr(int(c)) for c in row if c > 0) for row in imgname]
+    return [_decode(n) for n in imgname.reshape(-1)]
 
 
 def adjust_center_scale(objpos_1based, scale: float) -> tuple[tuple[float, float], float]:
@@ -336,6 +366,127 @@ def read_mat(
 # --- pose-hg .h5 ---------------------------------------------------------------------------------
 
 
+def is_raw_h5(path: pathlib.Path | str) -> bool:
+    """Whether `path` is pose-hg's raw `annot.h5` (it has `istrain`/`multi` datasets)."""
+    with _loaders.open_h5(path, "pose-hg annotation file") as f:
+        return any(k in f for k in RAW_H5_MARKERS)
+
+
+_H5_REQUIRED = ("imgname", "center", "scale", "part", "index", "person")
+
+
+def _h5_arrays(path: pathlib.Path) -> tuple[dict[str, np.ndarray], list[str], bool]:
+    """(the per-person datasets, the image names, whether it is the raw annot.h5) of a pose-hg
+    `.h5`; `ValueError` naming the file and the dataset that is missing or misshapen."""
+    with _loaders.open_h5(path, "pose-hg annotation file") as f:
+        raw = any(k in f for k in RAW_H5_MARKERS)
+        required = (*_H5_REQUIRED, "istrain") if raw else _H5_REQUIRED
+        missing = [k for k in required if k not in f]
+        if missing:
+            raise ValueError(f"{path}: missing datasets {missing}")
+        names = _names(f["imgname"][()])
+        n = len(names)
+        a = {
+            "center": np.asarray(f["center"][()], np.float64),
+            "scale": np.asarray(f["scale"][()], np.float64).reshape(-1),
+            "part": np.asarray(f["part"][()], np.float64),
+            "visible": (np.asarray(f["visible"][()], np.float64) if "visible" in f
+                        else np.ones((n, NUM_JOINTS))),
+            "normalize": (np.asarray(f["normalize"][()], np.float64) if "normalize" in f
+                          else np.zeros(n)),
+            "index": np.asarray(f["index"][()]).astype(np.int64).reshape(-1),
+            "person": np.asarray(f["person"][()]).astype(np.int64).reshape(-1),
+        }  # fmt: skip
+        if raw:
+            a["istrain"] = np.asarray(f["istrain"][()]).astype(np.int64).reshape(-1)
+    expected = {
+        "part": (n, NUM_JOINTS, 2), "center": (n, 2), "scale": (n,), "visible": (n, NUM_JOINTS),
+        "normalize": (n,), "index": (n,), "person": (n,), "istrain": (n,),
+    }  # fmt: skip
+    for key, value in a.items():
+        if value.shape != expected[key]:
+            raise ValueError(f"{path}: {key} has shape {value.shape}, expected {expected[key]}")
+    return a, names, raw
+
+
+def _h5_person(
+    a: dict[str, np.ndarray], r: int, names: Sequence[str], images_dir: pathlib.Path, raw: bool
+) -> Item:
+    """Row `r` of a pose-hg `.h5` as an item (see `read_h5` for the conventions)."""
+    part = a["part"][r]
+    index, person = int(a["index"][r]), int(a["person"][r])
+    if raw:
+        center, scale = adjust_center_scale(a["center"][r], float(a["scale"][r]))
+    else:
+        center, scale = a["center"][r] - 1.0, float(a["scale"][r])
+    # (0, 0) marks a joint that is not annotated; a raw annot.h5 person without any
+    # annotation (a test person, or a training person without annopoints) has -1 everywhere.
+    no_joints = raw and bool(np.all(part == -1))
+    annotated = np.zeros(NUM_JOINTS, bool) if no_joints else np.any(part != 0, axis=1)
+    if raw and a["istrain"][r] != RAW_TEST and not annotated.any():
+        what = f"annot.h5 row {r} (annolist({index + 1}).annorect({person + 1}))"
+        return Skipped(names[r], index, person, NO_KEYPOINTS, f"{what} has no joints")
+    keypoints = np.where(annotated[:, None], part - 1.0, 0.0)
+    status = np.where(
+        annotated,
+        np.where(a["visible"][r] > 0, features.VISIBLE, features.OCCLUDED),
+        features.NOT_ANNOTATED,
+    )
+    # annot.h5 holds a placeholder normalizer (1) for people without joints: no head box known.
+    normalizer = 0.0 if no_joints else a["normalize"][r]
+    return _pending(images_dir, names[r], center, scale, keypoints, status, normalizer, None,
+                    index, person)  # fmt: skip
+
+
+def _raw_rows(
+    path: pathlib.Path,
+    a: dict[str, np.ndarray],
+    names: Sequence[str],
+    images_dir: pathlib.Path,
+    split: str | None,
+    split_entries: Sequence[SplitEntry] | None,
+) -> list[Item]:
+    """The items of one split of the raw annot.h5 (see `read_h5`)."""
+    istrain = a["istrain"]
+    if split not in SPLITS:
+        raise ValueError(
+            f"{path} is pose-hg's raw annot.h5 (every MPII person): name a split "
+            f"({', '.join(SPLITS)}), got {split!r}"
+        )
+    if split == "test":
+        rows = np.flatnonzero(istrain == RAW_TEST)
+        return [_h5_person(a, int(r), names, images_dir, raw=True) for r in rows]
+    if split == "train":
+        excluded = {(e.index, e.person) for e in split_entries or ()}
+        rows = [
+            r for r in np.flatnonzero((istrain == RAW_TRAIN) | (istrain == RAW_TRAIN_NO_JOINTS))
+            if (int(a["index"][r]), int(a["person"][r])) not in excluded
+        ]  # fmt: skip
+        return [_h5_person(a, int(r), names, images_dir, raw=True) for r in rows]
+    if not split_entries:
+        raise ValueError(
+            f"{path} is pose-hg's raw annot.h5 (every MPII person): split 'valid' needs a split "
+            "file (e.g. pose-hg's valid.h5)"
+        )
+    pairs = zip(a["index"].tolist(), a["person"].tolist(), strict=True)
+    row_of = {pair: r for r, pair in enumerate(pairs)}
+    items = []
+    for entry in split_entries:  # in the split file's order, as with the official .mat
+        r = row_of.get((entry.index, entry.person))
+        if r is None:
+            items.append(Skipped(
+                entry.imgname, entry.index, entry.person, NOT_IN_ANNOTATIONS,
+                f"{path} has no person with index {entry.index} and person {entry.person}",
+            ))  # fmt: skip
+            continue
+        if names[r] != entry.imgname:
+            raise ValueError(
+                f"split file says index {entry.index} is {entry.imgname}, {path} says {names[r]}"
+            )
+        items.append(_h5_person(a, r, names, images_dir, raw=True))
+    return items
+
+
 def read_h5(
     path: pathlib.Path | str,
     images_dir: pathlib.Path | str,
@@ -344,58 +495,43 @@ def read_h5(
 ) -> list[Item]:
     """Reads a pose-hg `.h5` (imgname, center, scale, part, visible, normalize, index, person).
 
-    `center`/`scale` are already adjusted (DESIGN.md §1); coordinates are 1-based and shifted
-    here. With `split_entries`, "valid" keeps the rows whose (index, person) are listed and
-    "train" the others (e.g. to cut the validation people out of `annot.h5`).
+    Two kinds of file:
+
+      * a split file (`train.h5`, `valid.h5`, `test.h5`): `center`/`scale` already adjusted
+        (DESIGN.md §1), joints 1-based with (0, 0) for a joint that is not annotated. All rows
+        are read, in file order; with `split_entries`, "valid" keeps the rows whose (index,
+        person) are listed and "train" the others.
+      * the raw `annot.h5` (it has `istrain` and `multi`; pose-hg-train's
+        `src/misc/convert_annot.py` writes it from the official `.mat`): every person with an
+        objpos, `center`/`scale` the raw objpos/scale (adjusted here: y += 15·s, s ×= 1.25, as
+        pose-hg-train's `mpii.lua` does at load time), names as rows of character codes, joints
+        as in the split files except that people without annotations (`istrain` 0: test
+        images; 2: training images without annopoints) have -1 everywhere and normalize 1.
+        "train" = `istrain` 1 and 2 (the latter skipped, `NO_KEYPOINTS`) less `split_entries`;
+        "valid" = `split_entries`, required, in their order (absent ones skipped,
+        `NOT_IN_ANNOTATIONS`); "test" = `istrain` 0 (no joints, normalizer 0).
+
+    Coordinates are 1-based in both and shifted here; `index`/`person` are 0-based in both. (Both
+    files' joints come from the same `partinfo` of pose-hg-train's `src/misc/mpii.py`, MATLAB
+    pixels truncated to integers; the `annot.part:add(1)` that `mpii.lua` applies when it loads
+    annot.h5 is a shift of its own Torch code, not of the file, and is not applied here.)
+
+    Raises:
+        FileNotFoundError / ValueError: naming the file (missing or misshapen datasets, a raw
+            annot.h5 without a split, "valid" of a raw annot.h5 without `split_entries`).
     """
     path, images_dir = pathlib.Path(path), pathlib.Path(images_dir)
-    with _loaders.open_h5(path, "pose-hg annotation file") as f:
-        missing = [
-            k for k in ("imgname", "center", "scale", "part", "index", "person") if k not in f
-        ]
-        if missing:
-            raise ValueError(f"{path}: missing datasets {missing}")
-        names = [_decode(n) for n in f["imgname"][()]]
-        center = np.asarray(f["center"][()], np.float64)
-        scale = np.asarray(f["scale"][()], np.float64).reshape(-1)
-        part = np.asarray(f["part"][()], np.float64)
-        n = len(names)
-        visible = np.asarray(f["visible"][()], np.float64) if "visible" in f else np.ones((n, 16))
-        normalize = np.asarray(f["normalize"][()], np.float64) if "normalize" in f else np.zeros(n)
-        index = np.asarray(f["index"][()]).astype(np.int64)
-        person = np.asarray(f["person"][()]).astype(np.int64)
-    expected = {
-        "part": (n, NUM_JOINTS, 2), "center": (n, 2), "scale": (n,), "visible": (n, NUM_JOINTS),
-        "normalize": (n,), "index": (n,), "person": (n,),
-    }  # fmt: skip
-    values = {"part": part, "center": center, "scale": scale, "visible": visible,
-              "normalize": normalize, "index": index, "person": person}  # fmt: skip
-    for key, shape in expected.items():
-        if values[key].shape != shape:
-            raise ValueError(f"{path}: {key} has shape {values[key].shape}, expected {shape}")
-
-    rows = range(n)
+    a, names, raw = _h5_arrays(path)
+    if raw:
+        return _raw_rows(path, a, names, images_dir, split, split_entries)
+    rows = range(len(names))
     if split_entries is not None and split in ("train", "valid"):
         wanted = {(e.index, e.person) for e in split_entries}
         rows = [
-            r for r in rows if ((int(index[r]), int(person[r])) in wanted) == (split == "valid")
-        ]
-
-    items = []
-    for r in rows:
-        # (0, 0) marks a joint that is not annotated (pose-hg convention).
-        annotated = np.any(part[r] != 0, axis=1)
-        keypoints = np.where(annotated[:, None], part[r] - 1.0, 0.0)
-        status = np.where(
-            annotated,
-            np.where(visible[r] > 0, features.VISIBLE, features.OCCLUDED),
-            features.NOT_ANNOTATED,
-        )
-        items.append(
-            _pending(images_dir, names[r], center[r] - 1.0, scale[r], keypoints, status,
-                     normalize[r], None, index[r], person[r])
-        )  # fmt: skip
-    return items
+            r for r in rows
+            if ((int(a["index"][r]), int(a["person"][r])) in wanted) == (split == "valid")
+        ]  # fmt: skip
+    return [_h5_person(a, r, names, images_dir, raw=False) for r in rows]
 
 
 # --- HRNet / mmpose .json ------------------------------------------------------------------------

@@ -262,3 +262,88 @@ def test_bad_split_name_and_dataset(tmp_path, person_example):
         shards.write_split([person_example(0)], 1, tmp_path / "o", "train", "coco",
                            show_progress=False)  # fmt: skip
     assert not (tmp_path / "o").exists()
+
+
+# --- record order: source (default) or seeded shuffled ------------------------------------------
+
+
+def test_shuffled_order_is_a_fixed_uniform_permutation():
+    order = shards.shuffled_order(10, 0)
+    assert sorted(order) == list(range(10))
+    # Fixed by its definition (sha256 keys), not by a numpy/Python version: a change of this
+    # value changes every shuffled conversion, and must be deliberate.
+    assert order == [4, 1, 7, 0, 2, 6, 8, 3, 5, 9]
+    assert shards.shuffled_order(10, 0) == order and shards.shuffled_order(10, 1) != order
+    assert shards.shuffled_order(0, 5) == []
+    # Uniform: each of the 6 orders of 3 items comes up about 1/6 of the time over many seeds.
+    counts = {}
+    for seed in range(3000):
+        key = tuple(shards.shuffled_order(3, seed))
+        counts[key] = counts.get(key, 0) + 1
+    assert len(counts) == 6 and all(400 < n < 600 for n in counts.values()), counts
+    for bad in (-1, 2**63, 1.5, True, "0"):
+        with pytest.raises(ValueError, match="shuffle seed"):
+            shards.shuffled_order(3, bad)
+
+
+def test_shuffled_split_is_a_seeded_permutation_of_the_items(tmp_path, person_example):
+    examples = [person_example(i) for i in range(20)]
+    result = _write(examples, tmp_path, num_shards=3, order="shuffled", shuffle_seed=7)
+    expected = shards.shuffled_order(20, 7)
+    records = _read(result.shard_paths)
+    assert [r[features.SOURCE_INDEX] for r in records] == expected  # source/index kept
+    assert [r[features.IMAGE_FILENAME] for r in records] == [f"img_{i:04d}.jpg" for i in expected]
+    for record in records:
+        example = examples[record[features.SOURCE_INDEX]]
+        np.testing.assert_allclose(record[features.KEYPOINTS], example.keypoints, rtol=1e-6)
+    # Position p goes to shard p * 3 // 20, as in source order.
+    assert [s["records"] for s in result.manifest["shards"]] == [7, 7, 6]
+    assert result.manifest["order"] == {
+        "kind": "shuffled",
+        "seed": 7,
+        "method": shards.SHUFFLE_METHOD,
+        "permutation_sha256": shards.permutation_sha256(expected),
+    }
+    assert "shuffled order (seed 7)" in shards.format_summary(result)
+    source = _write(examples, tmp_path / "source", num_shards=3)
+    assert source.manifest["order"] == {"kind": "source"}
+    assert "shuffled order" not in shards.format_summary(source)
+
+
+def test_shuffled_is_deterministic_and_depends_on_the_seed(tmp_path, person_example):
+    examples = [person_example(i) for i in range(16)]
+    a = _write(examples, tmp_path / "a", num_shards=2, order="shuffled", num_workers=1)
+    _write(examples, tmp_path / "b", num_shards=2, order="shuffled", num_workers=3)
+    c = _write(examples, tmp_path / "c", num_shards=2, order="shuffled", shuffle_seed=1)
+    for name in [p.name for p in a.shard_paths] + ["train.manifest.json"]:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    assert a.manifest["order"]["seed"] == 0
+    assert a.shard_paths[0].read_bytes() != c.shard_paths[0].read_bytes()
+    assert a.manifest["order"]["permutation_sha256"] != c.manifest["order"]["permutation_sha256"]
+
+
+def test_shuffled_skips_are_listed_in_source_order(tmp_path, person_example):
+    examples = [person_example(i, scale=-1.0 if i % 3 == 0 else 0.5) for i in range(12)]
+    result = _write(examples, tmp_path, num_shards=2, order="shuffled", shuffle_seed=3)
+    assert [s["index"] for s in result.manifest["skipped"]] == [0, 3, 6, 9]
+    kept = [i for i in shards.shuffled_order(12, 3) if i % 3]
+    assert [r[features.SOURCE_INDEX] for r in _read(result.shard_paths)] == kept
+    assert result.num_records == 8
+
+
+def test_shuffled_checks_and_failures_write_nothing(tmp_path, person_example):
+    examples = [person_example(i) for i in range(4)]
+    with pytest.raises(ValueError, match="order must be one of shuffled, source"):
+        _write(examples, tmp_path / "o", order="random")
+    with pytest.raises(ValueError, match="shuffle seed"):
+        _write(examples, tmp_path / "o", order="shuffled", shuffle_seed=-1)
+    with pytest.raises(ValueError, match="more than num_items"):
+        shards.write_split(examples, 3, tmp_path / "o", "train", "synthetic", order="shuffled",
+                           show_progress=False)  # fmt: skip
+    with pytest.raises(ValueError, match="fewer than num_items"):
+        shards.write_split(examples, 5, tmp_path / "o", "train", "synthetic", order="shuffled",
+                           show_progress=False)  # fmt: skip
+    with pytest.raises(_Boom):
+        shards.write_split(_exploding(examples, 2), 4, tmp_path / "o", "train", "synthetic",
+                           order="shuffled", show_progress=False)  # fmt: skip
+    assert not (tmp_path / "o").exists()

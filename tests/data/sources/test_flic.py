@@ -1,4 +1,5 @@
-"""Tests of the FLIC reader against pose-hg-train's person-centric .h5 files."""
+"""Tests of the FLIC reader against pose-hg-train's observer-centric (train.h5, valid.h5) and
+person-centric (*_personcentric.h5) files."""
 
 import pathlib
 
@@ -8,6 +9,7 @@ import pytest
 import scipy.io
 import tensorflow as tf
 
+from stacked_hourglass import joints
 from stacked_hourglass.data import features
 from stacked_hourglass.data.records import items as item_types
 from stacked_hourglass.data.records import shards
@@ -31,18 +33,28 @@ def _h5(name):
 
 @pytest.fixture(scope="module")
 def flic_items():
-    """Both splits read once (loadmat of the 5003 examples takes a moment)."""
+    """{(split, labels): items}, each read once (loadmat of the 5003 examples takes a moment)."""
     _need(FLIC_MAT)
-    return {s: flic.read_examples_mat(FLIC_MAT, "/no/images", s) for s in ("train", "valid")}
+    return {
+        (s, labels): flic.read_examples_mat(FLIC_MAT, "/no/images", s, labels)
+        for s in ("train", "valid")
+        for labels in flic.LABELS
+    }
 
 
 @pytest.mark.parametrize(
-    "split,h5_name", [("valid", "valid_personcentric.h5"), ("train", "train_personcentric.h5")]
+    "split,labels,h5_name",
+    [
+        ("valid", "person", "valid_personcentric.h5"),
+        ("train", "person", "train_personcentric.h5"),
+        ("valid", "observer", "valid.h5"),
+        ("train", "observer", "train.h5"),
+    ],
 )
-def test_matches_pose_hg_personcentric(flic_items, split, h5_name):
+def test_matches_pose_hg(flic_items, split, labels, h5_name):
     _need(ANNOT / h5_name)
     h5 = _h5(h5_name)
-    items = flic_items[split]
+    items = flic_items[split, labels]
     assert len(items) == len(h5["index"])  # valid 1016 (FLIC test set), train 3987
     examples = [item.example for item in items]
     np.testing.assert_array_equal([e.index for e in examples], h5["index"])
@@ -58,18 +70,41 @@ def test_matches_pose_hg_personcentric(flic_items, split, h5_name):
     assert all(e.headbox is None and e.person == 0 for e in examples)
 
 
-def test_observer_centric_h5_differs_only_by_swaps(flic_items):
-    # Guard on the documentation: we produce person-centric labels, not pose-hg's valid.h5.
+@pytest.mark.parametrize("split,num_swapped", [("valid", 48), ("train", 199)])
+def test_observer_labels_swap_left_and_right_of_people_seen_from_the_back(
+    flic_items, split, num_swapped
+):
+    observer = np.stack([i.example.keypoints for i in flic_items[split, "observer"]])
+    person = np.stack([i.example.keypoints for i in flic_items[split, "person"]])
+    swapped = np.any(observer != person, axis=(1, 2))
+    assert swapped.sum() == num_swapped
+    names = joints.FLIC.names
+    ls, rs, lh, rh = (names.index(n) for n in ("l_shoulder", "r_shoulder", "l_hip", "r_hip"))
+    # Swapped = the person-centric l_shoulder is left of the r_shoulder (seen from the back) ...
+    np.testing.assert_array_equal(swapped, person[:, ls, 0] < person[:, rs, 0])
+    # ... by exactly the left/right swap; observer "l_*" is always the joint on the image's right.
+    perm = joints.FLIC.flip_permutation()
+    np.testing.assert_array_equal(observer[swapped], person[swapped][:, perm])
+    assert (observer[:, ls, 0] > observer[:, rs, 0]).all()
+    assert (observer[:, lh, 0] > observer[:, rh, 0]).all()  # hips agree on every FLIC person
+    # Everything else (normalizer: the person-centric torso, as pose-hg's files) is unchanged.
+    for a, b in zip(flic_items[split, "observer"], flic_items[split, "person"], strict=True):
+        assert (a.example.normalizer, a.example.center) == (b.example.normalizer, b.example.center)
+
+
+def test_default_labels_are_observer_centric(flic_items, tmp_path):
     _need(ANNOT / "valid.h5")
-    observer = _h5("valid.h5")["part"]
-    ours = np.stack([item.example.keypoints for item in flic_items["valid"]]) + 1
-    swapped_rows = np.any(ours != observer, axis=(1, 2))
-    assert swapped_rows.sum() == 48  # SOURCES.md
+    default = flic.read_examples_mat(FLIC_MAT, tmp_path, "valid")
+    np.testing.assert_array_equal(
+        np.stack([i.example.keypoints for i in default]), _h5("valid.h5")["part"] - 1
+    )
+    with pytest.raises(ValueError, match="FLIC labels must be one of observer, person"):
+        flic.read_examples_mat(FLIC_MAT, tmp_path, "valid", "camera")
 
 
 def test_round_trip_subset(tmp_path, flic_items):
-    _need(ANNOT / "valid_personcentric.h5")
-    h5 = _h5("valid_personcentric.h5")
+    _need(ANNOT / "valid.h5")
+    h5 = _h5("valid.h5")
     images = tmp_path / "images"
     names = [n.decode() for n in h5["imgname"]]
     jpeg = tf.io.encode_jpeg(tf.fill([480, 720, 3], tf.constant(60, tf.uint8))).numpy()
@@ -106,6 +141,35 @@ def _tiny_examples_mat(path, coords):
     box, dims = np.array([[10.0, 20.0, 30.0, 60.0]]), np.array([[480, 720, 3]])
     examples[0, 0] = (coords, box, "a.jpg", dims, 0, 1)
     scipy.io.savemat(path, {"examples": examples})
+
+
+def _modec_coords(points: dict[str, tuple[float, float]]) -> np.ndarray:
+    coords = np.full((2, 29), np.nan)
+    for name, modec in flic.MODEC_IDS.items():
+        coords[:, modec - 1] = points.get(name, (100.0 + modec, 200.0))
+    return coords
+
+
+def test_tiny_file_observer_and_person_labels(tmp_path):
+    # Raw (person-centric) labels of a person seen from the back: their left on the image's left.
+    back = {
+        "l_shoulder": (50.0, 100.0), "r_shoulder": (90.0, 101.0), "l_hip": (55.0, 200.0),
+        "r_hip": (85.0, 201.0), "l_wrist": (20.0, 150.0), "r_wrist": (120.0, 150.0),
+    }  # fmt: skip
+    _tiny_examples_mat(tmp_path / "examples.mat", _modec_coords(back))
+    (person,) = flic.read_examples_mat(tmp_path / "examples.mat", tmp_path, "valid", "person")
+    (observer,) = flic.read_examples_mat(tmp_path / "examples.mat", tmp_path, "valid")
+    names = joints.FLIC.names
+    for name, (x, y) in back.items():
+        np.testing.assert_array_equal(person.example.keypoints[names.index(name)], (x - 1, y - 1))
+        other = name.replace("l_", "x_").replace("r_", "l_").replace("x_", "r_")
+        np.testing.assert_array_equal(observer.example.keypoints[names.index(other)],
+                                      (x - 1, y - 1))  # fmt: skip
+    nose = names.index("nose")
+    np.testing.assert_array_equal(observer.example.keypoints[nose], person.example.keypoints[nose])
+    # ‖r_shoulder − l_hip‖ of the person-centric labels in both.
+    expected = pytest.approx(np.hypot(90 - 55, 101 - 200))
+    assert observer.example.normalizer == person.example.normalizer == expected
 
 
 def test_nan_joint_is_skipped(tmp_path):
