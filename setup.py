@@ -34,6 +34,14 @@ setuptools.setup(
             "ruff>=0.6,<1",
             "import-linter>=2.1,<3",
             "hypothesis>=6.100,<7",
+            # The serving tests (tests/serving/test_litert.py, test_rest.py) need these too.
+            "ai-edge-litert>=2.3,<3",
+            "tensorflow-serving-api>=2.21,<3",
+        ],
+        # `export --format=litert`, `predict/evaluate --litert`, and building gRPC requests.
+        "serving": [
+            "ai-edge-litert>=2.3,<3",
+            "tensorflow-serving-api>=2.21,<3",
         ],
     },
 )

@@ -154,6 +154,19 @@ class DataConfig:
     flip: bool = _field(True, "Horizontal flip with left/right joint swap.")
     color_jitter: float = _field(0.4, "Per-channel colour factor 1 ± this (0: off).")
     shuffle_buffer: int = _field(1024, "Shuffle buffer (records).")
+    max_pixels: int = _field(
+        50_000_000,
+        "Largest image (height x width pixels, read from the file header before decoding) a "
+        "record may hold; a larger one is a bad record (a decompression bomb: a 1 MB PNG can "
+        "claim 20000x20000). 0: no limit.",
+    )
+    on_bad_record: str = _field(
+        "fail",
+        "What training does with a record that cannot be used (corrupt bytes, missing or "
+        "malformed fields, non-finite values, an unreadable or too large image): 'fail' stops "
+        "at the first one, naming it; 'skip' drops it, with a warning once per shard.",
+        choices=("fail", "skip"),
+    )
 
     def __post_init__(self):
         _one_of("dataset", self.dataset, tuple(joints.JOINT_SET_NAMES))
@@ -197,8 +210,14 @@ class TrainConfig:
     jit_compile: bool = _field(False, "Compile the train step with XLA.")
     distribution: str = _field(
         "auto",
-        "auto: MirroredStrategy over visible GPUs, else one device.",
+        "auto: MultiWorkerMirroredStrategy when TF_CONFIG names several workers, else "
+        "MirroredStrategy over visible GPUs, else one device.",
         choices=DISTRIBUTIONS,
+    )
+    cluster_timeout: float = _field(
+        600.0,
+        "Multi-worker only: a worker exits with an error if its first training step has not "
+        "finished this many seconds after start-up (a peer never came). 0: wait forever.",
     )
     sync_batch_norm: bool = _field(
         True, "BatchNorm over the global batch when training on several replicas."

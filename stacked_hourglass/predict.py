@@ -1,7 +1,12 @@
-r"""Predicts poses on one's own images with an exported SavedModel.
+r"""Predicts poses on one's own images with an exported SavedModel or a LiteRT model.
 
   python -m stacked_hourglass.predict --saved_model=EXPORT_DIR[/VERSION] \
       --image=FILE[,FILE...]|DIR [--box=x1,y1,x2,y2] --output_dir=DIR
+  python -m stacked_hourglass.predict --litert=FILE.tflite --image=... [--box=...] --output_dir=DIR
+
+With --litert the image is decoded and cropped on the host (the crop rule of the SavedModel's
+`serving_box`) and the crop goes through the LiteRT interpreter. The heatmap decoder is the
+export's (recorded in its metadata) and is printed.
 
 Writes NAME.json (joint name -> x, y, score in 0-based original pixels, image size, box) and
 NAME.png (skeleton overlay) per image and prints the keypoints table. Without --box the whole
@@ -21,6 +26,7 @@ from stacked_hourglass.utils import cli
 def define_flags(fv: flags.FlagValues) -> None:
     for name, help_text in (
         ("saved_model", "SavedModel version dir, or an export dir (its highest version)."),
+        ("litert", "A .tflite file from export --format=litert (instead of --saved_model)."),
         ("image", "Image file(s), comma-separated, or a directory of .jpg/.png/.bmp/.gif."),
         ("box", "Person box x1,y1,x2,y2 in original pixels (default: the whole image)."),
         ("output_dir", "Where NAME.json and NAME.png go."),
@@ -29,7 +35,11 @@ def define_flags(fv: flags.FlagValues) -> None:
 
 
 def run(fv: flags.FlagValues) -> int:
-    cli.require(fv, "saved_model", "image", "output_dir")
+    if fv["saved_model"].value and fv["litert"].value:
+        raise cli.UsageError("give only one of --saved_model and --litert")
+    if not fv["litert"].value:
+        cli.require(fv, "saved_model")
+    cli.require(fv, "image", "output_dir")
     # TF's per-call C++ warnings (e.g. "Local rendezvous is aborting" on a failed assertion)
     # would bury the one-line error; the user can still ask for them.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -41,11 +51,22 @@ def run(fv: flags.FlagValues) -> int:
     box = client.parse_box(fv["box"].value)
     paths = client.list_images(fv["image"].value)
     names = client.output_names(paths)
-    model = client.load_serving_model(fv["saved_model"].value)
-    try:
-        predictions = client.predict_files(model, paths, box)
-    except tf.errors.InvalidArgumentError as e:
-        raise ValueError(e.message) from None
+    if fv["litert"].value:
+        model = client.load_litert_model(fv["litert"].value)
+        predictions = [client.predict_image_litert(model, p, box) for p in paths]
+        kind = f"LiteRT, quantize={model.metadata.get('quantize', 'none')}"
+    else:
+        model = client.load_serving_model(fv["saved_model"].value)
+        try:
+            predictions = client.predict_files(model, paths, box)
+        except tf.errors.InvalidArgumentError as e:
+            raise ValueError(e.message) from None
+        kind = "SavedModel"
+    metadata = model.metadata
+    print(
+        f"{model.path} ({kind}): decoder={metadata.get('decoder', 'quarter')}, "
+        f"flip_test={metadata.get('flip_test', False)}"
+    )
     output_dir = fv["output_dir"].value
     for prediction, name in zip(predictions, names, strict=True):
         print(client.format_table(model, prediction))

@@ -142,7 +142,11 @@ TINY_INPUT_SIZE = 64
 
 
 def _make_model_dir(path, num_stacks=2, dataset="mpii", seed=1234, **model_fields):
-    """A random-weight model directory (config.json + model.keras); returns the Keras model."""
+    """A random-weight model directory (config.json + model.keras); returns the Keras model.
+
+    Depth 1 (64x64 crops, an 8x8 bottom): tracing (export, evaluation) costs a fraction of the
+    paper's depth 4, and nothing these models test depends on the depth.
+    """
     import os
 
     import keras
@@ -151,7 +155,7 @@ def _make_model_dir(path, num_stacks=2, dataset="mpii", seed=1234, **model_field
     from stacked_hourglass.config import DataConfig, ExperimentConfig, ModelConfig, TrainConfig
     from stacked_hourglass.model import build_model
 
-    fields = {"num_features": 16, "input_size": TINY_INPUT_SIZE, **model_fields}
+    fields = {"num_features": 16, "depth": 1, "input_size": TINY_INPUT_SIZE, **model_fields}
     config = ExperimentConfig(
         model=ModelConfig(num_stacks=num_stacks, **fields),
         data=DataConfig(dataset=dataset),
@@ -168,7 +172,7 @@ def _make_model_dir(path, num_stacks=2, dataset="mpii", seed=1234, **model_field
 @pytest.fixture(scope="session")
 def make_model_dir():
     """`make(path, num_stacks=2, dataset="mpii", seed=1234, **model_fields)` → the Keras model
-    of a new random-weight model directory at `path` (16 features, 64x64 input)."""
+    of a new random-weight model directory at `path` (16 features, depth 1, 64x64 input)."""
     return _make_model_dir
 
 
@@ -219,7 +223,9 @@ def flip_export(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("flip_export")
     keras.utils.set_random_seed(99)
-    model = build_model(num_stacks=1, num_features=16, input_size=TINY_INPUT_SIZE, num_joints=16)
+    model = build_model(
+        num_stacks=1, num_features=16, depth=1, input_size=TINY_INPUT_SIZE, num_joints=16
+    )
     export_dir = str(root / "export")
     path = exporter.export_model(model, joints.MPII, TINY_INPUT_SIZE, export_dir, flip_test=True)
     images = root / "images"
@@ -249,3 +255,27 @@ def synthetic_model(tmp_path_factory):
             model_dir, str(root / "export_flip"), flip_test=True
         ),
     }
+
+
+@pytest.fixture
+def small_pck_files(tmp_path):
+    """(predictions .h5, pose-hg ground-truth .h5) of 4 MPII people in `tmp_path`.
+
+    Head size 10 px. Person 0 exact, person 1 every joint 20 px off (wrong), persons 2 and 3
+    exact; person 2's joint 3 is not annotated (stored as (0, 0)). Mean: 41 of 55 correct.
+    """
+    import h5py
+    import numpy as np
+
+    from stacked_hourglass.evaluation import formats
+
+    gt = np.arange(4 * 16 * 2, dtype=np.float64).reshape(4, 16, 2) + 10.0
+    gt[2, 3] = 0.0
+    preds = gt.copy()
+    preds[1, :, 0] += 20.0
+    gt_path = tmp_path / "gt.h5"
+    with h5py.File(gt_path, "w") as f:
+        f["part"] = gt
+        f["normalize"] = np.full(4, 10.0)
+    preds_path = formats.write_predictions_h5(tmp_path / "my-preds.h5", preds, coordinate_base=1)
+    return preds_path, gt_path

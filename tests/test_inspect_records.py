@@ -88,3 +88,18 @@ def test_module_smoke(synthetic_records):
     )  # fmt: skip
     assert run.returncode == 0, run.stderr
     assert "Dataset synthetic: 16 records" in run.stdout
+
+
+def test_problems_are_printed_with_shard_and_record(synthetic_records, tmp_path, capsys):
+    import glob
+    import shutil
+
+    shards = sorted(pathlib.Path(p) for p in glob.glob(synthetic_records["valid"]))
+    copy = tmp_path / shards[1].name
+    shutil.copy(shards[1], copy)
+    data = copy.read_bytes()
+    copy.write_bytes(data[: len(data) - 100])  # a truncated copy
+    assert inspect_records.main([str(shards[0]), str(copy)]) == 0
+    out = capsys.readouterr().out
+    assert "Check: 1 problem(s) in 1 of 2 shard(s)" in out
+    assert f"{copy}: record 7: cannot be read (truncated record at" in out

@@ -12,6 +12,8 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
+from stacked_hourglass.data import images
+
 IMAGE_ENCODED = "image/encoded"
 IMAGE_FILENAME = "image/filename"
 IMAGE_HEIGHT = "image/height"
@@ -142,7 +144,11 @@ def parse_example(serialized, num_joints: int) -> dict:
         lambda: tf.reshape(headbox, [4]),
         lambda: tf.zeros([4], tf.float32),
     )
-    parsed[KEYPOINTS] = tf.reshape(parsed[KEYPOINTS], [num_joints, 2])
+    keypoints = tf.reshape(parsed[KEYPOINTS], [num_joints, 2])
+    # Coordinates of joints that are not annotated mean nothing, but a NaN there would still
+    # turn its (masked) target heatmap into NaNs: such values read as 0.
+    unused = (parsed[KEYPOINT_STATUS] == NOT_ANNOTATED)[:, None] & ~tf.math.is_finite(keypoints)
+    parsed[KEYPOINTS] = tf.where(unused, tf.zeros_like(keypoints), keypoints)
     parsed[IMAGE_HEIGHT] = tf.cast(parsed[IMAGE_HEIGHT], tf.int32)
     parsed[IMAGE_WIDTH] = tf.cast(parsed[IMAGE_WIDTH], tf.int32)
     return parsed
@@ -156,3 +162,136 @@ def parse_example_numpy(serialized: bytes, num_joints: int) -> dict:
         value = value.numpy()
         out[key] = value.decode("utf-8") if key in (IMAGE_FILENAME, SOURCE_DATASET) else value
     return out
+
+
+# --- checking records this package did not write --------------------------------------------
+
+# Keys `parse_example` requires, with their number of values (K = num_joints).
+_REQUIRED_COUNTS = {
+    IMAGE_ENCODED: 1,
+    IMAGE_HEIGHT: 1,
+    IMAGE_WIDTH: 1,
+    CENTER: 2,
+    SCALE: 1,
+    KEYPOINTS: "2K",
+    KEYPOINT_STATUS: "K",
+}
+# Keys with a default: absent is fine, more than one value is not.
+_OPTIONAL_SINGLE = (IMAGE_FILENAME, NORMALIZER, SOURCE_DATASET, SOURCE_INDEX, SOURCE_PERSON)
+
+
+def _first_values(values, count: int):
+    """values[:count], zero-padded to exactly `count` (so checks run whatever the length)."""
+    values = values[:count]
+    return tf.pad(values, [[0, count - tf.size(values)]])
+
+
+def record_problem(
+    serialized,
+    num_joints: int,
+    *,
+    need_normalizer: bool = False,
+    max_pixels: int = images.DEFAULT_MAX_PIXELS,
+):
+    """Why a serialised record cannot be used, or "" when it can (works inside `tf.data`).
+
+    The checks of a record this package did not necessarily write, cheapest first, without
+    decoding the image: every key `parse_example` requires is present with the right number of
+    values (`person/keypoints` 2K, `person/keypoint_status` K); the optional ones have at most
+    one; `person/center` is finite, `person/scale` finite and > 0, `person/keypoint_status` in
+    0..2, the annotated joints' `person/keypoints` finite; with `need_normalizer` (a split PCK
+    is computed on), `person/normalizer` finite and > 0; `image/encoded` is a JPEG, PNG, GIF,
+    BMP or WebP whose header (`images.image_header`) gives at most `max_pixels` pixels.
+
+    Args:
+        serialized: string scalar, one `tf.train.Example`.
+        num_joints: K.
+        need_normalizer: require a positive `person/normalizer`.
+        max_pixels: largest image (height x width); <= 0: no limit.
+
+    Returns:
+        string scalar: "" or one line naming the field and what is wrong with it.
+
+    Raises:
+        InvalidArgumentError (at run time): only when the bytes are not a `tf.train.Example`, a
+        key holds another type than the contract's (int64 keypoints, say), or a JPEG header is
+        invalid; the caller names the record (`data.records.validate` does).
+    """
+    spec = {key: tf.io.VarLenFeature(f.dtype) for key, f in feature_spec(num_joints).items()}
+    parsed = tf.io.parse_single_example(serialized, spec)
+    values = {key: value.values for key, value in parsed.items()}
+    counts = {key: tf.size(value) for key, value in values.items()}
+    checks = []  # (bad, message), in the order they are reported
+    for key, expected in _REQUIRED_COUNTS.items():
+        n = {"2K": 2 * num_joints, "K": num_joints}.get(expected, expected)
+        hint = f" ({num_joints} joints: is --dataset right?)" if isinstance(expected, str) else ""
+        checks.append(
+            (
+                tf.not_equal(counts[key], n),
+                tf.where(
+                    tf.equal(counts[key], 0),
+                    tf.constant(f"{key} is missing"),
+                    tf.strings.format(f"{key} has {{}} values, expected {n}{hint}", counts[key]),
+                ),
+            )
+        )
+    for key in _OPTIONAL_SINGLE:
+        checks.append(
+            (
+                counts[key] > 1,
+                tf.strings.format(f"{key} has {{}} values, expected at most 1", counts[key]),
+            )
+        )
+    center = _first_values(values[CENTER], 2)
+    scale = _first_values(values[SCALE], 1)[0]
+    status = _first_values(values[KEYPOINT_STATUS], num_joints)
+    keypoints = tf.reshape(_first_values(values[KEYPOINTS], 2 * num_joints), [num_joints, 2])
+    annotated = status != NOT_ANNOTATED
+    bad_joints = annotated & ~tf.reduce_all(tf.math.is_finite(keypoints), axis=1)
+    checks += [
+        (
+            ~tf.reduce_all(tf.math.is_finite(center)),
+            tf.strings.format(f"{CENTER} is not finite: {{}}", center),
+        ),
+        (
+            ~(tf.math.is_finite(scale) & (scale > 0)),
+            tf.strings.format(f"{SCALE} must be a positive number, got {{}}", scale),
+        ),
+        (
+            tf.reduce_any((status < NOT_ANNOTATED) | (status > VISIBLE)),
+            tf.strings.format(
+                f"{KEYPOINT_STATUS} must hold 0, 1 or 2, got {{}}", status, summarize=-1
+            ),
+        ),
+        (
+            tf.reduce_any(bad_joints),
+            tf.strings.format(
+                f"{KEYPOINTS} is not finite at annotated joint(s) {{}}",
+                tf.where(bad_joints)[:, 0],
+                summarize=-1,
+            ),
+        ),
+    ]
+    if need_normalizer:
+        normalizer = _first_values(values[NORMALIZER], 1)[0]
+        checks.append(
+            (
+                ~(tf.math.is_finite(normalizer) & (normalizer > 0)),
+                tf.strings.format(
+                    f"{NORMALIZER} is {{}}, but PCK needs a positive head or torso size (e.g. an "
+                    "HRNet json converted without --ground_truth has none)",
+                    normalizer,
+                ),
+            )
+        )
+    encoded = tf.concat([values[IMAGE_ENCODED][:1], [""]], 0)[0]
+    height, width, header = images.image_header(encoded)
+    limit = images.pixel_limit_problem(height, width, max_pixels)
+    checks += [
+        (tf.not_equal(header, ""), tf.strings.join([f"{IMAGE_ENCODED} ", header])),
+        (tf.not_equal(limit, ""), tf.strings.join([f"{IMAGE_ENCODED} ", limit])),
+    ]
+    bad = tf.stack([b for b, _ in checks])
+    messages = tf.stack([m for _, m in checks])
+    first = tf.argmax(tf.cast(bad, tf.int32), output_type=tf.int32)
+    return tf.where(tf.reduce_any(bad), messages[first], tf.constant(""))

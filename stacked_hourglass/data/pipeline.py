@@ -1,28 +1,52 @@
 """tf.data input pipelines: sharded TFRecords -> (image, targets) batches.
 
-Training: files -> interleaved parallel reads -> shuffle -> parse -> decode -> one affine warp
-(crop + rotation + scale + flip) -> colour jitter -> Gaussian heatmaps -> batch -> prefetch.
-Evaluation: the same crop without augmentation, keeping what scoring needs.
+Training: files -> interleaved parallel reads, each record checked -> shuffle -> parse -> decode
+-> one affine warp (crop + rotation + scale + flip) -> colour jitter -> Gaussian heatmaps -> batch
+-> prefetch. Evaluation: the same crop without augmentation, keeping what scoring needs.
+
+Records are not trusted (`checked_records`). Every shard is read with its byte count known, and
+every record goes through `features.record_problem` (fields present with the right lengths,
+finite centre and annotated keypoints, scale > 0, an image whose header gives at most
+`DataConfig.max_pixels` pixels) before anything decodes it. With `on_bad_record="fail"` a bad
+record stops training with `InvalidArgumentError: assertion failed: [SHARD: record N: what is
+wrong]`; with "skip" it is dropped, with one warning per shard on stderr.
+
+What `tf.data` cannot attribute to a shard and record, because the op raises before any check
+can name it: bytes that are not a `tf.train.Example`, a key holding the wrong type, an invalid
+JPEG header, and an image that fails only when decoded (a truncated JPEG: "jpeg::Uncompress
+failed"). With "fail" these stop training with TF's own message (and, when the bytes TF quotes
+in a parse error are not UTF-8, Python reports a UnicodeDecodeError instead); with "skip" they
+are dropped with TF's one-line warning, which does not name the shard.
+`data.records.validate.check_split` names every one of them, by shard and record, before
+training starts.
+
+Evaluation never skips: it scores every record, in order.
 """
 
 from __future__ import annotations
 
+import sys
+
 import tensorflow as tf
 
 from stacked_hourglass.config import DataConfig
-from stacked_hourglass.data import features, geometry
+from stacked_hourglass.data import features, geometry, images
 from stacked_hourglass.data.codec import HeatmapCodec
+from stacked_hourglass.data.records import validate
+from stacked_hourglass.data.records.items import first_line
+
+ON_BAD_RECORD = ("fail", "skip")
 
 
 def list_files(patterns: str) -> list[str]:
-    """Sorted files matching comma-separated glob patterns; `FileNotFoundError` if none match."""
-    files = []
-    for pattern in (p.strip() for p in patterns.split(",")):
-        if pattern:
-            files.extend(tf.io.gfile.glob(pattern))
-    if not files:
-        raise FileNotFoundError(f"No TFRecord files match {patterns!r}")
-    return sorted(set(files))
+    """Sorted files matching comma-separated glob patterns.
+
+    Raises:
+        FileNotFoundError: if none match.
+        ValueError: naming a shard of 0 bytes (a failed copy; a reader would wait forever for its
+            records), unless the split's manifest says the writer left it empty.
+    """
+    return validate.list_shards(patterns)
 
 
 def decode_image(encoded):
@@ -120,14 +144,170 @@ def make_eval_example(record, codec: HeatmapCodec):
     return image, info
 
 
+def _files_and_sizes(files):
+    """Dataset of (path, size in bytes) of `files`."""
+    sizes = [validate.file_size(f) for f in files]
+    return tf.data.Dataset.from_tensor_slices((list(files), tf.constant(sizes, tf.int64)))
+
+
+def checked_records(
+    path,
+    size,
+    num_joints: int,
+    *,
+    on_bad_record: str = "fail",
+    need_normalizer: bool = False,
+    max_pixels: int = images.DEFAULT_MAX_PIXELS,
+    warned: tf.lookup.experimental.MutableHashTable | None = None,
+) -> tf.data.Dataset:
+    """The usable serialised records of one shard, in order (usable in `interleave`).
+
+    Every record is checked with `features.record_problem`; the bytes read are counted so that a
+    shard TF stops reading early (a corrupted or truncated record: the rest of the shard is
+    lost) or with bytes after its last record is noticed at its end.
+
+    Args:
+        path, size: the shard and its size in bytes (string and int64 scalars).
+        num_joints: K.
+        on_bad_record: "fail": the first problem raises `InvalidArgumentError` whose message
+            names the shard, the record and the problem; "skip": bad records are dropped, with
+            one warning on stderr per shard (per pass over it without `warned`).
+        need_normalizer, max_pixels: see `features.record_problem`.
+        warned: "skip" only: shards already warned about (a `MutableHashTable` string -> int64
+            created next to the dataset), so each is named once, not once per epoch.
+
+    Returns:
+        Dataset of string scalars.
+    """
+    if on_bad_record not in ON_BAD_RECORD:
+        raise ValueError(f"on_bad_record must be one of {', '.join(ON_BAD_RECORD)}")
+    path = tf.convert_to_tensor(path, tf.string)
+    size = tf.cast(size, tf.int64)
+    # TF ends a shard at a record it cannot read; the byte count below says that it did.
+    records = tf.data.TFRecordDataset(path).ignore_errors()
+    records = records.map(lambda s: (tf.constant(False), s))
+    records = records.concatenate(
+        tf.data.Dataset.from_tensors((tf.constant(True), tf.constant("")))
+    )
+
+    def count(state, element):
+        number, total = state
+        is_end, serialized = element
+        length = tf.cast(tf.strings.length(serialized), tf.int64) + validate.RECORD_OVERHEAD
+        new_total = total + tf.where(is_end, tf.constant(0, tf.int64), length)
+        return (number + 1 - tf.cast(is_end, tf.int64), new_total), (
+            number,
+            is_end,
+            serialized,
+            new_total,
+        )
+
+    ds = records.scan((tf.constant(0, tf.int64), tf.constant(0, tf.int64)), count)
+
+    def check(number, is_end, serialized, total):
+        problem = tf.cond(
+            is_end,
+            lambda: tf.where(
+                tf.equal(total, size),
+                tf.constant(""),
+                tf.strings.format(
+                    "cannot be read ({} of {} bytes read): the shard is corrupted or truncated, "
+                    "the rest of it is lost",
+                    (total, size),
+                ),
+            ),
+            lambda: features.record_problem(
+                serialized, num_joints, need_normalizer=need_normalizer, max_pixels=max_pixels
+            ),
+        )
+        message = tf.where(
+            tf.equal(problem, ""),
+            tf.constant(""),
+            tf.strings.join([path, ": record ", tf.strings.as_string(number), ": ", problem]),
+        )
+        return is_end, serialized, message
+
+    ds = ds.map(check, num_parallel_calls=tf.data.AUTOTUNE)
+    if on_bad_record == "fail":
+
+        def assert_usable(is_end, serialized, message):
+            usable = tf.debugging.Assert(tf.equal(message, ""), [message])
+            with tf.control_dependencies([usable]):
+                return is_end, tf.identity(serialized)
+
+        ds = ds.map(assert_usable)
+        return ds.filter(lambda is_end, _: tf.logical_not(is_end)).map(lambda _, s: s)
+
+    # Records the parser itself rejects (not an Example, a key of another type, an invalid JPEG
+    # header) raise inside `check`: dropped here, with TF's warning (which cannot name them).
+    ds = ds.ignore_errors(log_warning=True)
+
+    def warn_once(pass_warned, element):
+        # pass_warned: a bad record of this shard was named in this pass already. The end of the
+        # shard (its bytes do not add up) is named on its own.
+        is_end, serialized, message = element
+        bad = tf.not_equal(message, "")
+        key = tf.strings.join([path, tf.where(is_end, "#end", "")])
+        seen = pass_warned & tf.logical_not(is_end)
+        if warned is not None:
+            seen = seen | (warned.lookup(key) > 0)
+
+        def warn():
+            ops = [
+                tf.print(
+                    "WARNING: on_bad_record=skip: skipping",
+                    message,
+                    "(named once per shard; python -m stacked_hourglass.inspect_records lists "
+                    "every problem)",
+                    output_stream=sys.stderr,
+                )
+            ]
+            if warned is not None:
+                ops.append(warned.insert(key, tf.constant(1, tf.int64)))
+            with tf.control_dependencies(ops):
+                return tf.constant(True)
+
+        warned_now = tf.cond(bad & tf.logical_not(seen), warn, lambda: tf.constant(False))
+        with tf.control_dependencies([warned_now]):
+            state = tf.identity(pass_warned | (bad & tf.logical_not(is_end)))
+            return state, (is_end, tf.identity(serialized), bad)
+
+    ds = ds.scan(tf.constant(False), warn_once)
+    return ds.filter(lambda is_end, _, bad: tf.logical_not(is_end | bad)).map(lambda _, s, b: s)
+
+
+def _check_first_records(files: list[str], num_joints: int, config: DataConfig) -> None:
+    """Reads the first record of every shard: a bad one fails at once ("fail"); with "skip",
+    at least one shard must start with a usable record, or training would wait forever."""
+    report = validate.check_records(
+        files,
+        num_joints,
+        need_normalizer=False,
+        max_pixels=config.max_pixels,
+        max_records_per_file=1,
+    )
+    if report.ok:
+        return
+    first = report.problems[0]
+    hint = "python -m stacked_hourglass.inspect_records lists every problem"
+    if config.on_bad_record == "fail":
+        raise ValueError(f"{first} (on_bad_record=fail; {hint})")
+    bad = {p.shard for p in report.problems if p.record == 0}
+    if all(report.records[f] == 0 or f in bad for f in files):
+        raise ValueError(
+            f"no shard of {config.train_files!r} starts with a usable record, training would "
+            f"wait forever: {first} ({hint})"
+        )
+
+
 def _shard_files(files, input_context):
     if input_context is None or input_context.num_input_pipelines <= 1:
-        return tf.data.Dataset.from_tensor_slices(files), False
+        return _files_and_sizes(files), False
     if len(files) >= input_context.num_input_pipelines:
-        ds = tf.data.Dataset.from_tensor_slices(files)
+        ds = _files_and_sizes(files)
         return ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id), False
     # Fewer files than workers: every worker reads all files and keeps every n-th record.
-    return tf.data.Dataset.from_tensor_slices(files), True
+    return _files_and_sizes(files), True
 
 
 def make_train_dataset(
@@ -151,14 +331,45 @@ def make_train_dataset(
 
     Returns:
         Dataset of (image [B, S, S, 3], {name: heatmaps [B, H, H, K]}), repeated forever.
+
+    Raises:
+        ValueError: before anything is built, naming the shard: a shard of 0 bytes or whose bytes
+            hold no record, a first record that is unusable (`config.on_bad_record="fail"`), or
+            no shard starting with a usable one ("skip"); an unknown `on_bad_record`.
+        FileNotFoundError: when no file matches `config.train_files`.
+
+    Bad records met later: see the module docstring and `checked_records`.
     """
+    if config.on_bad_record not in ON_BAD_RECORD:
+        raise ValueError(
+            f"on_bad_record must be one of {', '.join(ON_BAD_RECORD)}, got {config.on_bad_record!r}"
+        )
     files = list_files(config.train_files)
+    num_joints = config.joint_set.num_joints
+    _check_first_records(files, num_joints, config)
     if input_context is not None:
         batch_size = input_context.get_per_replica_batch_size(batch_size)
+    skip = config.on_bad_record == "skip"
+    warned = (
+        tf.lookup.experimental.MutableHashTable(tf.string, tf.int64, default_value=0)
+        if skip
+        else None
+    )
+
+    def read(path, size):
+        return checked_records(
+            path,
+            size,
+            num_joints,
+            on_bad_record=config.on_bad_record,
+            max_pixels=config.max_pixels,
+            warned=warned,
+        )
+
     ds, shard_records = _shard_files(files, input_context)
     ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True).repeat()
     ds = ds.interleave(
-        tf.data.TFRecordDataset,
+        read,
         cycle_length=min(len(files), 8),
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=False,
@@ -169,13 +380,15 @@ def make_train_dataset(
     # Per-sample stateless seeds make the augmentation reproducible for a given record order.
     seeds = tf.data.Dataset.random(seed=seed).batch(2)
     ds = tf.data.Dataset.zip((ds, seeds))
-    num_joints = config.joint_set.num_joints
 
     def prepare(serialized, sample_seed):
         record = features.parse_example(serialized, num_joints)
         return make_training_example(record, sample_seed, config, codec)
 
     ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
+    if skip:
+        # An image that passed the header check but does not decode (a truncated JPEG).
+        ds = ds.ignore_errors(log_warning=True)
     ds = ds.batch(batch_size, drop_remainder=True)
     ds = ds.map(
         lambda image, heatmaps: (image, {name: heatmaps for name in output_names}),
@@ -185,11 +398,26 @@ def make_train_dataset(
 
 
 def make_eval_dataset(
-    files: str | list[str], num_joints: int, codec: HeatmapCodec, batch_size: int
+    files: str | list[str],
+    num_joints: int,
+    codec: HeatmapCodec,
+    batch_size: int,
+    *,
+    need_normalizer: bool = False,
+    max_pixels: int = images.DEFAULT_MAX_PIXELS,
 ):
-    """Unaugmented, ordered batches (image, info) for evaluation; see `make_eval_example`."""
+    """Unaugmented, ordered batches (image, info) for evaluation; see `make_eval_example`.
+
+    Every record is checked (`checked_records`, "fail"): a bad one raises
+    `InvalidArgumentError` naming the shard and the record. `need_normalizer`: require a
+    positive `person/normalizer` (PCK divides by it).
+    """
     file_list = list_files(files) if isinstance(files, str) else list(files)
-    ds = tf.data.TFRecordDataset(file_list)
+    ds = _files_and_sizes(file_list).flat_map(
+        lambda path, size: checked_records(
+            path, size, num_joints, need_normalizer=need_normalizer, max_pixels=max_pixels
+        )
+    )
     ds = ds.map(
         lambda s: make_eval_example(features.parse_example(s, num_joints), codec),
         num_parallel_calls=tf.data.AUTOTUNE,
@@ -198,6 +426,13 @@ def make_eval_dataset(
 
 
 def count_records(files: str | list[str]) -> int:
-    """Number of records in TFRecord files (reads them once)."""
+    """Number of records in TFRecord files (reads them once); `ValueError` naming a shard that
+    cannot be read to its end (`validate.check_split` says more: which record, and why)."""
     file_list = list_files(files) if isinstance(files, str) else list(files)
-    return int(tf.data.TFRecordDataset(file_list).reduce(0, lambda n, _: n + 1))
+    total = 0
+    for path in file_list:
+        try:
+            total += int(tf.data.TFRecordDataset(path).reduce(0, lambda n, _: n + 1))
+        except tf.errors.OpError as e:
+            raise ValueError(f"{path}: cannot be read ({first_line(e)})") from None
+    return total

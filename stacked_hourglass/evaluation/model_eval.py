@@ -8,9 +8,12 @@ validation and of the served model.
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import numpy as np
+import tensorflow as tf
 
 from stacked_hourglass import run_dir
 from stacked_hourglass.data import pipeline
@@ -22,14 +25,30 @@ from stacked_hourglass.model import inference
 
 
 def load_heatmaps_fn(
-    model_dir: str | None, saved_model: str | None, flip_test: bool, joint_set: JointSet
+    model_dir: str | None,
+    saved_model: str | None,
+    flip_test: bool,
+    joint_set: JointSet,
+    litert: str | None = None,
 ) -> tuple[inference.HeatmapsFn, int, bool]:
     """(heatmaps function, input size, flip test applied) of a model directory or a SavedModel.
 
     A SavedModel exported with the flip test already averages with the mirrored crop in its
     graph: it is used as it is (never flipped twice), and `flip_test` only says whether the
-    caller asked for it.
+    caller asked for it. A LiteRT model (`litert`, FILE.tflite) is run through its interpreter
+    (one crop per call), the same way.
     """
+    if litert:
+        from stacked_hourglass.serving.litert import LiteRTModel
+
+        converted = LiteRTModel(litert)
+        baked = bool(converted.metadata.get("flip_test", False))
+        if flip_test and not baked:
+            raise ValueError(
+                f"{litert} was converted without the flip test; convert it with --flip_test or "
+                "evaluate without --flip_test"
+            )
+        return converted.heatmaps_fn(), converted.input_size, baked
     if bool(model_dir) == bool(saved_model):
         raise ValueError("Give exactly one of --model_dir and --saved_model")
     if model_dir:
@@ -55,6 +74,39 @@ def load_heatmaps_fn(
     return heatmaps, int(serving.metadata["input_size"]), baked
 
 
+def exported_metadata(saved_model: str | None, litert: str | None) -> dict | None:
+    """joints.json of a SavedModel or FILE.json of a LiteRT model; None for a model_dir."""
+    if litert:
+        from stacked_hourglass.serving.litert import metadata_path
+
+        path = metadata_path(litert)
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"{path}: missing; was {litert} written by export?")
+        return json.loads(Path(path).read_text())
+    if saved_model:
+        from stacked_hourglass.serving import layout
+
+        return layout.read_joints_metadata(saved_model)
+    return None
+
+
+def resolve_decoder(
+    model_dir: str | None, saved_model: str | None, litert: str | None, decoder: str | None
+) -> tuple[str, float]:
+    """(decoder, sigma) for the evaluation: --decoder (default "quarter") for a model_dir; an
+    export's own (asking for another one is an error: it is baked into the export)."""
+    metadata = exported_metadata(saved_model, litert)
+    if metadata is None:
+        return decoder or "quarter", run_dir.load_config(model_dir).data.sigma
+    baked = metadata.get("decoder", "quarter")
+    if decoder and decoder != baked:
+        raise ValueError(
+            f"{saved_model or litert} was exported with decoder={baked}; evaluate it without "
+            f"--decoder or export it again with --decoder={decoder}"
+        )
+    return baked, float(metadata.get("sigma", 1.0))
+
+
 def run_model_evaluation(
     *,
     model_dir: str | None,
@@ -66,6 +118,8 @@ def run_model_evaluation(
     head: str,
     threshold: float | None,
     output_dir: str | None,
+    decoder: str | None = None,
+    litert: str | None = None,
 ) -> dict:
     """Runs a model over TFRecords, prints the table, writes predictions and figures.
 
@@ -80,12 +134,27 @@ def run_model_evaluation(
     """
     if not data:
         raise ValueError("--data (a TFRecord glob) is required with --model_dir/--saved_model")
+    if litert:
+        model_dir = saved_model = None
+    decoder, sigma = resolve_decoder(model_dir, saved_model, litert, decoder)
     heatmaps, input_size, flip_test = load_heatmaps_fn(
-        model_dir, saved_model, flip_test, joint_set
+        model_dir, saved_model, flip_test, joint_set, litert=litert
     )
-    codec = HeatmapCodec.for_model(input_size)
+    codec = HeatmapCodec.for_model(input_size, sigma=sigma, decoder=decoder)
     dataset = pipeline.make_eval_dataset(data, joint_set.num_joints, codec, batch_size)
-    result = inference.predict_dataset(heatmaps, dataset, codec)
+    try:
+        result = inference.predict_dataset(heatmaps, dataset, codec)
+    except tf.errors.InvalidArgumentError as e:
+        # Records that do not parse (another joint set than --dataset, or not person records):
+        # the user's to fix, so one line rather than TF's pages of graph context.
+        first = ((e.message or "").strip().splitlines() or [""])[0]
+        checked = re.search(r"assertion failed: \[(.*)\]", first)  # the pipeline's own check
+        message = checked.group(1) if checked else re.sub(r"\{\{.*?\}\}|\[Op:.*$", "", first)
+        message = message.strip() or type(e).__name__
+        raise ValueError(
+            f"{data}: cannot read the records as {joint_set.name} ({joint_set.num_joints} "
+            f"joints; see --dataset): {message}"
+        ) from None
     order = np.lexsort((result["person"], result["index"]))
     result = {k: v[order] for k, v in result.items()}
     if not np.all(result["normalizer"] > 0):
@@ -94,10 +163,14 @@ def run_model_evaluation(
             f"{data}: {bad} records have no positive person/normalizer (head or torso size); "
             "PCK needs it (e.g. MPII json without head boxes: convert with --ground_truth)"
         )
-    name = Path(model_dir or saved_model).name + ("_flip" if flip_test else "")
+    name = (Path(litert).stem if litert else Path(model_dir or saved_model).name) + (
+        "_flip" if flip_test else ""
+    )
     source = {
         "model_dir": model_dir,
         "saved_model": saved_model,
+        "litert": litert,
+        "decoder": decoder,
         "data": data,
         "flip_test": flip_test,
         "coordinates": "0-based original pixels for both predictions and ground truth",

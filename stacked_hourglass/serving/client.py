@@ -1,4 +1,4 @@
-"""Pose prediction on one's own images with an exported SavedModel (`export_lib`).
+"""Pose prediction on one's own images with an exported SavedModel or a LiteRT model.
 
 For each image `NAME.EXT` this writes, into the output directory:
 
@@ -9,7 +9,8 @@ For each image `NAME.EXT` this writes, into the output directory:
 Coordinates are 0-based original-image pixels, (x, y), integer values at pixel centres. The box
 is the one `serving_default` used (the whole image, [-0.5, -0.5, W - 0.5, H - 0.5], when none is
 given). Images go through the SavedModel one per call: their sizes differ, and an error then
-names the file.
+names the file. A LiteRT model (`serving.litert`) takes crops: the image is decoded and cropped on
+the host with the rule `serving_box` uses, and the keypoints are mapped back to original pixels.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ class ServingModel:
 
     Attributes:
         path: the version directory loaded.
-        serve: the `serving_default` concrete function.
+        serve: the `serving_box` concrete function (image bytes and box in).
         serve_images: the `serving_image_tensor` concrete function (crops in).
         metadata: the parsed joints.json.
         joint_set: a `JointSet` for drawing (the packaged one when the dataset is known).
@@ -75,18 +76,15 @@ class ServingModel:
 def load_serving_model(path: str) -> ServingModel:
     """Loads an exported SavedModel (or the latest version of an export directory)."""
     path = resolve_saved_model(path)
-    metadata_path = os.path.join(path, "assets", layout.JOINTS_ASSET)
-    if not tf.io.gfile.exists(metadata_path):
-        raise FileNotFoundError(f"{metadata_path}: missing; was {path} written by export?")
-    with tf.io.gfile.GFile(metadata_path) as f:
-        metadata = json.load(f)
+    metadata = layout.read_joints_metadata(path)
     loaded = tf.saved_model.load(path)
-    for name in (layout.SERVING_DEFAULT, layout.SERVING_IMAGE_TENSOR):
+    for name in (layout.SERVING_BOX, layout.SERVING_IMAGE_TENSOR):
         if name not in loaded.signatures:
-            raise ValueError(f"{path} has no {name} signature")
+            raise ValueError(f"{path} has no {name} signature; export it again with this version")
+    metadata.setdefault("decoder", layout.DEFAULT_DECODER)
     return ServingModel(
         path=path,
-        serve=loaded.signatures[layout.SERVING_DEFAULT],
+        serve=loaded.signatures[layout.SERVING_BOX],
         serve_images=loaded.signatures[layout.SERVING_IMAGE_TENSOR],
         metadata=metadata,
         joint_set=_joint_set(metadata),
@@ -175,7 +173,7 @@ def error_summary(error: tf.errors.OpError) -> str:
 
 
 def predict_image(model: ServingModel, path: str, box: np.ndarray | None = None) -> Prediction:
-    """Runs `serving_default` on one image file.
+    """Runs `serving_box` on one image file (four zeros when no box: the whole image).
 
     Args:
         model: from `load_serving_model`.
@@ -279,3 +277,62 @@ def predict_files(model: ServingModel, paths: list[str], box=None) -> list[Predi
                 e.node_def, e.op, f"{path}: {error_summary(e)}"
             ) from e
     return predictions
+
+
+@dataclasses.dataclass(frozen=True)
+class LiteRTClient:
+    """A LiteRT model and its FILE.json, shaped like `ServingModel` for the writers above.
+
+    Attributes:
+        path: the .tflite file.
+        litert: a `serving.litert.LiteRTModel`.
+        metadata: FILE.json.
+        joint_set: for drawing.
+    """
+
+    path: str
+    litert: object
+    metadata: dict
+    joint_set: joints.JointSet
+
+
+def load_litert_model(path: str) -> LiteRTClient:
+    """Loads FILE.tflite with its FILE.json (`export --format=litert`)."""
+    from stacked_hourglass.serving import litert
+
+    model = litert.LiteRTModel(path)
+    return LiteRTClient(
+        path=path, litert=model, metadata=model.metadata, joint_set=_joint_set(model.metadata)
+    )
+
+
+def predict_image_litert(
+    model: LiteRTClient, path: str, box: np.ndarray | None = None
+) -> Prediction:
+    """Decodes and crops one image on the host, runs the LiteRT model, maps back.
+
+    Raises:
+        ValueError: not an image, or a bad box (the serving signatures' messages).
+    """
+    from stacked_hourglass.serving import litert
+
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        image = tf.io.decode_image(data, channels=3, expand_animations=False).numpy()
+    except tf.errors.InvalidArgumentError:
+        raise ValueError(
+            f"{path}: image_bytes[0] ({len(data)} bytes) is not a JPEG/PNG/BMP/GIF image"
+        ) from None
+    try:
+        crop, matrix, used = litert.crop_image(image, box, model.litert.input_size)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
+    out = model.litert.run(crop[None])
+    return Prediction(
+        path=path,
+        image=image,
+        keypoints=litert.to_original(out["keypoints"][0], matrix),
+        scores=out["scores"][0],
+        box=used,
+    )

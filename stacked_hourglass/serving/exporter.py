@@ -7,24 +7,29 @@ Layout written (TF Serving watches EXPORT_DIR and loads the highest integer subd
     EXPORT_DIR/<version>/assets/joints.json   joint names, skeleton, dataset, input size, flip_test
 
 Signatures (coordinates are 0-based pixels, (x, y), integer values at pixel centres; see
-`transforms`):
+`transforms`). `K` joints, `S` crop side, `H = S / 4` heatmap side:
 
 * `serving_default`: `image_bytes` string [B] (JPEG/PNG/BMP/GIF file bytes; images in a batch may
-  have different sizes) and `box` float32 [B, 4] (x1, y1, x2, y2 of the person in original
-  pixels). A box of four zeros means "the whole image", i.e. [-0.5, -0.5, W - 0.5, H - 0.5]
-  (serving signatures cannot have optional inputs, so a sentinel value stands for "no box").
-  The crop is a square of side `1.25 * max(x2 - x1, y2 - y1)` centred on the box centre
-  (`center = box centre`, `scale = 1.25 * max(w, h) / 200`: the MPII convention where a crop side
-  is `200 * scale` and includes a 25% margin around the person), resized to S x S.
-  Outputs: `keypoints` float32 [B, K, 2] in original pixels, `scores` float32 [B, K] (heatmap
-  peak), `heatmaps` float32 [B, H, H, K], plus `image_size` int32 [B, 2] (height, width) and
-  `box` float32 [B, 4] (the box actually used, with the whole-image default filled in).
+  have different sizes) → `keypoints` float32 [B, K, 2] in original pixels, `scores` float32
+  [B, K] (heatmap peak), `image_size` int32 [B, 2] (height, width) and `box` float32 [B, 4] (the
+  whole image, [-0.5, -0.5, W - 0.5, H - 0.5]). Bytes only: what a REST client sends.
+* `serving_box`: `image_bytes` [B] and `box` float32 [B, 4] (x1, y1, x2, y2 of the person in
+  original pixels; four zeros = the whole image, since serving signatures cannot have optional
+  inputs) → the same outputs. The crop is a square of side `1.25 * max(x2 - x1, y2 - y1)`
+  centred on the box centre (`center = box centre`, `scale = 1.25 * max(w, h) / 200`: the MPII
+  convention where a crop side is `200 * scale` and includes a 25% margin), resized to S x S.
+* `serving_heatmaps`: as `serving_box`, plus `heatmaps` float32 [B, H, H, K].
 * `serving_image_tensor`: `images` float32 [B, S, S, 3] in [0, 1] (already cropped) → `keypoints`
   in crop pixels, `scores`, `heatmaps`.
 
+The heatmap decoder ("quarter" or "dark", `data.codec`) and the flip test run in the graph and
+are recorded in joints.json. Images above `max_pixels` (read from the file header, before
+decoding) are refused.
+
 Bad inputs fail in the graph with `InvalidArgumentError` whose message names the input
-("image_bytes[1] ... is not a JPEG/PNG/BMP/GIF image", "box[0] = [...] has zero or negative
-area", "images has spatial size ...").
+("image_bytes[1] ... is not a JPEG/PNG/BMP/GIF image", "image_bytes[0] is a truncated JPEG",
+"box[0] = [...] has zero or negative area", "images has spatial size ...", "images has 3
+non-finite values").
 """
 
 from __future__ import annotations
@@ -34,16 +39,21 @@ import os
 import shutil
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from stacked_hourglass import joints, run_dir
 from stacked_hourglass.data import features, geometry
+from stacked_hourglass.data import images as image_header
 from stacked_hourglass.data.codec import HeatmapCodec
+from stacked_hourglass.data.images import DEFAULT_MAX_PIXELS
 from stacked_hourglass.model import inference
 from stacked_hourglass.serving.layout import (
     BOX_MARGIN,
     JOINTS_ASSET,
+    SERVING_BOX,
     SERVING_DEFAULT,
+    SERVING_HEATMAPS,
     SERVING_IMAGE_TENSOR,
     joints_metadata,
     next_version,
@@ -78,21 +88,29 @@ def box_to_center_scale(box):
 
 
 class _ServingModule(tf.Module):
-    """Tracks the Keras model and holds the two serving functions."""
+    """Tracks the Keras model and holds the serving functions."""
 
-    def __init__(self, model: keras.Model, joint_set: joints.JointSet, input_size: int, flip_test):
+    def __init__(
+        self,
+        model: keras.Model,
+        joint_set: joints.JointSet,
+        input_size: int,
+        flip_test,
+        codec: HeatmapCodec,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+    ):
         super().__init__(name="stacked_hourglass_serving")
         self.model = model
-        self._output_name = inference.last_output_name(model)
         self._input_size = int(input_size)
-        self._codec = HeatmapCodec.for_model(input_size)
+        self._codec = codec
+        self._max_pixels = int(max_pixels)
         self._flip_permutation = joint_set.flip_permutation() if flip_test else None
-        self.serve_bytes = tf.function(
-            self._serve_bytes,
-            input_signature=[
-                tf.TensorSpec([None], tf.string, name="image_bytes"),
-                tf.TensorSpec([None, 4], tf.float32, name="box"),
-            ],
+        bytes_spec = tf.TensorSpec([None], tf.string, name="image_bytes")
+        box_spec = tf.TensorSpec([None, 4], tf.float32, name="box")
+        self.serve_bytes = tf.function(self._serve_bytes, input_signature=[bytes_spec])
+        self.serve_box = tf.function(self._serve_box, input_signature=[bytes_spec, box_spec])
+        self.serve_heatmaps = tf.function(
+            self._serve_heatmaps, input_signature=[bytes_spec, box_spec]
         )
         # Spatial dims are left open in the spec and checked in the graph, so that a wrong size
         # gets a message naming the expected size rather than a shape mismatch deep in a conv.
@@ -100,6 +118,15 @@ class _ServingModule(tf.Module):
             self._serve_images,
             input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32, name="images")],
         )
+
+    def signatures(self) -> dict:
+        """{signature name: concrete function} for `tf.saved_model.save`."""
+        return {
+            SERVING_DEFAULT: self.serve_bytes.get_concrete_function(),
+            SERVING_BOX: self.serve_box.get_concrete_function(),
+            SERVING_HEATMAPS: self.serve_heatmaps.get_concrete_function(),
+            SERVING_IMAGE_TENSOR: self.serve_images.get_concrete_function(),
+        }
 
     def _heatmaps(self, crops):
         # `predict_heatmaps` expects a dict-output callable; the model is one.
@@ -118,26 +145,56 @@ class _ServingModule(tf.Module):
                 )
             ],
         )
-        with tf.control_dependencies([check]):
+        bad = tf.reduce_sum(tf.cast(tf.logical_not(tf.math.is_finite(images)), tf.int32))
+        finite = tf.debugging.Assert(
+            tf.equal(bad, 0),
+            [
+                tf.strings.format(
+                    "images has {} non-finite values (NaN or inf); crops must be float32 in [0, 1]",
+                    bad,
+                )
+            ],
+        )
+        with tf.control_dependencies([check, finite]):
             images = tf.ensure_shape(tf.identity(images), [None, s, s, 3])
         heatmaps = self._heatmaps(images)
         keypoints, scores = self._codec.decode(heatmaps)
         return {"keypoints": keypoints, "scores": scores, "heatmaps": heatmaps}
 
-    def _serve_bytes(self, image_bytes, box):
+    def _serve_bytes(self, image_bytes):
+        zeros = tf.zeros([tf.shape(image_bytes)[0], 4], tf.float32)
+        outputs = self._predict(image_bytes, zeros)
+        del outputs["heatmaps"]
+        return outputs
+
+    def _serve_box(self, image_bytes, box):
+        outputs = self._predict(image_bytes, box)
+        del outputs["heatmaps"]
+        return outputs
+
+    def _serve_heatmaps(self, image_bytes, box):
+        return self._predict(image_bytes, box)
+
+    def _predict(self, image_bytes, box):
         s = self._input_size
         n_images, n_boxes = tf.shape(image_bytes)[0], tf.shape(box)[0]
-        check = tf.debugging.Assert(
-            tf.equal(n_images, n_boxes),
-            [
-                tf.strings.format(
-                    "box has {} rows but image_bytes has {} images; send one box per image "
-                    "(four zeros for the whole image)",
-                    (n_boxes, n_images),
-                )
-            ],
-        )
-        with tf.control_dependencies([check]):
+        checks = [
+            tf.debugging.Assert(
+                n_images > 0,
+                ["image_bytes holds no images (an empty batch); send at least one image"],
+            ),
+            tf.debugging.Assert(
+                tf.equal(n_images, n_boxes),
+                [
+                    tf.strings.format(
+                        "box has {} rows but image_bytes has {} images; send one box per image "
+                        "(four zeros for the whole image)",
+                        (n_boxes, n_images),
+                    )
+                ],
+            ),
+        ]
+        with tf.control_dependencies(checks):
             index = tf.range(n_images)
         crops, matrices, sizes, boxes = tf.map_fn(
             self._crop_one,
@@ -159,9 +216,8 @@ class _ServingModule(tf.Module):
             "box": boxes,
         }
 
-    def _crop_one(self, args):
-        """One image's bytes and box → (crop [S, S, 3], matrix [3, 3], (H, W), box used [4])."""
-        data, box, i = args
+    def _check_bytes(self, data, i):
+        """Assertions on one image's bytes, in order, before anything decodes them."""
         length = tf.strings.length(data)
         is_image = tf.reduce_any(
             [tf.equal(tf.strings.substr(data, 0, len(m)), m) for m in _MAGIC_BYTES]
@@ -178,44 +234,119 @@ class _ServingModule(tf.Module):
             ),
         ]
         with tf.control_dependencies(checks):
+            # A JPEG ends with the EOI marker (FF D9), a PNG with its IEND chunk; a file cut
+            # short (an interrupted upload) lacks it, and the decoder's own error would not say
+            # which image of the batch it was.
+            kind, complete = _truncation_check(tf.identity(data))
+        truncated = tf.debugging.Assert(
+            complete,
+            [
+                tf.strings.join(
+                    [
+                        tf.strings.format(
+                            "image_bytes[{}] ({} bytes) is a truncated ", (i, length)
+                        ),
+                        kind,
+                    ]
+                )
+            ],
+        )
+        with tf.control_dependencies([truncated]):
+            height, width, problem = image_header.image_header(tf.identity(data))
+        header = tf.debugging.Assert(
+            tf.equal(problem, ""),
+            [tf.strings.join([tf.strings.format("image_bytes[{}] ", i), problem])],
+        )
+        with tf.control_dependencies([header]):
+            limit = image_header.pixel_limit_problem(height, width, self._max_pixels)
+        too_big = tf.debugging.Assert(
+            tf.equal(limit, ""),
+            [tf.strings.join([tf.strings.format("image_bytes[{}] ", i), limit])],
+        )
+        return [too_big]
+
+    def _crop_one(self, args):
+        """One image's bytes and box → (crop [S, S, 3], matrix [3, 3], (H, W), box used [4])."""
+        data, box, i = args
+        with tf.control_dependencies(self._check_bytes(data, i)):
             image = tf.io.decode_image(tf.identity(data), channels=3, expand_animations=False)
         image = tf.image.convert_image_dtype(image, tf.float32)
         size = tf.shape(image)[:2]
         h, w = tf.cast(size[0], tf.float32), tf.cast(size[1], tf.float32)
         whole = tf.stack([-0.5, -0.5, w - 0.5, h - 0.5])
         box = tf.where(tf.reduce_all(tf.equal(box, 0.0)), whole, box)
-        x1, y1, x2, y2 = tf.unstack(box)
-        finite = tf.reduce_all(tf.math.is_finite(box))
-        positive = tf.logical_and(x2 > x1, y2 > y1)
-        # A box partly outside the image is fine (the crop is padded with zeros, as in
-        # training); one that does not overlap the image at all is a client error.
-        overlaps = tf.reduce_all([x1 < w - 0.5, x2 > -0.5, y1 < h - 0.5, y2 > -0.5])
-        box_checks = [
-            tf.debugging.Assert(
-                tf.logical_and(finite, positive),
-                [
-                    tf.strings.format(
-                        "box[{}] = {} has zero or negative area or is not finite (need x1 < x2 "
-                        "and y1 < y2; four zeros mean the whole image)",
-                        (i, box),
-                    )
-                ],
-            ),
-            tf.debugging.Assert(
-                overlaps,
-                [
-                    tf.strings.format(
-                        "box[{}] = {} lies outside the {}x{} (width x height) image",
-                        (i, box, size[1], size[0]),
-                    )
-                ],
-            ),
-        ]
-        with tf.control_dependencies(box_checks):
+        with tf.control_dependencies(check_box(box, size, i)):
             center, scale = box_to_center_scale(box)
         matrix = geometry.crop_matrix(center, scale, self._input_size)
         crop = geometry.warp_image(image, matrix, self._input_size)
         return crop, matrix, tf.cast(size, tf.int32), box
+
+
+def _truncation_check(data):
+    """(format name, complete) of encoded bytes: JPEG needs an EOI marker and PNG an IEND chunk
+    within their last 64 bytes (trailing padding is tolerated); other formats pass."""
+    tail = tf.strings.substr(data, tf.maximum(tf.strings.length(data) - 64, 0), 64)
+    raw = tf.cast(
+        tf.io.decode_raw(tf.strings.join([tail, b"\x00\x00\x00\x00"]), tf.uint8), tf.int32
+    )
+    eoi = tf.reduce_any((raw[:-1] == 0xFF) & (raw[1:] == 0xD9))
+    iend = tf.reduce_any(
+        (raw[:-3] == ord("I"))
+        & (raw[1:-2] == ord("E"))
+        & (raw[2:-1] == ord("N"))
+        & (raw[3:] == ord("D"))
+    )
+    is_jpeg = tf.equal(tf.strings.substr(data, 0, 3), b"\xff\xd8\xff")
+    is_png = tf.equal(tf.strings.substr(data, 0, 8), b"\x89PNG\r\n\x1a\n")
+    kind = tf.where(is_jpeg, "JPEG (no end-of-image marker)", "PNG (no IEND chunk)")
+    complete = tf.logical_and(
+        tf.logical_or(tf.logical_not(is_jpeg), eoi), tf.logical_or(tf.logical_not(is_png), iend)
+    )
+    return kind, complete
+
+
+def check_box(box, size, i):
+    """The assertions on one (filled-in) box against an image of `size` (height, width)."""
+    h, w = tf.cast(size[0], tf.float32), tf.cast(size[1], tf.float32)
+    x1, y1, x2, y2 = tf.unstack(box)
+    finite = tf.reduce_all(tf.math.is_finite(box))
+    positive = tf.logical_and(x2 > x1, y2 > y1)
+    # A box partly outside the image is fine (the crop is padded with zeros, as in training);
+    # one that does not overlap the image at all is a client error.
+    overlaps = tf.reduce_all([x1 < w - 0.5, x2 > -0.5, y1 < h - 0.5, y2 > -0.5])
+    return [
+        tf.debugging.Assert(
+            tf.logical_and(finite, positive),
+            [
+                tf.strings.format(
+                    "box[{}] = {} has zero or negative area or is not finite (need x1 < x2 "
+                    "and y1 < y2; four zeros mean the whole image)",
+                    (i, box),
+                )
+            ],
+        ),
+        tf.debugging.Assert(
+            overlaps,
+            [
+                tf.strings.format(
+                    "box[{}] = {} lies outside the {}x{} (width x height) image",
+                    (i, box, size[1], size[0]),
+                )
+            ],
+        ),
+    ]
+
+
+def check_finite_weights(model: keras.Model) -> None:
+    """ValueError naming the first variable with a NaN or inf (training diverged)."""
+    for variable in model.weights:
+        values = np.asarray(keras.ops.convert_to_numpy(variable.value))
+        if not np.all(np.isfinite(values)):
+            bad = int(np.sum(~np.isfinite(values)))
+            raise ValueError(
+                f"the model's weight {variable.path} has {bad} non-finite values (NaN/inf) of "
+                f"{values.size}; refusing to export (did training diverge?)"
+            )
 
 
 def export_model(
@@ -225,8 +356,11 @@ def export_model(
     export_dir: str,
     flip_test: bool = False,
     version: int | None = None,
+    decoder: str = "quarter",
+    sigma: float = 1.0,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> str:
-    """Writes `model` as `EXPORT_DIR/<version>/` with the two serving signatures.
+    """Writes `model` as `EXPORT_DIR/<version>/` with the four serving signatures.
 
     The SavedModel is written to a temporary directory next to the final one (named so that TF
     Serving, which only loads integer names, ignores it) and renamed when complete.
@@ -238,14 +372,21 @@ def export_model(
         export_dir: the versioned base directory (created if missing).
         flip_test: average with the heatmaps of the mirrored crop inside the graph.
         version: the integer version subdirectory; None = 1 + the highest existing one.
+        decoder: the heatmap decoder baked into the graph, "quarter" or "dark" (`data.codec`).
+        sigma: the training targets' Gaussian sigma (DARK smooths with it).
+        max_pixels: the bytes signatures refuse larger images (header read before decoding);
+            0 = no limit.
 
     Returns:
         The path `EXPORT_DIR/<version>`.
 
     Raises:
-        ValueError: input size or joint count do not match the model, or version < 1.
+        ValueError: input size or joint count do not match the model, version < 1, an
+            unknown decoder, or a weight that is NaN/inf.
         FileExistsError: `EXPORT_DIR/<version>` already exists.
     """
+    codec = HeatmapCodec.for_model(input_size, sigma=sigma, decoder=decoder)
+    check_finite_weights(model)
     model_size = model.input_shape[1]
     if model_size != input_size:
         raise ValueError(f"input_size={input_size} but the model's input is {model.input_shape}")
@@ -266,16 +407,15 @@ def export_model(
     tmp = os.path.join(export_dir, f".tmp-{version}-{os.getpid()}")
     if tf.io.gfile.exists(tmp):
         tf.io.gfile.rmtree(tmp)
-    module = _ServingModule(model, joint_set, input_size, flip_test)
-    signatures = {
-        SERVING_DEFAULT: module.serve_bytes.get_concrete_function(),
-        SERVING_IMAGE_TENSOR: module.serve_images.get_concrete_function(),
-    }
+    module = _ServingModule(model, joint_set, input_size, flip_test, codec, max_pixels)
+    signatures = module.signatures()
     try:
         tf.saved_model.save(module, tmp, signatures=signatures)
         assets = os.path.join(tmp, "assets")
         tf.io.gfile.makedirs(assets)
-        metadata = joints_metadata(joint_set, input_size, heatmap_shape[1], flip_test)
+        metadata = joints_metadata(
+            joint_set, input_size, heatmap_shape[1], flip_test, codec.decoder, sigma, max_pixels
+        )
         with tf.io.gfile.GFile(os.path.join(assets, JOINTS_ASSET), "w") as f:
             f.write(json.dumps(metadata, indent=2) + "\n")
         tf.io.gfile.rename(tmp, final)
@@ -287,7 +427,11 @@ def export_model(
 
 
 def export_from_model_dir(
-    model_dir: str, export_dir: str, flip_test: bool = False, version: int | None = None
+    model_dir: str,
+    export_dir: str,
+    flip_test: bool = False,
+    version: int | None = None,
+    decoder: str = "quarter",
 ) -> str:
     """Exports a training run's final model (or latest checkpoint); see `export_model`.
 
@@ -296,6 +440,7 @@ def export_from_model_dir(
         export_dir: the versioned base directory.
         flip_test: bake the flip test into the graph.
         version: version subdirectory; None = next free integer.
+        decoder: "quarter" or "dark", baked into the graph.
 
     Returns:
         The path `EXPORT_DIR/<version>`.
@@ -309,4 +454,7 @@ def export_from_model_dir(
         export_dir,
         flip_test=flip_test,
         version=version,
+        decoder=decoder,
+        sigma=config.data.sigma,
+        max_pixels=config.data.max_pixels,
     )

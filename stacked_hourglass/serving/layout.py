@@ -2,7 +2,7 @@
 
     EXPORT_DIR/<version>/saved_model.pb
     EXPORT_DIR/<version>/variables/...
-    EXPORT_DIR/<version>/assets/joints.json   joint names, skeleton, dataset, input size, flip_test
+    EXPORT_DIR/<version>/assets/joints.json   joint names, skeleton, input size, flip_test, decoder
 
 TF Serving loads the highest integer version. Pure Python + `tf.io.gfile` (so paths may be
 gs:// etc.); no model code, so a client does not import the network.
@@ -10,6 +10,7 @@ gs:// etc.); no model code, so a client does not import the network.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 
@@ -20,7 +21,12 @@ from stacked_hourglass import joints
 
 JOINTS_ASSET = "joints.json"
 SERVING_DEFAULT = "serving_default"
+SERVING_BOX = "serving_box"
+SERVING_HEATMAPS = "serving_heatmaps"
 SERVING_IMAGE_TENSOR = "serving_image_tensor"
+SIGNATURES = (SERVING_DEFAULT, SERVING_BOX, SERVING_HEATMAPS, SERVING_IMAGE_TENSOR)
+# Exports written before `decoder` was recorded used the paper's decoder.
+DEFAULT_DECODER = "quarter"
 # Crop side = BOX_MARGIN * the box's longer side (MPII convention: the person fills 1/1.25).
 BOX_MARGIN = 1.25
 
@@ -40,7 +46,15 @@ def next_version(export_dir: str) -> int:
     return max(versions, default=0) + 1
 
 
-def joints_metadata(joint_set: joints.JointSet, input_size: int, heatmap_size: int, flip_test):
+def joints_metadata(
+    joint_set: joints.JointSet,
+    input_size: int,
+    heatmap_size: int,
+    flip_test,
+    decoder: str = DEFAULT_DECODER,
+    sigma: float = 1.0,
+    max_pixels: int = 0,
+):
     """The content of `assets/joints.json` (lets a client name joints without the model_dir)."""
     return {
         "dataset": joint_set.name,
@@ -50,6 +64,10 @@ def joints_metadata(joint_set: joints.JointSet, input_size: int, heatmap_size: i
         "input_size": int(input_size),
         "heatmap_size": int(heatmap_size),
         "flip_test": bool(flip_test),
+        "decoder": str(decoder),
+        "sigma": float(sigma),
+        "max_pixels": int(max_pixels),
+        "signatures": list(SIGNATURES),
         "box_margin": BOX_MARGIN,
         "coordinates": "0-based pixels, (x, y), integer values at pixel centres",
         "package_version": stacked_hourglass.__version__,
@@ -68,3 +86,13 @@ def resolve_saved_model(path: str) -> str:
         f"{path}: not a SavedModel (no saved_model.pb) nor an export directory with version "
         "subdirectories"
     )
+
+
+def read_joints_metadata(path: str) -> dict:
+    """`assets/joints.json` of a SavedModel (or of an export directory's highest version)."""
+    path = resolve_saved_model(path)
+    metadata_path = os.path.join(path, "assets", JOINTS_ASSET)
+    if not tf.io.gfile.exists(metadata_path):
+        raise FileNotFoundError(f"{metadata_path}: missing; was {path} written by export?")
+    with tf.io.gfile.GFile(metadata_path) as f:
+        return json.load(f)

@@ -110,15 +110,24 @@ class ResumeCheckpoint(keras.callbacks.Callback):
 
     `restore()` (before `fit`) reloads the latest one and returns the epoch to start from, so a
     killed run continues where its last epoch ended with the same optimizer state.
+
+    Multi-worker: every worker restores from `model_dir` (the chief's checkpoints, so it must be
+    on storage every worker sees) and every worker saves (reading distributed variables may be a
+    collective), but only the chief saves into `model_dir`; the others pass a private
+    `write_dir`, which the trainer deletes at the end.
     """
 
-    def __init__(self, model_dir, plateau: keras.callbacks.ReduceLROnPlateau, keep=2):
+    def __init__(
+        self, model_dir, plateau: keras.callbacks.ReduceLROnPlateau, keep=2, write_dir=None
+    ):
         super().__init__()
         self.model_dir = model_dir
+        self.write_dir = write_dir or model_dir
         self.plateau = plateau
         self.keep = keep
         self._plateau_state = {}
-        os.makedirs(os.path.join(model_dir, run_dir.CHECKPOINT_DIR), exist_ok=True)
+        self._last_batch = None
+        os.makedirs(os.path.join(self.write_dir, run_dir.CHECKPOINT_DIR), exist_ok=True)
 
     def restore(self, model) -> int:
         state = run_dir.read_state(self.model_dir)
@@ -137,15 +146,26 @@ class ResumeCheckpoint(keras.callbacks.Callback):
         for key, value in self._plateau_state.items():
             setattr(self.plateau, key, value)
 
+    def on_epoch_begin(self, epoch, logs=None):
+        self._last_batch = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._last_batch = batch
+
     def on_epoch_end(self, epoch, logs=None):
         if logs and not np.isfinite(logs.get("loss", 0.0)):
             # A diverged epoch (TerminateOnNaN stopped it): keep the last good resume point.
+            return
+        steps = (self.params or {}).get("steps")
+        if steps and self._last_batch is not None and self._last_batch + 1 < steps:
+            # A callback stopped training mid-epoch (Keras still ends the epoch): the epoch is
+            # not complete, so it is not a resume point either.
             return
         done = epoch + 1
         # Write under a temporary name, then rename: a kill leaves the previous state usable.
         # Keras weight files include the optimizer's variables (iterations, learning rate,
         # RMSprop accumulators).
-        path = run_dir.checkpoint_path(self.model_dir, done)
+        path = run_dir.checkpoint_path(self.write_dir, done)
         tmp = path.replace(".weights.h5", ".tmp.weights.h5")
         self.model.save_weights(tmp)
         os.replace(tmp, path)
@@ -160,7 +180,7 @@ class ResumeCheckpoint(keras.callbacks.Callback):
                 "cooldown_counter": int(self.plateau.cooldown_counter),
             },
         }
-        run_dir.write_state(self.model_dir, state)
-        old = run_dir.checkpoint_path(self.model_dir, done - self.keep)
+        run_dir.write_state(self.write_dir, state)
+        old = run_dir.checkpoint_path(self.write_dir, done - self.keep)
         if os.path.exists(old):
             os.remove(old)

@@ -8,6 +8,8 @@ summary.json at the end. Re-running with the same model_dir resumes from the las
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import Sequence
 
@@ -21,6 +23,8 @@ from stacked_hourglass.data.codec import HeatmapCodec
 from stacked_hourglass.evaluation import pck
 from stacked_hourglass.model.hourglass import build_model
 from stacked_hourglass.training import callbacks as callbacks_lib
+from stacked_hourglass.training import cluster
+from stacked_hourglass.training.cluster import make_strategy
 from stacked_hourglass.training.metrics import HeatmapPCK
 from stacked_hourglass.training.optimizers import TorchRMSprop
 from stacked_hourglass.utils import files
@@ -28,17 +32,6 @@ from stacked_hourglass.utils import files
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the run stopped without writing a final model."""
-
-
-def make_strategy(distribution: str) -> tf.distribute.Strategy:
-    """The distribution strategy for `TrainConfig.distribution`."""
-    if distribution == "multi_worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    if distribution == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    if distribution == "auto" and tf.config.list_logical_devices("GPU"):
-        return tf.distribute.MirroredStrategy()
-    return tf.distribute.get_strategy()
 
 
 def set_precision_policy(mixed_precision: str) -> str:
@@ -91,26 +84,75 @@ def train(config: ExperimentConfig, callbacks: Sequence[keras.callbacks.Callback
         The summary also written to `MODEL_DIR/summary.json`: steps, wall time, images/s and
         the final validation PCK table.
 
+    Multi-worker (`TF_CONFIG` names several workers, see `cluster`): every worker runs this
+    with the same config; `--batch_size` is the global batch; each worker reads its share of the
+    files (or records); only the chief writes `model_dir`, the others write their checkpoints
+    and final model to a temporary folder removed at the end, and return the summary without
+    writing it. `model_dir` must be on storage every worker sees: on restart every worker
+    resumes from the chief's checkpoint.
+
     Raises:
         TrainingDiverged: the loss became NaN/inf (the last good checkpoint stays the resume
             point; no final model is written).
+        ValueError: a malformed TF_CONFIG.
     """
     start = time.perf_counter()
     train_config = config.train
+    tf_config = cluster.parse_tf_config()  # A malformed TF_CONFIG fails here, before TF reads it.
+    multi = train_config.distribution in ("auto", "multi_worker")
+    workers = cluster.num_workers(tf_config) if multi else 1
+    watchdog = cluster.StartupWatchdog(
+        train_config.cluster_timeout if workers > 1 else 0,
+        f"worker {cluster.worker_index(tf_config)} of {workers}" if workers > 1 else "training",
+    ).start()
+    try:
+        strategy = make_strategy(train_config.distribution)
+        chief = not cluster.is_multi_worker(strategy) or cluster.is_chief(tf_config)
+        write_dir = train_config.model_dir
+        if not chief:
+            write_dir = tempfile.mkdtemp(prefix=f"hourglass-worker{cluster.worker_index()}-")
+        try:
+            return _train(config, callbacks, strategy, tf_config, write_dir, watchdog, start)
+        finally:
+            if write_dir != train_config.model_dir:
+                shutil.rmtree(write_dir, ignore_errors=True)
+    finally:
+        watchdog.cancel()
+
+
+def _train(config, callbacks, strategy, tf_config, write_dir, watchdog, start) -> dict:
+    """`train` once the strategy exists; `write_dir` is model_dir on the chief."""
+    train_config = config.train
     model_dir = train_config.model_dir
+    chief = write_dir == model_dir
+    multi_worker = cluster.is_multi_worker(strategy)
     keras.utils.set_random_seed(train_config.seed)
     policy = set_precision_policy(train_config.mixed_precision)
-    strategy = make_strategy(train_config.distribution)
     config = config.resolve(num_replicas=strategy.num_replicas_in_sync)
-    run_dir.save_config(model_dir, config)
+    if chief:
+        run_dir.save_config(model_dir, config)
     codec = HeatmapCodec.for_model(config.model.input_size, config.data.sigma)
 
     steps_per_epoch = train_config.steps_per_epoch or max(
         1, pipeline.count_records(config.data.train_files) // train_config.batch_size
     )
-    train_ds = pipeline.make_train_dataset(
-        config.data, codec, train_config.batch_size, config.model.output_names, train_config.seed
-    )
+
+    def train_dataset(input_context=None):
+        return pipeline.make_train_dataset(
+            config.data,
+            codec,
+            train_config.batch_size,
+            config.model.output_names,
+            train_config.seed,
+            input_context=input_context,
+        )
+
+    if multi_worker or strategy.num_replicas_in_sync > 1:
+        # Each worker builds its own pipeline: its share of the files (or records), batches of
+        # batch_size / replicas; Keras's fit takes the DistributedDataset as it is.
+        train_ds = strategy.distribute_datasets_from_function(train_dataset)
+    else:
+        train_ds = train_dataset()
     eval_ds = pipeline.make_eval_dataset(
         config.data.valid_files,
         config.model.num_joints,
@@ -121,7 +163,9 @@ def train(config: ExperimentConfig, callbacks: Sequence[keras.callbacks.Callback
         model = build_model(config.model)
         compile_model(model, config.model, train_config)
 
-    log_dir = run_dir.path(model_dir, run_dir.LOG_DIR)
+    # Every worker runs every callback (a save or a metric read may be a collective that all
+    # workers must join); only the chief's land in model_dir.
+    log_dir = run_dir.path(write_dir, run_dir.LOG_DIR)
     validation = callbacks_lib.Validation(
         eval_ds,
         config.data.joint_set,
@@ -138,21 +182,27 @@ def train(config: ExperimentConfig, callbacks: Sequence[keras.callbacks.Callback
         min_lr=train_config.min_learning_rate,
         verbose=1,
     )
-    resume = callbacks_lib.ResumeCheckpoint(model_dir, plateau)
+    resume = callbacks_lib.ResumeCheckpoint(model_dir, plateau, write_dir=write_dir)
     stop_on_nan = _StopOnNaN()
-    initial_epoch = resume.restore(model)
+    with strategy.scope():  # Building the optimizer creates (distributed) variables.
+        initial_epoch = resume.restore(model)
     if initial_epoch:
         print(f"Resuming {model_dir} from the end of epoch {initial_epoch}")
     all_callbacks = [
+        watchdog,  # Disarmed by the first step: the cluster is up.
         stop_on_nan,
         validation,  # Before the plateau and checkpoint callbacks, which read what it logs.
         plateau,
         callbacks_lib.StepDrop(train_config.lr_drop_epochs, train_config.lr_factor),
         resume,  # After the two schedules: it saves the learning rate they set.
         keras.callbacks.TensorBoard(log_dir=log_dir, update_freq=max(1, steps_per_epoch // 10)),
-        keras.callbacks.CSVLogger(run_dir.path(model_dir, run_dir.HISTORY_FILE), append=True),
+        keras.callbacks.CSVLogger(run_dir.path(write_dir, run_dir.HISTORY_FILE), append=True),
         *callbacks,
     ]
+    if multi_worker or strategy.num_replicas_in_sync > 1:
+        _peek_local_batch(model, strategy)
+    if multi_worker:
+        _vector_logs(model)
     fit_start = time.perf_counter()
     history = keras.callbacks.History()
     if initial_epoch < train_config.epochs:
@@ -162,6 +212,8 @@ def train(config: ExperimentConfig, callbacks: Sequence[keras.callbacks.Callback
             initial_epoch=initial_epoch,
             steps_per_epoch=steps_per_epoch,
             callbacks=all_callbacks,
+            # The pipeline shuffles (files, records); Keras's default would only warn here.
+            shuffle=False,
             verbose=train_config.verbose,
         )
     fit_seconds = time.perf_counter() - fit_start
@@ -176,7 +228,7 @@ def train(config: ExperimentConfig, callbacks: Sequence[keras.callbacks.Callback
         validation.set_model(model)
         validation.score()
 
-    with files.atomic_path(run_dir.path(model_dir, run_dir.FINAL_MODEL_FILE)) as tmp:
+    with files.atomic_path(run_dir.path(write_dir, run_dir.FINAL_MODEL_FILE)) as tmp:
         # Keras infers the format from the suffix.
         model.save(tmp + ".keras")
         os.replace(tmp + ".keras", tmp)
@@ -194,13 +246,56 @@ def train(config: ExperimentConfig, callbacks: Sequence[keras.callbacks.Callback
         "images_per_second": images / fit_seconds if trained_epochs and fit_seconds else None,
         "dtype_policy": policy,
         "replicas": strategy.num_replicas_in_sync,
+        "workers": cluster.num_workers(tf_config) if multi_worker else 1,
         "parameters": int(model.count_params()),
         "validation_metric": validation.monitor,
         "validation": validation.last_table,
         "history": {k: [float(x) for x in v] for k, v in history.history.items()},
     }
-    files.write_json(run_dir.path(model_dir, run_dir.SUMMARY_FILE), summary)
+    if chief:
+        files.write_json(run_dir.path(model_dir, run_dir.SUMMARY_FILE), summary)
     return summary
+
+
+def _peek_local_batch(model: keras.Model, strategy: tf.distribute.Strategy) -> None:
+    """Works around Keras 3.15's `_maybe_symbolic_build` under a multi-worker strategy.
+
+    Before training, `fit` peeks one distributed batch to build the metrics and calls
+    `strategy.reduce("MEAN", (x, y), axis=None)` on the whole nested batch, which
+    MultiWorkerMirroredStrategy rejects ("Attempt to convert a value (PerReplica...) to a
+    Tensor"). The peeked batch only gives shapes and dtypes to a symbolic build, so this
+    instance's hook takes the first local replica's values instead (no collective).
+    """
+    import types
+
+    original = model._maybe_symbolic_build
+
+    def maybe_symbolic_build(self, iterator=None, data_batch=None):
+        if iterator is not None and data_batch is None:
+            for _, _, it in iterator:
+                data_batch = tf.nest.map_structure(
+                    lambda v: strategy.experimental_local_results(v)[0], next(it)
+                )
+                break
+            iterator = None
+        return original(iterator=iterator, data_batch=data_batch)
+
+    model._maybe_symbolic_build = types.MethodType(maybe_symbolic_build, model)
+
+
+def _vector_logs(model: keras.Model) -> None:
+    """Works around Keras 3.15's reduction of the step logs under MultiWorkerMirroredStrategy.
+
+    `fit` reduces every replica's logs with `strategy.reduce("MEAN", value, axis=0)`, which
+    fails on the scalars `train_step` returns ("Invalid reduction dimension 0 for input with 0
+    dimensions"). Returned as [1] vectors, the same reduction is the mean over the replicas.
+    """
+    train_step = model.train_step
+
+    def vector_train_step(data):
+        return tf.nest.map_structure(lambda v: tf.reshape(v, [1]), train_step(data))
+
+    model.train_step = vector_train_step
 
 
 def format_validation(summary: dict) -> str:

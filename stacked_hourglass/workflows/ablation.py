@@ -94,8 +94,12 @@ def run_ablation(
     base_flagfile: str, workdir: Path, variants: list[str], train_flags: list[str]
 ) -> dict:
     """Trains (or reuses) every variant; prints the table, writes plot and JSON; returns rows."""
+    if not variants:
+        raise ValueError("no variants to train (--variants is empty)")
     for name in variants:
         parse_variant(name)  # all names checked before anything trains
+    if not Path(base_flagfile).is_file():
+        raise FileNotFoundError(f"{base_flagfile}: no such training flagfile")
     workdir = Path(workdir)
     rows = {}
     for name in variants:
@@ -112,7 +116,10 @@ def run_ablation(
             capture_output=True, text=True,
         )  # fmt: skip
         if result.returncode:
-            raise cli.CommandFailed(f"evaluating {name} failed: {result.stderr[-500:]}")
+            # Its last line is the command's one-line error (TF's start-up logs come first).
+            lines = result.stderr.strip().splitlines()
+            reason = lines[-1] if lines else f"exit {result.returncode}"
+            raise cli.CommandFailed(f"evaluating {name} failed: {reason}")
         figures = json.loads((model_dir / "evaluation" / f"{name}.pck.json").read_text())
         rows[name] = {
             "variant": parse_variant(name),

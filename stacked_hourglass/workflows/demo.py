@@ -76,6 +76,8 @@ def run_demo(
     workdir = Path(workdir)
     records, model_dir, export_dir = workdir / "tfrecords", workdir / "model", workdir / "export"
     flagfile = Path(flagfile) if flagfile else default_flagfile()
+    if not flagfile.is_file():  # before minutes of data generation, not after
+        raise FileNotFoundError(f"{flagfile}: no such training flagfile")
     python = sys.executable
 
     print(f"[1/4] Synthetic TFRecords in {records}")

@@ -6,8 +6,11 @@ joints coloured by status, crop box, head box) to PNG files with matplotlib's Ag
 are drawn at their stored 0-based coordinates with pixel (0, 0)'s centre at (0, 0) (matplotlib's
 `imshow` convention), so a correct conversion puts them on the body.
 
-Every problem with the input (no such file, a file that is not a TFRecord, a record that is not
-a person record) is a `ValueError` or `OSError` naming the file (and record).
+A file that is not a TFRecord file or a record that is not a person record is a `ValueError` or
+`OSError` naming the file (and record). Every other problem of the records (a damaged shard, a
+record with missing, malformed or non-finite fields, an unreadable or too large image) is listed,
+with its shard and record index, by `data.records.validate.check_records`, which `summarize`
+runs and `format_summary` prints.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ import tensorflow as tf
 from google.protobuf.message import DecodeError
 
 from stacked_hourglass import joints
-from stacked_hourglass.data import features
+from stacked_hourglass.data import features, images
+from stacked_hourglass.data.records import validate
 from stacked_hourglass.data.records.items import first_line
 from stacked_hourglass.utils import drawing
 
@@ -58,26 +62,37 @@ def expand_files(patterns: Sequence[str]) -> list[str]:
 
 
 def _raw_records(path: str) -> Iterator[bytes]:
-    """The serialised records of one file; `ValueError` naming it when it is not a TFRecord."""
+    """The serialised records of one file; `ValueError` naming it when it is not a TFRecord.
+
+    A file whose first records read but whose rest does not (a damaged tail) ends early: the
+    check (`validate.check_records`) lists that problem.
+    """
     count = 0
     try:
         for raw in tf.data.TFRecordDataset(path):
             count += 1
             yield raw.numpy()
     except tf.errors.OpError as e:
+        if count:
+            return
         raise ValueError(f"{path}: not a readable TFRecord file ({first_line(e)})") from None
     # TF reads a file shorter than one record header as an empty file, without complaint.
     if count == 0 and os.path.getsize(path) > 0:
         raise ValueError(f"{path}: not a readable TFRecord file (bytes but no record)")
 
 
-def _person(raw: bytes, path: str, number: int) -> tuple[str, np.ndarray]:
-    """(dataset name, keypoint status) of one record; `ValueError` when it is no person record."""
+def _person(
+    raw: bytes, path: str, number: int, strict: bool = True
+) -> tuple[str, np.ndarray | None, float]:
+    """(dataset name, keypoint status, normalizer or 0) of one record; `ValueError` when it is no
+    person record. A keypoint status of the wrong length or values is an error too when
+    `strict`, else None (the check lists it)."""
     where = f"{path}: record {number}"
     try:
         feature = tf.train.Example.FromString(raw).features.feature
         dataset = feature[features.SOURCE_DATASET].bytes_list.value[0].decode("utf-8")
         status = np.asarray(feature[features.KEYPOINT_STATUS].int64_list.value, np.int64)
+        normalizer = list(feature[features.NORMALIZER].float_list.value) + [0.0]
     except (DecodeError, IndexError, UnicodeDecodeError):
         raise ValueError(
             f"{where} is not a person record (no {features.SOURCE_DATASET} / "
@@ -88,28 +103,54 @@ def _person(raw: bytes, path: str, number: int) -> tuple[str, np.ndarray]:
     except ValueError as e:
         raise ValueError(f"{where}: {e}") from None
     if status.shape != (num_joints,) or np.any((status < 0) | (status > 2)):
+        if not strict:
+            return dataset, None, 0.0
         raise ValueError(f"{where}: {dataset} keypoint status {status.tolist()} is not {num_joints}"
                          " values in 0..2")  # fmt: skip
-    return dataset, status
+    return dataset, status, float(normalizer[0])
 
 
-def summarize(files: Sequence[str]) -> dict:
-    """Counts per shard, per dataset, and joint-status counts per dataset and joint.
+def summarize(files: Sequence[str], max_pixels: int = images.DEFAULT_MAX_PIXELS) -> dict:
+    """Counts per shard, per dataset, and joint-status counts per dataset and joint; the problems
+    `validate.check_records` finds (with the joints of each shard's dataset).
 
     Returns:
         {"shards": {file: count}, "datasets": {name: count},
-         "status": {name: int array [K, 3] (not annotated, occluded, visible)}}
+         "status": {name: int array [K, 3] (not annotated, occluded, visible)},
+         "no_normalizer": {name: records without a positive person/normalizer},
+         "check": a `validate.CheckReport` of all files}
     """
     shards, datasets, status = {}, collections.Counter(), {}
+    no_normalizer, file_dataset = collections.Counter(), {}
     for path in files:
         count = 0
         for count, raw in enumerate(_raw_records(path), 1):
-            name, values = _person(raw, path, count - 1)
+            name, values, normalizer = _person(raw, path, count - 1, strict=False)
+            file_dataset.setdefault(path, name)
+            if values is None:
+                continue
             table = status.setdefault(name, np.zeros((len(values), 3), np.int64))
             table[np.arange(len(values)), values] += 1
             datasets[name] += 1
+            no_normalizer[name] += int(not normalizer > 0)
         shards[path] = count
-    return {"shards": shards, "datasets": dict(datasets), "status": status}
+    check = validate.CheckReport(list(files), max_pixels=max_pixels)
+    for path in files:
+        name = file_dataset.get(path)
+        num_joints = joints.get_joint_set(name).num_joints if name else 1
+        one = validate.check_records(
+            [path], num_joints, need_normalizer=False, max_pixels=max_pixels
+        )
+        check.records.update(one.records)
+        check.problems += [p for p in one.problems if not p.reason.startswith("no records in")]
+        check.bad_records += one.bad_records
+    return {
+        "shards": shards,
+        "datasets": dict(datasets),
+        "status": status,
+        "no_normalizer": {name: no_normalizer[name] for name in datasets},
+        "check": check,
+    }
 
 
 def format_summary(summary: dict) -> str:
@@ -117,11 +158,19 @@ def format_summary(summary: dict) -> str:
     lines = ["Records per shard:"]
     lines += [f"  {count:7d}  {path}" for path, count in summary["shards"].items()]
     for name, count in summary["datasets"].items():
+        missing = summary.get("no_normalizer", {}).get(name, 0)
+        if missing:
+            lines.append(
+                f"Dataset {name}: {missing} of {count} records have no positive "
+                f"{features.NORMALIZER} (PCK cannot be computed on them)."
+            )
         lines.append(f"Dataset {name}: {count} records. Joint status counts:")
         lines.append(f"  {'joint':12s} {'visible':>8s} {'occluded':>9s} {'missing':>8s}")
         names = joints.get_joint_set(name).names
         for j, row in enumerate(summary["status"][name]):
             lines.append(f"  {names[j]:12s} {row[2]:8d} {row[1]:9d} {row[0]:8d}")
+    if "check" in summary:
+        lines.append("Check: " + summary["check"].format())
     return "\n".join(lines)
 
 
@@ -182,7 +231,7 @@ def draw_records(
         for number, raw in enumerate(_raw_records(path)):
             if len(written) >= num_images:
                 return written
-            _, status = _person(raw, path, number)
+            _, status, _ = _person(raw, path, number)
             try:
                 parsed = features.parse_example_numpy(raw, len(status))
                 name = (

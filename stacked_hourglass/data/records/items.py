@@ -23,7 +23,7 @@ from typing import Union
 import numpy as np
 import tensorflow as tf
 
-from stacked_hourglass.data import features
+from stacked_hourglass.data import features, images
 
 # A joint (or the crop centre) more than one image size outside the image is an annotation error
 # (e.g. a wrong image or a sign error), not a person partly out of frame.
@@ -33,6 +33,8 @@ FAR_OUTSIDE_IMAGE_SIZES = 1.0
 MISSING_IMAGE = "missing_image"
 CORRUPT_IMAGE = "corrupt_image"
 NAN_ANNOTATION = "nan_in_annotation"
+BAD_ANNOTATION = "bad_annotation"  # a field that is missing, unreadable or of the wrong length
+IMAGE_TOO_LARGE = "image_too_large"  # more pixels than max_pixels (read from the header)
 BAD_SCALE = "non_positive_scale"
 FAR_OUTSIDE = "joint_far_outside_image"
 NO_CENTER = "no_objpos_or_scale"
@@ -92,20 +94,24 @@ def first_line(error: BaseException) -> str:
 
 
 def image_size(data: bytes, name: str = "") -> tuple[int, int]:
-    """(height, width) of an encoded image, reading only the JPEG header when it is a JPEG.
+    """(height, width) of an encoded image, read from its header only (`images.image_header`:
+    JPEG, PNG, GIF, BMP, WebP); nothing is decoded.
 
     Raises:
-        ValueError: naming `name` when the bytes are not a decodable image.
+        ValueError: naming `name` when the bytes are not an image of those formats or their
+            header is truncated or invalid.
     """
     try:
-        if data[:3] == b"\xff\xd8\xff":
-            shape = tf.image.extract_jpeg_shape(data).numpy()
-        else:
-            # PNG/BMP/GIF: no header-only op in TF; decoding is the cheap-enough fallback.
-            shape = tf.shape(tf.io.decode_image(data, expand_animations=False)).numpy()
+        if data[:3] == b"\xff\xd8\xff":  # JPEG, the common case: one op, not ~40 eager ones
+            height, width = tf.image.extract_jpeg_shape(data).numpy()[:2]
+            return int(height), int(width)
+        height, width, problem = images.image_header(data)
     except (tf.errors.InvalidArgumentError, tf.errors.UnknownError, ValueError) as e:
         raise ValueError(f"{name}: not a readable image ({first_line(e)})") from None
-    return int(shape[0]), int(shape[1])
+    problem = problem.numpy().decode("utf-8")
+    if problem:
+        raise ValueError(f"{name}: not a readable image (it {problem})")
+    return int(height), int(width)
 
 
 def _skip(example: features.PersonExample, reason: str, detail: str) -> Skipped:
@@ -160,14 +166,18 @@ def check_example(example: features.PersonExample) -> Skipped | None:
 
 
 def load_example(
-    item: PendingExample, verify_images: bool = False
+    item: PendingExample,
+    verify_images: bool = False,
+    max_pixels: int = images.DEFAULT_MAX_PIXELS,
 ) -> features.PersonExample | Skipped:
     """Reads a pending example's image bytes and size; a bad image gives a `Skipped`.
 
     Args:
         item: the annotation and image path.
         verify_images: fully decode the image (catches truncated files, costs ~10 ms per image);
-            otherwise only the JPEG header is parsed.
+            otherwise only the header is parsed.
+        max_pixels: an image with more pixels (height x width, from its header) is skipped
+            (`IMAGE_TOO_LARGE`) without being decoded; <= 0: no limit.
     """
     example, path = item.example, item.image_path
     try:
@@ -178,6 +188,13 @@ def load_example(
         return _skip(example, MISSING_IMAGE, f"{path}: cannot read ({e.strerror or e})")
     try:
         height, width = image_size(data, str(path))
+        if 0 < max_pixels < height * width:
+            return _skip(
+                example,
+                IMAGE_TOO_LARGE,
+                f"{path}: {width}x{height} (width x height) = {height * width} pixels, above "
+                f"the limit max_pixels = {max_pixels} (a decompression bomb?); not decoded",
+            )
         if verify_images:
             tf.io.decode_image(data, expand_animations=False)
     except (ValueError, tf.errors.OpError) as e:
@@ -185,21 +202,41 @@ def load_example(
     return dataclasses.replace(example, image_encoded=data, height=height, width=width)
 
 
-def complete_item(item: Item, verify_images: bool = False) -> features.PersonExample | Skipped:
-    """Reads a pending item's image and checks the person; a complete example or a `Skipped`."""
+def complete_item(
+    item: Item, verify_images: bool = False, max_pixels: int = images.DEFAULT_MAX_PIXELS
+) -> features.PersonExample | Skipped:
+    """Reads a pending item's image and checks the person; a complete example or a `Skipped`.
+
+    `max_pixels`: see `load_example`; a complete example's image is held to it too (its size
+    read from the header, whatever `height`/`width` say).
+    """
     if isinstance(item, Skipped):
         return item
     if isinstance(item, PendingExample):
         skipped = check_example(item.example)  # before reading the image: cheaper
         if skipped is not None:
             return skipped
-        item = load_example(item, verify_images)
+        item = load_example(item, verify_images, max_pixels)
         if isinstance(item, Skipped):
             return item
+    elif max_pixels > 0:
+        try:
+            height, width = image_size(item.image_encoded, item.filename)
+        except ValueError as e:
+            return _skip(item, CORRUPT_IMAGE, str(e))
+        if height * width > max_pixels:
+            return _skip(
+                item,
+                IMAGE_TOO_LARGE,
+                f"{item.filename}: {width}x{height} (width x height) = {height * width} pixels, "
+                f"above the limit max_pixels = {max_pixels}; not decoded",
+            )
     return check_example(item) or item
 
 
-def prepare_record(item: Item, verify_images: bool = False) -> bytes | Skipped:
+def prepare_record(
+    item: Item, verify_images: bool = False, max_pixels: int = images.DEFAULT_MAX_PIXELS
+) -> bytes | Skipped:
     """Turns one item into serialised `tf.train.Example` bytes, or a `Skipped`."""
-    item = complete_item(item, verify_images)
+    item = complete_item(item, verify_images, max_pixels)
     return item if isinstance(item, Skipped) else features.serialize_example(item)

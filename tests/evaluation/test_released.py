@@ -2,13 +2,15 @@
 
 Reproduces the published PCKh tables (SOURCES.md "Reference PCKh@0.5"), quantifies every
 difference between the two released ground truths (`detections_our_format.mat` and pose-hg
-`valid.h5`), reproduces pose-hg's `th main.lua eval` convention, and runs the CLI.
-Skipped when ../shared/data is absent.
+`valid.h5`) and reproduces pose-hg's `th main.lua eval` convention; those tests are skipped when
+../shared/data is absent. `run_released_evaluation` itself is also tested on small files
+written here (no data needed), and shown to run without TensorFlow.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,12 +19,11 @@ import h5py
 import numpy as np
 import pytest
 
-from stacked_hourglass.evaluation import formats, pck
-from stacked_hourglass.joints import MPII
+from stacked_hourglass.evaluation import formats, pck, released
+from stacked_hourglass.joints import FLIC, MPII
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DATA = REPO.parent / "shared" / "data"
-pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"{DATA} is absent")
 
 DETECTIONS_GT = DATA / "pytorch-pose/evaluation/data/detections_our_format.mat"
 POSEHG_GT = DATA / "pose-hg-train/data/mpii/annot/valid.h5"
@@ -64,17 +65,25 @@ def _rounds_to(value, published, decimals):
 
 
 @pytest.fixture(scope="module")
-def detections_gt():
+def shared_data():
+    """../shared/data, or a skip naming what is missing (only the tests that read it)."""
+    if not DATA.is_dir():
+        pytest.skip(f"{DATA} is absent (released MPII predictions and ground truth)")
+    return DATA
+
+
+@pytest.fixture(scope="module")
+def detections_gt(shared_data):
     return formats.load_ground_truth(DETECTIONS_GT, num_joints=16)
 
 
 @pytest.fixture(scope="module")
-def posehg_gt():
+def posehg_gt(shared_data):
     return formats.load_ground_truth(POSEHG_GT, num_joints=16)
 
 
 @pytest.fixture(scope="module")
-def predictions():
+def predictions(shared_data):
     return {k: formats.load_predictions(DATA / v, num_joints=16) for k, v in PREDICTIONS.items()}
 
 
@@ -266,73 +275,100 @@ def test_posehg_eval_convention(predictions, posehg_gt):
     assert abs(table["Hip"] - 87.49) < 0.01 and abs(table["Knee"] - 83.10) < 0.01
 
 
-# ---- CLI ---------------------------------------------------------------------------------------
+# ---- run_released_evaluation on small files written here (no data needed) --------------------
 
 
-def _evaluate(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "stacked_hourglass.evaluate", *args],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=300,
-        check=False,
+def test_run_released_evaluation_prints_and_writes(small_pck_files, tmp_path, capsys):
+    preds_path, gt_path = small_pck_files
+    figures = released.run_released_evaluation(
+        str(preds_path),
+        str(gt_path),
+        joint_set=MPII,
+        head="head_top",
+        threshold=None,
+        output_dir=str(tmp_path / "out"),
     )
+    out = capsys.readouterr().out
+    assert f"Predictions: {preds_path} (4 people, 16 joints)" in out
+    assert "(normalizer: 'normalize' field)" in out
+    assert "Scored 4 people, 63 of 64 joints (1 skipped)" in out
+    table = figures["table"]
+    assert table["Mean"] == pytest.approx(100.0 * 41 / 55)  # person 1's 14 Mean joints wrong
+    assert table["Head"] == 75.0 and figures["name"] == "my-preds"
+    saved = json.loads((tmp_path / "out" / "my-preds.pck.json").read_text())
+    assert saved["table"]["Mean"] == pytest.approx(table["Mean"])
+    assert saved["sources"]["predictions"]["path"] == str(preds_path)
+    assert len(saved["sources"]["ground_truth"]["sha256"]) == 64
+    assert (tmp_path / "out" / "my-preds.pck_curves.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_cli_prints_table_and_writes_figures(tmp_path):
-    result = _evaluate(
-        f"--predictions={DATA / PREDICTIONS['bearpaw-s8']}",
-        f"--ground_truth={DETECTIONS_GT}",
-        f"--output_dir={tmp_path}",
-    )
-    assert result.returncode == 0, result.stderr
-    out = result.stdout
-    assert "Head = head_top" in out and "PCKh@0.5" in out
-    assert "Scored 2958 people" in out and "38430" in out
-    header, values = next(
-        (line, nxt)
-        for line, nxt in zip(out.splitlines(), out.splitlines()[1:], strict=False)
-        if line.split()[:1] == ["Head"]
-    )
-    row = dict(zip(header.split(), values.split(), strict=True))
-    assert row["Mean"] == "89.09" and row["Head"] == "96.79" and row["Ankle"] == "80.73"
-    figures = json.loads((tmp_path / "bearpaw-hg_s8_b1.pck.json").read_text())
-    assert _rounds_to(figures["table"]["Mean"], 89.092, 3)
-    assert len(figures["curves"]["Mean"]) == 51
-    png = (tmp_path / "bearpaw-hg_s8_b1.pck_curves.png").read_bytes()
-    assert png[:8] == b"\x89PNG\r\n\x1a\n"
-
-
-def test_cli_without_output_dir_writes_nothing(tmp_path):
-    result = subprocess.run(
-        [
-            sys.executable, "-m", "stacked_hourglass.evaluate",
-            f"--predictions={DATA / PREDICTIONS['valid-ours']}",
-            f"--ground_truth={POSEHG_GT}", "--head=neck_and_top", "--posehg_label_filter",
-        ],
-        capture_output=True, text=True, cwd=tmp_path, timeout=300, check=False,
+def test_run_released_evaluation_without_output_dir_writes_nothing(
+    small_pck_files, tmp_path, capsys
+):
+    preds_path, gt_path = small_pck_files
+    before = sorted(os.listdir(tmp_path))
+    released.run_released_evaluation(
+        str(preds_path), str(gt_path), joint_set=MPII, head="neck_and_top", threshold=0.1,
+        output_dir=None,
     )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    assert "'normalize' field" in result.stdout and "mean(upper_neck, head_top)" in result.stdout
-    assert "96.67" in result.stdout
-    assert list(tmp_path.iterdir()) == []
+    assert "PCKh@0.1" in capsys.readouterr().out
+    assert sorted(os.listdir(tmp_path)) == before
 
 
-def test_cli_mismatched_people_is_a_one_line_error(tmp_path):
-    short = tmp_path / "short.h5"
-    with h5py.File(DATA / PREDICTIONS["valid-ours"], "r") as f:
-        preds = f["preds"][:100]
-    formats.write_predictions_h5(short, preds, coordinate_base=1)
-    result = _evaluate(f"--predictions={short}", f"--ground_truth={DETECTIONS_GT}")
-    assert result.returncode != 0
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "100 people" in lines[0] and "2958" in lines[0], result.stderr
-    assert "short.h5" in lines[0]
+def test_run_released_evaluation_posehg_label_filter(tmp_path, capsys):
+    # Labels at x <= 1 or y <= 1 are skipped only with the filter.
+    gt = np.full((3, 16, 2), 50.0)  # (2 people would be an ambiguous [2, K, N] / [N, K, 2])
+    gt[0, 0] = (1.0, 40.0)
+    gt[1, 5] = (30.0, 0.5)
+    with h5py.File(tmp_path / "gt.h5", "w") as f:
+        f["part"] = gt
+        f["normalize"] = np.full(3, 10.0)
+    preds = formats.write_predictions_h5(tmp_path / "p.h5", gt + 100.0, coordinate_base=1)
+    args = (str(preds), str(tmp_path / "gt.h5"))
+    common = {"joint_set": MPII, "head": "head_top", "threshold": None, "output_dir": None}
+    plain = released.run_released_evaluation(*args, **common)
+    assert "Scored 3 people, 48 of 48 joints" in capsys.readouterr().out
+    filtered = released.run_released_evaluation(*args, **common, posehg_label_filter=True)
+    out = capsys.readouterr().out
+    assert "Skipping labels with x <= 1 or y <= 1" in out and "46 of 48 joints" in out
+    assert plain["sources"]["posehg_label_filter"] is False
+    assert filtered["sources"]["posehg_label_filter"] is True
 
 
-def test_cli_model_mode_bad_model_dir_is_one_line_error():
-    result = _evaluate("--model_dir=/nonexistent", "--data=/nonexistent/*.tfrecord")
-    assert result.returncode != 0
-    lines = result.stderr.strip().splitlines()
-    assert lines and "/nonexistent" in lines[-1], result.stderr
+def test_run_released_evaluation_mismatch_names_both_files(small_pck_files, tmp_path):
+    preds_path, gt_path = small_pck_files
+    short = formats.write_predictions_h5(
+        tmp_path / "short.h5", formats.load_predictions(preds_path)[:3], coordinate_base=1
+    )
+    with pytest.raises(ValueError) as info:
+        released.run_released_evaluation(
+            str(short), str(gt_path), joint_set=MPII, head="head_top", threshold=None,
+            output_dir=None,
+        )  # fmt: skip
+    message = str(info.value)
+    assert message == (f"{short} has predictions for 3 people x 16 joints but {gt_path} has 4 x 16")
+    # The joint set decides K: 16-joint files are not FLIC.
+    with pytest.raises(ValueError, match="16 joints, expected 11"):
+        released.run_released_evaluation(
+            str(preds_path), str(gt_path), joint_set=FLIC, head="head_top", threshold=None,
+            output_dir=None,
+        )  # fmt: skip
+
+
+def test_released_evaluation_runs_without_tensorflow(small_pck_files, tmp_path):
+    """Scoring a file imports neither TensorFlow nor Keras, even while it runs."""
+    preds_path, gt_path = small_pck_files
+    code = (
+        "import sys\n"
+        "from stacked_hourglass.evaluation import released\n"
+        "from stacked_hourglass.joints import MPII\n"
+        f"released.run_released_evaluation({str(preds_path)!r}, {str(gt_path)!r},"
+        f" joint_set=MPII, head='head_top', threshold=None, output_dir={str(tmp_path)!r})\n"
+        "loaded = [m for m in ('tensorflow', 'keras') if m in sys.modules]\n"
+        "assert not loaded, loaded\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "my-preds.pck.json").exists()

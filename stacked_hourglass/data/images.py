@@ -1,0 +1,215 @@
+"""Image sizes read from the encoded bytes' header, in pure TensorFlow, without decoding.
+
+A 1 MB PNG can claim 20000 x 20000 pixels: decoding it takes 1.2 GB (3 channels) before anything
+can look at the result. `image_header_size` reads the size the way the decoders will, from the
+first bytes of the file, so that a caller can refuse an image above a pixel limit before
+decoding it (`check_image_size`). It is made of graph ops only, so it works eagerly, inside
+`tf.data` and inside a SavedModel's `tf.function` (serving checks request images with it).
+
+Formats (those `tf.io.decode_image` reads, except JPEG XL):
+
+  * JPEG: `tf.image.extract_jpeg_shape` (libjpeg's header reader; an invalid JPEG header raises
+    its `InvalidArgumentError`);
+  * PNG: the IHDR chunk, which the format requires to come first (bytes 16-24, big-endian);
+  * GIF: the logical screen size (bytes 6-10, little-endian). TF decodes every frame of an
+    animated GIF, even with `expand_animations=False`: the limit here is per frame, the frame
+    count is not read;
+  * BMP: the DIB header (BITMAPCOREHEADER's 16-bit or BITMAPINFOHEADER's and later 32-bit size;
+    a negative height, a top-down bitmap, counts by its absolute value);
+  * WebP: the `VP8 `, `VP8L` or `VP8X` chunk header.
+
+Sizes are int64 (a PNG header can claim up to 2^32 - 1 pixels a side); the pixel count is
+compared in float64, which is exact far beyond any sensible limit.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from stacked_hourglass.config import DataConfig
+
+# The default pixel limit (height x width), the one `DataConfig.max_pixels` declares.
+DEFAULT_MAX_PIXELS = DataConfig.max_pixels
+
+FORMATS = "JPEG, PNG, GIF, BMP or WebP"
+
+_HEAD = 32  # bytes looked at; every header field read here lies within them
+_UNKNOWN, _JPEG, _PNG, _GIF, _BMP, _WEBP = range(6)
+_NAMES = ("unknown", "JPEG", "PNG", "GIF", "BMP", "WebP")
+
+
+def _head(encoded):
+    """The first `_HEAD` bytes as int64 [_HEAD], zero-padded when the data is shorter."""
+    head = tf.strings.substr(encoded, 0, _HEAD)
+    head = tf.strings.substr(tf.strings.join([head, tf.constant(b"\x00" * _HEAD)]), 0, _HEAD)
+    return tf.cast(tf.reshape(tf.io.decode_raw(head, tf.uint8), [_HEAD]), tf.int64)
+
+
+def _is(head, magic: bytes, offset: int = 0):
+    return tf.reduce_all(tf.equal(head[offset : offset + len(magic)], list(magic)))
+
+
+def _little(head, start: int, count: int):
+    return tf.add_n([head[start + i] * (1 << (8 * i)) for i in range(count)])
+
+
+def _big(head, start: int, count: int):
+    return tf.add_n([head[start + i] * (1 << (8 * (count - 1 - i))) for i in range(count)])
+
+
+def _signed32(value):
+    return tf.where(value >= 1 << 31, value - (1 << 32), value)
+
+
+def _format(head):
+    """Format id (`_JPEG` ...; `_UNKNOWN`) from the magic bytes."""
+    kinds = [
+        (_JPEG, _is(head, b"\xff\xd8\xff")),
+        (_PNG, _is(head, b"\x89PNG\r\n\x1a\n")),
+        (_GIF, _is(head, b"GIF87a") | _is(head, b"GIF89a")),
+        (_BMP, _is(head, b"BM")),
+        (_WEBP, _is(head, b"RIFF") & _is(head, b"WEBP", 8)),
+    ]
+    kind = tf.constant(_UNKNOWN, tf.int32)
+    for value, match in reversed(kinds):
+        kind = tf.where(match, value, kind)
+    return kind
+
+
+def _other_sizes(head):
+    """{format: (height, width, header length needed, header valid)} of the non-JPEG formats."""
+    png = (
+        _big(head, 20, 4),
+        _big(head, 16, 4),
+        24,
+        _is(head, b"IHDR", 12),
+    )
+    gif = (_little(head, 8, 2), _little(head, 6, 2), 10, tf.constant(True))
+    dib = _little(head, 14, 4)
+    core = tf.equal(dib, 12)  # BITMAPCOREHEADER: 16-bit sizes
+    bmp = (
+        tf.where(core, _little(head, 20, 2), tf.abs(_signed32(_little(head, 22, 4)))),
+        tf.where(core, _little(head, 18, 2), tf.abs(_signed32(_little(head, 18, 4)))),
+        tf.where(core, 22, 26),
+        core | (dib >= 40),
+    )
+    lossy, lossless, extended = (
+        _is(head, b"VP8 ", 12),
+        _is(head, b"VP8L", 12),
+        _is(head, b"VP8X", 12),
+    )
+    bits = _little(head, 21, 4)  # VP8L: 14 bits width - 1, 14 bits height - 1
+    webp = (
+        tf.where(
+            lossy,
+            _little(head, 28, 2) % (1 << 14),
+            tf.where(lossless, (bits // (1 << 14)) % (1 << 14) + 1, _little(head, 27, 3) + 1),
+        ),
+        tf.where(
+            lossy,
+            _little(head, 26, 2) % (1 << 14),
+            tf.where(lossless, bits % (1 << 14) + 1, _little(head, 24, 3) + 1),
+        ),
+        tf.where(lossless, 25, 30),
+        (lossy & _is(head, b"\x9d\x01\x2a", 23)) | (lossless & tf.equal(head[20], 0x2F)) | extended,
+    )
+    return {_PNG: png, _GIF: gif, _BMP: bmp, _WEBP: webp}
+
+
+def image_header(encoded):
+    """(height, width, problem) of encoded image bytes, from the header only.
+
+    Args:
+        encoded: a string scalar tensor (or bytes).
+
+    Returns:
+        (height int64 [], width int64 [], problem string []): `problem` is "" when the header was
+        read, otherwise why not (not an image of a known format, a truncated or invalid header,
+        an empty size), and the sizes are then 0. Only an invalid JPEG header raises (the
+        `InvalidArgumentError` of `tf.image.extract_jpeg_shape`).
+    """
+    encoded = tf.convert_to_tensor(encoded, tf.string)
+    length = tf.cast(tf.strings.length(encoded), tf.int64)
+    head = _head(encoded)
+    kind = _format(head)
+    zero = tf.constant(0, tf.int64)
+    jpeg = tf.cond(
+        tf.equal(kind, _JPEG),
+        lambda: tf.cast(tf.image.extract_jpeg_shape(encoded)[:2], tf.int64),
+        lambda: tf.zeros([2], tf.int64),
+    )
+    height, width = jpeg[0], jpeg[1]
+    needed, valid = tf.constant(3, tf.int64), tf.equal(kind, _JPEG)
+    for value, (h, w, n, ok) in _other_sizes(head).items():
+        mine = tf.equal(kind, value)
+        height, width = tf.where(mine, h, height), tf.where(mine, w, width)
+        needed = tf.where(mine, tf.cast(n, tf.int64), needed)
+        valid = tf.where(mine, ok, valid)
+    name = tf.gather(tf.constant(_NAMES), kind)
+    problem = tf.where(
+        tf.equal(kind, _UNKNOWN),
+        tf.strings.format("is not a {} image ({} bytes)", (tf.constant(FORMATS), length)),
+        tf.where(
+            length < needed,
+            tf.strings.format("has a truncated {} header ({} bytes)", (name, length)),
+            tf.where(
+                tf.logical_not(valid),
+                tf.strings.format("has an invalid {} header", name),
+                tf.where(
+                    (height < 1) | (width < 1),
+                    tf.strings.format(
+                        "has an empty {} size {}x{} (width x height)", (name, width, height)
+                    ),
+                    tf.constant(""),
+                ),
+            ),
+        ),
+    )
+    problem = tf.strings.regex_replace(problem, '"', "")  # tf.strings.format quotes strings
+    ok = tf.equal(problem, "")
+    return tf.where(ok, height, zero), tf.where(ok, width, zero), problem
+
+
+def image_header_size(encoded):
+    """(height, width) int64 scalars of encoded image bytes, read from the header only.
+
+    Works eagerly, in `tf.data` and in a SavedModel graph. Raises `InvalidArgumentError` when the
+    bytes are not a JPEG, PNG, GIF, BMP or WebP image or their header is truncated or invalid
+    (the message says which). See the module docstring for what is read per format.
+    """
+    height, width, problem = image_header(encoded)
+    check = tf.debugging.Assert(tf.equal(problem, ""), [tf.strings.join(["image ", problem])])
+    with tf.control_dependencies([check]):
+        return tf.identity(height), tf.identity(width)
+
+
+def pixel_limit_problem(height, width, max_pixels: int):
+    """ "" when height x width <= max_pixels (or max_pixels <= 0: no limit), else why not."""
+    if max_pixels <= 0:
+        return tf.constant("")
+    height = tf.cast(height, tf.int64)
+    width = tf.cast(width, tf.int64)
+    pixels = tf.cast(height, tf.float64) * tf.cast(width, tf.float64)
+    return tf.where(
+        pixels > float(max_pixels),
+        tf.strings.format(
+            "is {}x{} (width x height) = {} pixels, above the limit max_pixels = {} (a "
+            "decompression bomb?)",
+            (width, height, tf.cast(tf.minimum(pixels, 2.0**62), tf.int64), max_pixels),
+        ),
+        tf.constant(""),
+    )
+
+
+def check_image_size(encoded, max_pixels: int = DEFAULT_MAX_PIXELS):
+    """`image_header_size`, and an `InvalidArgumentError` naming the limit when the image has
+    more than `max_pixels` pixels (`max_pixels` <= 0: no limit). Call it before decoding.
+
+    Returns:
+        (height, width) int64 scalars.
+    """
+    height, width = image_header_size(encoded)
+    problem = pixel_limit_problem(height, width, max_pixels)
+    check = tf.debugging.Assert(tf.equal(problem, ""), [tf.strings.join(["image ", problem])])
+    with tf.control_dependencies([check]):
+        return tf.identity(height), tf.identity(width)

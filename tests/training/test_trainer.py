@@ -1,0 +1,402 @@
+"""`trainer.train` end to end on tiny synthetic TFRecords: the model directory it writes,
+resume (after a clean end or a kill), divergence, distribution, and old model directories."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import h5py
+import keras
+import numpy as np
+import pytest
+
+from stacked_hourglass import joints, run_dir
+from stacked_hourglass.config import DataConfig, ExperimentConfig, ModelConfig, TrainConfig
+from stacked_hourglass.data import pipeline
+from stacked_hourglass.data.codec import HeatmapCodec
+from stacked_hourglass.evaluation import model_eval
+from stacked_hourglass.model import build_model, model_config
+from stacked_hourglass.training import callbacks, trainer
+from stacked_hourglass.training.optimizers import TorchRMSprop
+
+# depth 1 (64x64 -> 8x8 at the bottom): training cost here is tracing the train step, which
+# grows with the layer count, not with the tiny crops.
+TINY_MODEL = ModelConfig(num_stacks=2, num_features=16, depth=1, input_size=64)
+
+
+def tiny_config(records, model_dir, model=TINY_MODEL, **train_overrides) -> ExperimentConfig:
+    """2 epochs x 3 steps of batch 4 on `synthetic_records`."""
+    train = {
+        "model_dir": str(model_dir),
+        "batch_size": 4,
+        "epochs": 2,
+        "steps_per_epoch": 3,
+        "eval_batch_size": 8,
+        "tensorboard_images": 2,
+        "verbose": 0,
+        **train_overrides,
+    }
+    return ExperimentConfig(
+        model=model,
+        data=DataConfig(
+            dataset="synthetic",
+            train_files=records["train"],
+            valid_files=records["valid"],
+            shuffle_buffer=16,
+        ),
+        train=TrainConfig(**train),
+    )
+
+
+@pytest.fixture(scope="module")
+def trained_run(synthetic_records, tmp_path_factory):
+    """A finished 2-epoch run (read-only: tests that train on it copy it first)."""
+    run = tmp_path_factory.mktemp("trained") / "run"
+    summary = trainer.train(tiny_config(synthetic_records, run))
+    return {"run": run, "summary": summary}
+
+
+def copy_run(trained_run, tmp_path, keep_final=True):
+    run = tmp_path / "run"
+    shutil.copytree(trained_run["run"], run)
+    if not keep_final:
+        for name in (run_dir.FINAL_MODEL_FILE, run_dir.SUMMARY_FILE):
+            (run / name).unlink()
+    return run
+
+
+def read_state(run):
+    return json.loads((run / run_dir.CHECKPOINT_DIR / run_dir.STATE_FILE).read_text())
+
+
+def test_train_writes_model_summary_and_config(trained_run):
+    run, summary = trained_run["run"], trained_run["summary"]
+    assert summary["steps"] == 6 and summary["resumed_from_epoch"] == 0
+    assert (run / "model.keras").exists() and (run / "summary.json").exists()
+    saved = json.loads((run / "summary.json").read_text())
+    assert saved["validation_metric"] == "val_pckh"
+    assert 0.0 <= saved["validation"]["Mean"] <= 100.0
+    assert saved["validation"]["num_people"] == 16
+    assert len(saved["history"]["val_pckh"]) == 2
+    assert len(saved["history"]["val_heatmap_mse"]) == 2
+    assert saved["parameters"] == summary["parameters"] > 0
+    # config.json is the resolved experiment: joints from the dataset, supervision from
+    # --supervise.
+    config = run_dir.load_config(str(run))
+    assert config.model.num_joints == 16 and config.model.heatmap_size == 16
+    assert config.model.intermediate_supervision and config.model.stem_padding == "symmetric"
+    assert config.train.batch_size == 4 and config.data.dataset == "synthetic"
+    records = {"train": config.data.train_files, "valid": config.data.valid_files}
+    assert config == tiny_config(records, run).resolve()
+    assert os.listdir(run / "logs")
+    history = (run / "history.csv").read_text().splitlines()
+    assert len(history) == 3 and "val_pckh" in history[0]
+    state = read_state(run)
+    assert state["epoch"] == 2 and state["step"] == 6
+    assert sorted(os.listdir(run / "checkpoints")) == [
+        "epoch-0001.weights.h5",
+        "epoch-0002.weights.h5",
+        "state.json",
+    ]
+    model = run_dir.load_model(str(run))
+    assert sorted(model.output_names) == ["heatmaps_1", "heatmaps_2"]
+    assert model_config(model) == config.model
+    assert trainer.format_validation(saved).splitlines()[0].split()[0] == "Head"
+
+
+def _evaluate(records, model_dir=None, saved_model=None, output_dir=None):
+    return model_eval.run_model_evaluation(
+        model_dir=model_dir,
+        saved_model=saved_model,
+        data=records["valid"],
+        flip_test=False,
+        batch_size=5,
+        joint_set=joints.SYNTHETIC,
+        head="head_top",
+        threshold=None,
+        output_dir=output_dir,
+    )
+
+
+def test_evaluation_scores_the_final_model_as_validation_did(
+    trained_run, synthetic_records, tmp_path
+):
+    run, saved = trained_run["run"], trained_run["summary"]
+    figures = _evaluate(synthetic_records, model_dir=str(run), output_dir=str(tmp_path / "eval"))
+    assert figures["table"]["Mean"] == pytest.approx(saved["validation"]["Mean"])
+    with h5py.File(tmp_path / "eval" / "run.preds.h5") as f:
+        preds, index = f["preds"][()], f["index"][()]
+    assert preds.shape == (16, 16, 2) and np.all(np.diff(index) > 0)
+    assert (tmp_path / "eval" / "run.pck_curves.png").stat().st_size > 10_000
+    # (That the exported SavedModel scores as its model directory: tests/evaluation.)
+
+
+def test_loss_decreases_on_real_pipeline(synthetic_records, tmp_path):
+    config = tiny_config(synthetic_records, tmp_path).resolve()
+    model_config_ = dataclasses.replace(config.model, num_stacks=1)
+    keras.utils.set_random_seed(0)
+    model = build_model(model_config_)
+    trainer.compile_model(model, model_config_, TrainConfig(learning_rate=1e-3))
+    codec = HeatmapCodec.for_model(model_config_.input_size)
+    batches = (
+        pipeline.make_train_dataset(config.data, codec, 4, model_config_.output_names)
+        .take(1)
+        .cache()
+        .repeat()
+    )
+    fit = model.fit(batches, epochs=4, steps_per_epoch=5, shuffle=False, verbose=0)
+    history = fit.history["loss"]
+    assert history[-1] < 0.5 * history[0], history
+
+
+def _optimizer_state(path):
+    """The optimizer variables stored in a Keras weights file, in `optimizer.variables` order."""
+    with h5py.File(path) as f:
+        group = f["optimizer"]["vars"]
+        return [group[str(i)][()] for i in range(len(group))]
+
+
+def test_resume_restores_the_step_optimizer_state_and_plateau(trained_run):
+    run = trained_run["run"]
+    saved_state = _optimizer_state(run / "checkpoints" / "epoch-0002.weights.h5")
+    state = read_state(run)
+    assert state["step"] == 6 and state["checkpoint"] == "epoch-0002.weights.h5"
+
+    # A fresh process would rebuild and compile the model, then restore: do the same here.
+    config = run_dir.load_config(str(run))
+    model = build_model(config.model)
+    trainer.compile_model(model, config.model, config.train)
+    plateau = keras.callbacks.ReduceLROnPlateau()
+    resume = callbacks.ResumeCheckpoint(str(run), plateau)
+    initial_epoch = resume.restore(model)
+    assert initial_epoch == 2
+    assert int(model.optimizer.iterations.numpy()) == 6
+    assert float(model.optimizer.learning_rate.numpy()) == pytest.approx(state["learning_rate"])
+    restored = [v.numpy() for v in model.optimizer.variables]
+    assert len(restored) == len(saved_state) > 2
+    for saved, now in zip(saved_state, restored, strict=True):
+        np.testing.assert_array_equal(saved, now)
+    velocities = [v for v in model.optimizer.variables if v.path.endswith("_velocity")]
+    assert velocities and all(np.any(v.numpy() != 0) for v in velocities[:5])
+
+    # The plateau callback's counters survive the restart too.
+    plateau.set_model(model)
+    plateau.on_train_begin()  # resets its counters, as fit() does first...
+    resume.on_train_begin()  # ...and they come back
+    assert np.isfinite(plateau.best)
+    assert plateau.best == state["plateau"]["best"] and plateau.wait == state["plateau"]["wait"]
+
+
+class Killed(Exception):
+    """Stands for the process dying: raised out of `fit`, so no epoch end runs."""
+
+
+class KillAtStep(keras.callbacks.Callback):
+    def __init__(self, step):
+        super().__init__()
+        self.step = step
+
+    def on_train_batch_end(self, batch, logs=None):
+        if int(self.model.optimizer.iterations.numpy()) == self.step:
+            raise Killed(f"killed at step {self.step}")
+
+
+def test_killed_run_resumes_at_the_last_completed_epoch(synthetic_records, tmp_path):
+    """A run killed during epoch 2 restarts at the end of epoch 1 (step 3)."""
+    run = tmp_path / "run"
+    one_stack = dataclasses.replace(TINY_MODEL, num_stacks=1)
+    config = tiny_config(synthetic_records, run, model=one_stack, epochs=3)
+    with pytest.raises(Killed):
+        trainer.train(config, callbacks=(KillAtStep(5),))
+    state = read_state(run)
+    assert state == {**state, "epoch": 1, "step": 3}
+    assert not (run / "model.keras").exists() and not (run / "summary.json").exists()
+    assert not (run / "checkpoints" / "epoch-0002.weights.h5").exists()
+
+    summary = trainer.train(config)
+    assert summary["resumed_from_epoch"] == 1 and summary["steps"] == 9
+    assert read_state(run)["epoch"] == 3 and (run / "model.keras").exists()
+    # The killed session's CSV rows stay; the resumed one appends epochs 2 and 3.
+    epochs = [row.split(",")[0] for row in (run / "history.csv").read_text().splitlines()]
+    assert epochs[-2:] == ["1", "2"]
+
+
+class PoisonWeightsAtEpoch(keras.callbacks.Callback):
+    """Sets a convolution kernel to NaN when epoch `epoch` (0-based) begins."""
+
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.epoch:
+            kernel = self.model.get_layer("stem_conv").kernel
+            kernel.assign(np.full(kernel.shape, np.nan, np.float32))
+
+
+def test_nan_loss_raises_keeps_the_last_good_checkpoint_and_resumes_from_it(trained_run, tmp_path):
+    run = copy_run(trained_run, tmp_path, keep_final=False)
+    before = (run / "checkpoints" / "epoch-0002.weights.h5").read_bytes()
+    config = run_dir.load_config(str(run))
+    train = dataclasses.replace(config.train, model_dir=str(run), epochs=3)
+    config = dataclasses.replace(config, train=train)
+    with pytest.raises(trainer.TrainingDiverged, match="NaN") as info:
+        trainer.train(config, callbacks=(PoisonWeightsAtEpoch(2),))
+    assert "resume point kept: epoch 2" in str(info.value) and "at step 7" in str(info.value)
+    assert not (run / "model.keras").exists() and not (run / "summary.json").exists()
+    state = read_state(run)
+    assert state["epoch"] == 2 and state["step"] == 6
+    assert sorted(os.listdir(run / "checkpoints")) == [
+        "epoch-0001.weights.h5",
+        "epoch-0002.weights.h5",
+        "state.json",
+    ]
+    assert (run / "checkpoints" / "epoch-0002.weights.h5").read_bytes() == before
+    # The resume point still loads to finite weights, and running again (without the poison)
+    # resumes from it: epoch 2, step 6, one more epoch.
+    model = run_dir.load_model(str(run))
+    assert all(np.all(np.isfinite(w)) for w in model.get_weights())
+    summary = trainer.train(config)
+    assert summary["resumed_from_epoch"] == 2 and summary["steps"] == 9
+    assert (run / "model.keras").exists() and read_state(run)["epoch"] == 3
+
+
+def test_old_model_directory_still_loads(tmp_path):
+    """config.json in the flat format written before `ExperimentConfig` (data keys scale,
+    input_size, heatmap_size, seed; no stem_padding: TF's 'same'), a state.json naming only the
+    epoch, and a checkpoint holding optimizer variables too."""
+    model_dir = tmp_path / "old_run"
+    (model_dir / "checkpoints").mkdir(parents=True)
+    old_model = ModelConfig(
+        num_stacks=1, num_features=16, depth=1, input_size=64, stem_padding="same"
+    )
+    keras.utils.set_random_seed(5)
+    model = build_model(old_model)
+    model.compile(optimizer=TorchRMSprop(), loss="mse")
+    model.optimizer.build(model.trainable_variables)
+    model.save_weights(str(model_dir / "checkpoints" / "epoch-0003.weights.h5"))
+    (model_dir / "checkpoints" / "state.json").write_text(json.dumps({"epoch": 3}))
+    legacy = {
+        "model": {
+            "num_stacks": 1,
+            "num_features": 16,
+            "depth": 1,
+            "num_joints": 16,
+            "input_size": 64,
+            "intermediate_supervision": True,
+        },
+        "data": {
+            "dataset": "mpii",
+            "train_files": "tfrecords/mpii/train-*.tfrecord",
+            "valid_files": "tfrecords/mpii/valid-*.tfrecord",
+            "sigma": 1.0,
+            "rotation": 30.0,
+            "scale": 0.3,
+            "flip": True,
+            "input_size": 64,
+            "heatmap_size": 16,
+            "seed": 0,
+        },
+        "train": {"model_dir": str(model_dir), "batch_size": 6, "epochs": 3},
+    }
+    (model_dir / "config.json").write_text(json.dumps(legacy))
+
+    config = run_dir.load_config(str(model_dir))
+    assert config.data.scale_aug == 0.3 and config.model.stem_padding == "same"
+    loaded = run_dir.load_model(str(model_dir))
+    assert model_config(loaded).stem_padding == "same"
+    images = np.random.default_rng(0).random((2, 64, 64, 3), np.float32)
+    np.testing.assert_array_equal(
+        loaded(images)["heatmaps_1"].numpy(), model(images)["heatmaps_1"].numpy()
+    )
+    # Read as today's symmetric stem, the same weights would predict something else.
+    symmetric = build_model(dataclasses.replace(old_model, stem_padding="symmetric"))
+    symmetric.load_weights(str(model_dir / "checkpoints" / "epoch-0003.weights.h5"))
+    assert not np.allclose(
+        symmetric(images)["heatmaps_1"].numpy(), model(images)["heatmaps_1"].numpy()
+    )
+
+
+def test_model_dir_without_model_or_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        run_dir.load_model(str(tmp_path))
+    run_dir.save_config(str(tmp_path), ExperimentConfig())
+    with pytest.raises(FileNotFoundError, match="neither model.keras nor a checkpoint"):
+        run_dir.load_model(str(tmp_path))
+
+
+_MIRRORED_SCRIPT = """
+import numpy as np, tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import keras
+from stacked_hourglass.model import ModelConfig, build_model
+
+# depth 2 keeps the lowest resolution at 4x4 as in the paper: BatchNorm over a 1x1 map and two
+# samples per replica is so ill-conditioned that float rounding alone changes the gradients.
+config = ModelConfig(num_stacks=2, num_features=16, input_size=64, num_joints=4, depth=2,
+                     sync_batch_norm=True)
+rng = np.random.default_rng(0)
+x = rng.standard_normal((8, 64, 64, 3), np.float32)
+y = rng.random((8, 16, 16, 4), np.float32) ** 8
+def data():
+    return tf.data.Dataset.from_tensor_slices((x, {n: y for n in config.output_names})).batch(4)
+
+def compile(model):
+    # Plain SGD: RMSprop's first steps are ~sign(g) * 10 * lr, which turns float rounding in a
+    # near-zero gradient into a visible weight difference and would hide what is compared here.
+    model.compile(optimizer=keras.optimizers.SGD(1e-3),
+                  loss={n: "mse" for n in config.output_names})
+
+keras.utils.set_random_seed(0)
+single = build_model(config)
+initial = single.get_weights()
+compile(single)
+single.fit(data(), epochs=1, verbose=0)
+
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+assert strategy.num_replicas_in_sync == 2
+with strategy.scope():
+    mirrored = build_model(config)
+    mirrored.set_weights(initial)
+    compile(mirrored)
+mirrored.fit(data(), epochs=1, verbose=0)
+diff = max(float(np.abs(a - b).max()) for a, b in zip(single.get_weights(), mirrored.get_weights()))
+moved = max(float(np.abs(a - b).max()) for a, b in zip(single.get_weights(), initial))
+print("MAXDIFF", diff, "MOVED", moved)
+"""
+
+
+@pytest.mark.large
+def test_mirrored_strategy_on_two_cpus_matches_single_device():
+    result = subprocess.run(
+        [sys.executable, "-c", _MIRRORED_SCRIPT], capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    line = next(ln for ln in result.stdout.splitlines() if ln.startswith("MAXDIFF"))
+    _, diff, _, moved = line.split()
+    assert float(moved) > 1e-3  # the weights did train
+    assert float(diff) < 1e-3 * float(moved), line
+
+
+def test_make_strategy_without_gpus_is_the_default_strategy():
+    import tensorflow as tf
+
+    if tf.config.list_logical_devices("GPU"):
+        pytest.skip("GPUs visible: 'auto' mirrors over them")
+    for name in ("auto", "one_device", "none"):
+        assert trainer.make_strategy(name).num_replicas_in_sync == 1
+
+
+def test_set_precision_policy():
+    try:
+        assert trainer.set_precision_policy("bfloat16") == "mixed_bfloat16"
+        assert keras.mixed_precision.global_policy().name == "mixed_bfloat16"
+        assert trainer.set_precision_policy("none") == "float32"
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
