@@ -206,6 +206,10 @@ class TrainConfig:
     loss_weights: tuple[float, ...] = _field((), "Per-stack loss weights (default: all 1).")
     valid_batches: int = _field(0, "Validation batches scored per epoch (0: all).")
     eval_batch_size: int = _field(16, "Validation batch size.")
+    valid_flip_test: bool = _field(
+        False,
+        "Validate with the flip test (as pose-hg-train always does; on in mpii/flic configs).",
+    )
     mixed_precision: str = _field("none", "Mixed precision policy.", choices=PRECISIONS)
     jit_compile: bool = _field(False, "Compile the train step with XLA.")
     distribution: str = _field(

@@ -37,6 +37,7 @@ class Validation(keras.callbacks.Callback):
         valid_batches: int,
         log_dir: str,
         num_images: int,
+        flip_test: bool = False,
     ):
         super().__init__()
         self.eval_dataset = eval_dataset
@@ -46,12 +47,15 @@ class Validation(keras.callbacks.Callback):
         self.num_images = num_images
         self.writer = tf.summary.create_file_writer(os.path.join(log_dir, "validation"))
         self.monitor = metric_name(joint_set)
+        # pose-hg-train always flip-averages at validation: with it the plateau schedule sees
+        # the number users report.
+        self.flip_permutation = joint_set.flip_permutation() if flip_test else None
         self.last_table = None
 
     def score(self) -> dict:
         """The validation PCK table of the model as it is now (also kept as `last_table`)."""
         result = inference.predict_dataset(
-            inference.heatmaps_fn(self.model),
+            inference.heatmaps_fn(self.model, self.flip_permutation),
             self.eval_dataset,
             self.codec,
             max_batches=self.valid_batches,

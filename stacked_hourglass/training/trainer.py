@@ -20,6 +20,7 @@ from stacked_hourglass import run_dir
 from stacked_hourglass.config import ExperimentConfig, ModelConfig, TrainConfig, output_name
 from stacked_hourglass.data import pipeline
 from stacked_hourglass.data.codec import HeatmapCodec
+from stacked_hourglass.data.records import validate
 from stacked_hourglass.evaluation import pck
 from stacked_hourglass.model.hourglass import build_model
 from stacked_hourglass.training import callbacks as callbacks_lib
@@ -133,6 +134,16 @@ def _train(config, callbacks, strategy, tf_config, write_dir, watchdog, start) -
         run_dir.save_config(model_dir, config)
     codec = HeatmapCodec.for_model(config.model.input_size, config.data.sigma)
 
+    # One cheap pass over the validation split before the first epoch: a corrupt record or a
+    # split without PCK normalisers fails now, naming shard and record, not after an epoch.
+    validate.raise_for_problems(
+        validate.check_split(
+            config.data.valid_files,
+            config.model.num_joints,
+            need_normalizer=True,
+            max_pixels=config.data.max_pixels,
+        )
+    )
     steps_per_epoch = train_config.steps_per_epoch or max(
         1, pipeline.count_records(config.data.train_files) // train_config.batch_size
     )
@@ -158,6 +169,8 @@ def _train(config, callbacks, strategy, tf_config, write_dir, watchdog, start) -
         config.model.num_joints,
         codec,
         train_config.eval_batch_size,
+        need_normalizer=True,
+        max_pixels=config.data.max_pixels,
     )
     with strategy.scope():
         model = build_model(config.model)
@@ -173,6 +186,7 @@ def _train(config, callbacks, strategy, tf_config, write_dir, watchdog, start) -
         train_config.valid_batches,
         log_dir,
         train_config.tensorboard_images,
+        flip_test=train_config.valid_flip_test,
     )
     plateau = keras.callbacks.ReduceLROnPlateau(
         monitor=validation.monitor,
