@@ -106,89 +106,18 @@ def run(fv: flags.FlagValues) -> None:
             **common,
         )
         return
-    from stacked_hourglass import run_dir
     from stacked_hourglass.evaluation import model_eval
 
-    model_dir, saved_model = fv["model_dir"].value, fv["saved_model"].value
-    if fv["litert"].value:
-        return _run_litert(fv, common)
-    if not (model_dir or saved_model):
-        raise cli.UsageError(
-            "give --predictions and --ground_truth (released predictions), or --model_dir or "
-            "--saved_model with --data (a model)"
-        )
-    if model_dir and saved_model:
-        raise cli.UsageError("Give exactly one of --model_dir and --saved_model")
-    if not fv["data"].value:
-        raise cli.UsageError("--data (a TFRecord glob) is required with --model_dir/--saved_model")
-    dataset = fv["dataset"].value
-    if dataset is None and model_dir:
-        dataset = run_dir.load_config(model_dir).data.dataset
-    elif dataset is None:
-        from stacked_hourglass.serving import layout
-
-        dataset = layout.read_joints_metadata(saved_model)["dataset"]
-    model_eval.run_model_evaluation(
-        model_dir=model_dir,
-        saved_model=saved_model,
+    sources = {k: fv[k].value for k in ("model_dir", "saved_model", "litert")}
+    model_eval.evaluate_sources(
+        **sources,
         data=fv["data"].value,
+        dataset=fv["dataset"].value,
         flip_test=fv["flip_test"].value,
         batch_size=fv["batch_size"].value,
-        joint_set=get_joint_set(dataset),
         decoder=fv["decoder"].value,
         **common,
     )
-
-
-def _run_litert(fv: flags.FlagValues, common: dict) -> None:
-    """--litert [--model_dir]: the converted model's table, the float model's, and both side by
-    side."""
-    from stacked_hourglass.evaluation import model_eval
-
-    litert, model_dir = fv["litert"].value, fv["model_dir"].value
-    if fv["saved_model"].value:
-        raise cli.UsageError("--litert compares with --model_dir, not --saved_model")
-    if not fv["data"].value:
-        raise cli.UsageError("--data (a TFRecord glob) is required with --litert")
-    metadata = model_eval.exported_metadata(None, litert)
-    joint_set = get_joint_set(fv["dataset"].value or metadata["dataset"])
-    run = {
-        "data": fv["data"].value,
-        "batch_size": fv["batch_size"].value,
-        "joint_set": joint_set,
-        **common,
-    }
-    print(f"== {litert} (LiteRT, quantize={metadata.get('quantize', 'none')})")
-    figures = model_eval.run_model_evaluation(
-        model_dir=None,
-        saved_model=None,
-        litert=litert,
-        flip_test=fv["flip_test"].value,
-        decoder=fv["decoder"].value,
-        **run,
-    )
-    rows = [(f"LiteRT {metadata.get('quantize', 'none')}", figures["table"])]
-    if model_dir:
-        print(f"== {model_dir} (float Keras model)")
-        reference = model_eval.run_model_evaluation(
-            model_dir=model_dir,
-            saved_model=None,
-            flip_test=bool(metadata.get("flip_test", False)),
-            decoder=metadata.get("decoder", "quarter"),
-            **run,
-        )
-        rows.insert(0, ("float (model_dir)", reference["table"]))
-    print(comparison_table(rows))
-
-
-def comparison_table(rows) -> str:
-    """Rows (label, `pck.pck_table` dict) → a plain-text table of the columns and Mean."""
-    columns = [*rows[0][1]["columns"], "Mean"]
-    width = max(len(label) for label, _ in rows) + 2
-    lines = [f"{'model':<{width}}" + "".join(f"{c:>9}" for c in columns)]
-    for label, table in rows:
-        lines.append(f"{label:<{width}}" + "".join(f"{table[c]:9.2f}" for c in columns))
-    return "\n".join(lines)
 
 
 def main(argv=None) -> int:

@@ -20,7 +20,7 @@ from stacked_hourglass.data import pipeline
 from stacked_hourglass.data.codec import HeatmapCodec
 from stacked_hourglass.evaluation import formats
 from stacked_hourglass.evaluation.report import report_figures
-from stacked_hourglass.joints import JointSet
+from stacked_hourglass.joints import JointSet, get_joint_set
 from stacked_hourglass.model import inference
 
 
@@ -200,3 +200,100 @@ def run_model_evaluation(
         )
         print(f"Wrote {path}")
     return figures
+
+
+def evaluate_sources(
+    *,
+    model_dir: str | None,
+    saved_model: str | None,
+    litert: str | None,
+    data: str | None,
+    dataset: str | None,
+    flip_test: bool,
+    batch_size: int,
+    decoder: str | None,
+    **common,
+) -> dict:
+    """The model modes of `python -m stacked_hourglass.evaluate`: checks which sources were
+    given, resolves the joint set (default: the model's own dataset) and scores.
+
+    Raises:
+        ValueError: a wrong combination of sources or a missing --data (one line).
+    """
+
+    if litert:
+        return _evaluate_litert(litert, model_dir, saved_model, data, dataset, flip_test,
+                                batch_size, decoder, common)  # fmt: skip
+    if not (model_dir or saved_model):
+        raise ValueError(
+            "give --predictions and --ground_truth (released predictions), or --model_dir or "
+            "--saved_model with --data (a model)"
+        )
+    if model_dir and saved_model:
+        raise ValueError("Give exactly one of --model_dir and --saved_model")
+    if not data:
+        raise ValueError("--data (a TFRecord glob) is required with --model_dir/--saved_model")
+    if dataset is None and model_dir:
+        dataset = run_dir.load_config(model_dir).data.dataset
+    elif dataset is None:
+        from stacked_hourglass.serving import layout
+
+        dataset = layout.read_joints_metadata(saved_model)["dataset"]
+    return run_model_evaluation(
+        model_dir=model_dir,
+        saved_model=saved_model,
+        data=data,
+        flip_test=flip_test,
+        batch_size=batch_size,
+        joint_set=get_joint_set(dataset),
+        decoder=decoder,
+        **common,
+    )
+
+
+def _evaluate_litert(
+    litert, model_dir, saved_model, data, dataset, flip_test, batch_size, decoder, common
+) -> dict:
+    """--litert [--model_dir]: the converted model's table, the float model's, and both side by
+    side (what the conversion and quantisation cost)."""
+
+    if saved_model:
+        raise ValueError("--litert compares with --model_dir, not --saved_model")
+    if not data:
+        raise ValueError("--data (a TFRecord glob) is required with --litert")
+    metadata = exported_metadata(None, litert)
+    run = {
+        "data": data,
+        "batch_size": batch_size,
+        "joint_set": get_joint_set(dataset or metadata["dataset"]),
+        **common,
+    }
+    quantize = metadata.get("quantize", "none")
+    print(f"== {litert} (LiteRT, quantize={quantize})")
+    figures = run_model_evaluation(
+        model_dir=None, saved_model=None, litert=litert, flip_test=flip_test, decoder=decoder,
+        **run,
+    )  # fmt: skip
+    rows = [(f"LiteRT {quantize}", figures["table"])]
+    if model_dir:
+        print(f"== {model_dir} (float Keras model)")
+        reference = run_model_evaluation(
+            model_dir=model_dir,
+            saved_model=None,
+            flip_test=bool(metadata.get("flip_test", False)),
+            decoder=metadata.get("decoder", "quarter"),
+            **run,
+        )
+        rows.insert(0, ("float (model_dir)", reference["table"]))
+    print(comparison_table(rows))
+    return figures
+
+
+def comparison_table(rows) -> str:
+    """Rows (label, `pck.pck_table` dict) → a plain-text table of the columns and Mean."""
+    columns = [*rows[0][1]["columns"], "Mean"]
+    width = max(len(label) for label, _ in rows) + 2
+    lines = [f"{'model':<{width}}" + "".join(f"{c:>9}" for c in columns)]
+    for label, table in rows:
+        lines.append(f"{label:<{width}}" + "".join(f"{table[c]:9.2f}" for c in columns))
+    return "\n".join(lines)
