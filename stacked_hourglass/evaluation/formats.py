@@ -16,9 +16,6 @@ orientation from the shape instead of assuming one.
 from __future__ import annotations
 
 import json
-import math
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -27,6 +24,7 @@ import numpy as np
 import scipy.io
 
 from stacked_hourglass.evaluation import pck
+from stacked_hourglass.utils import files
 
 # Joint counts of the datasets we know (MPII and the synthetic set: 16, FLIC: 11), used to tell
 # the joint axis from the person axis when a file does not say which is which.
@@ -197,15 +195,6 @@ def load_ground_truth(path, num_joints: int | None = None):
     return gt, missing, normalizer, headboxes
 
 
-def _atomic_target(path) -> tuple[Path, str]:
-    """Creates the parent folder and a temporary file next to `path` (same filesystem)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    return path, tmp
-
-
 def write_predictions_h5(
     path,
     preds,
@@ -236,34 +225,11 @@ def write_predictions_h5(
     extra = dict(extra or {})
     if "preds" in extra:
         raise ValueError("extra must not contain 'preds'")
-    path, tmp = _atomic_target(path)
-    try:
-        with h5py.File(tmp, "w") as f:
-            f.create_dataset("preds", data=preds + (1 - coordinate_base))
-            for key, value in extra.items():
-                f.create_dataset(key, data=np.asarray(value))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def _jsonable(value):
-    """numpy → Python; NaN/inf → None so the output is strict JSON."""
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
-    if isinstance(value, np.generic):
-        return _jsonable(value.item())
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, Path):
-        return str(value)
-    return value
+    with files.atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        f.create_dataset("preds", data=preds + (1 - coordinate_base))
+        for key, value in extra.items():
+            f.create_dataset(key, data=np.asarray(value))
+    return Path(path)
 
 
 def write_json(path, figures: Mapping) -> Path:
@@ -272,13 +238,9 @@ def write_json(path, figures: Mapping) -> Path:
     numpy arrays and scalars become lists and numbers; NaN (e.g. a group with nothing scored)
     becomes null.
     """
-    path, tmp = _atomic_target(path)
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(_jsonable(figures), f, indent=2, allow_nan=False)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    # Not `files.write_json`: these files keep the figures' own key order (table columns in
+    # reading order), which sort_keys would scramble.
+    with files.atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        json.dump(files.jsonable(figures), f, indent=2, allow_nan=False)
+        f.write("\n")
+    return Path(path)
