@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from stacked_hourglass import run_dir
 from stacked_hourglass.evaluation import formats
 from stacked_hourglass.utils import cli
 
@@ -138,5 +139,4 @@ def run_ablation(
 
 
 def _valid_files(model_dir: Path) -> str:
-    config = json.loads((model_dir / "config.json").read_text())
-    return config["data"]["valid_files"]
+    return run_dir.load_config(str(model_dir)).data.valid_files
