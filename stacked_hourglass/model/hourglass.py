@@ -24,6 +24,7 @@ import keras
 from keras import layers
 
 from stacked_hourglass.config import ModelConfig, output_name
+from stacked_hourglass.model.layers import FusedBatchNormalization
 
 _BN_MOMENTUM = 0.9  # Torch's SpatialBatchNormalization momentum 0.1 on the new statistic.
 _BN_EPSILON = 1e-5  # Torch's default, and both PyTorch reference implementations'.
@@ -43,7 +44,7 @@ def _conv(filters, kernel_size, name, strides=1, padding="same"):
 
 
 def _bn(name, sync):
-    return layers.BatchNormalization(
+    return FusedBatchNormalization(
         momentum=_BN_MOMENTUM, epsilon=_BN_EPSILON, synchronized=sync, name=name
     )
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import keras
-from keras import ops
+import tensorflow as tf
 
 
 @keras.saving.register_keras_serializable(package="stacked_hourglass")
@@ -14,6 +14,19 @@ class TorchRMSprop(keras.optimizers.RMSprop):
     while `v` is small (early training, rarely-updated weights): Keras's version caps the step at
     lr * g / 1e-4, Torch's lets it grow to lr * g / 1e-8. pose-hg-train used Torch's `optim.rmsprop`
     (alpha = 0.99, epsilon = 1e-8, no momentum); this reproduces it.
+
+    The update is TensorFlow's fused Adam kernel (`ResourceApplyAdam`) with beta1 = 0 and both
+    bias corrections off (beta powers 0), which is exactly this rule:
+
+        m = m + (g - m) * (1 - 0)     # with m set to g just before: m = g, exactly
+        v = v + (g^2 - v) * (1 - rho) # = rho * v + (1 - rho) * g^2
+        w = w - lr * sqrt(1 - 0) / (1 - 0) * m / (sqrt(v) + eps)
+
+    One op per variable instead of about fourteen: the 8-stack network's 1,464 updates traced,
+    optimised and ran as ~20,000 graph nodes, a large part of the time to the first step. The
+    `m` buffers (one float32 copy of the weights) are scratch, rewritten every step, and not
+    optimizer state: checkpoints keep Keras's variables (`iterations`, `learning_rate`, one
+    velocity per weight) and load either way.
     """
 
     def __init__(self, learning_rate=2.5e-4, rho=0.99, epsilon=1e-8, name="torch_rmsprop", **kw):
@@ -21,15 +34,37 @@ class TorchRMSprop(keras.optimizers.RMSprop):
         kw.pop("centered", None)
         super().__init__(learning_rate=learning_rate, rho=rho, epsilon=epsilon, name=name, **kw)
 
+    def build(self, var_list):
+        if self.built:
+            return
+        super().build(var_list)
+        # Plain tf.Variables, outside Keras's tracking on purpose (see the class docstring).
+        self._gradient_buffers = [
+            tf.Variable(tf.zeros(v.shape, v.dtype), trainable=False, name=f"{_name(v)}_gradient")
+            for v in var_list
+        ]
+
     def update_step(self, gradient, variable, learning_rate):
-        lr = ops.cast(learning_rate, variable.dtype)
-        gradient = ops.cast(gradient, variable.dtype)
-        velocity = self._velocities[self._get_variable_index(variable)]
-        self.assign(
-            velocity,
-            ops.add(
-                ops.multiply(self.rho, velocity), ops.multiply(1 - self.rho, ops.square(gradient))
-            ),
+        dtype = variable.dtype
+        index = self._get_variable_index(variable)
+        velocity = self._velocities[index].value
+        buffer = self._gradient_buffers[index]
+        gradient = tf.cast(gradient, dtype)
+        zero = tf.constant(0.0, dtype)
+        buffer.assign(gradient)
+        tf.raw_ops.ResourceApplyAdam(
+            var=variable.handle,
+            m=buffer.handle,
+            v=velocity.handle,
+            beta1_power=zero,
+            beta2_power=zero,
+            lr=tf.cast(learning_rate, dtype),
+            beta1=zero,
+            beta2=tf.constant(self.rho, dtype),
+            epsilon=tf.constant(self.epsilon, dtype),
+            grad=gradient,
         )
-        denominator = ops.add(ops.sqrt(velocity), self.epsilon)
-        self.assign_sub(variable, ops.divide(ops.multiply(lr, gradient), denominator))
+
+
+def _name(variable) -> str:
+    return variable.path.replace("/", "_") if hasattr(variable, "path") else variable.name

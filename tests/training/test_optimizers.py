@@ -24,3 +24,48 @@ def test_torch_rmsprop_serializes():
     assert type(clone) is TorchRMSprop
     assert (clone.rho, clone.epsilon) == (0.95, 1e-6)
     assert float(clone.learning_rate) == np.float32(0.01)
+
+
+def _torch_rmsprop(weights, gradients, lr, rho, eps):
+    """Torch's `optim.rmsprop` in float64, step by step."""
+    w, v = weights.astype(np.float64), np.zeros_like(weights, np.float64)
+    for g in gradients:
+        v = rho * v + (1 - rho) * g.astype(np.float64) ** 2
+        w = w - lr * g / (np.sqrt(v) + eps)
+    return w, v
+
+
+def test_fused_update_follows_torch_over_steps_with_gradients_of_any_size():
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    start = rng.normal(size=(3, 5)).astype(np.float32)
+    # Consecutive gradients 1e6 apart: the fused kernel's `m + (g - m)` would lose the small one
+    # if `m` still held the large one.
+    scales = [1.0, 1e-6, 1e3, 0.0, 1e-9]
+    gradients = [(rng.normal(size=(3, 5)) * s).astype(np.float32) for s in scales]
+    var = keras.Variable(start)
+    opt = TorchRMSprop(learning_rate=2.5e-4, rho=0.99, epsilon=1e-8)
+
+    @tf.function
+    def step(g):
+        opt.apply_gradients([(g, var)])
+
+    opt.build([var])
+    for g in gradients:
+        step(g)
+        # What makes the fused Adam kernel Torch's RMSprop: its `m` is this step's gradient,
+        # bit for bit, whatever the previous gradient was.
+        np.testing.assert_array_equal(opt._gradient_buffers[0].numpy(), g)
+    w, v = _torch_rmsprop(start, gradients, 2.5e-4, 0.99, 1e-8)
+    np.testing.assert_allclose(var.numpy(), w, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(opt.variables[-1].numpy(), v, rtol=1e-5, atol=1e-30)
+
+
+def test_scratch_buffers_are_not_optimizer_state():
+    # Checkpoints (`.weights.h5`) hold `optimizer.variables`: iterations, learning rate and one
+    # velocity per weight, as before the fused update, so older checkpoints still load.
+    var = keras.Variable(np.zeros((2, 2), np.float32))
+    opt = TorchRMSprop()
+    opt.build([var])
+    assert len(opt.variables) == 3
