@@ -1,14 +1,11 @@
-"""The README's demo command and the ablation runner: end to end at toy size, and their errors."""
+"""The README's demo command: end to end at toy size, and its errors."""
 
 import json
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-from stacked_hourglass import ablation, demo
-from stacked_hourglass.workflows import ablation as ablation_lib
+from stacked_hourglass import demo
 from stacked_hourglass.workflows import demo as demo_lib
 
 REPO = Path(__file__).resolve().parents[1]
@@ -71,69 +68,3 @@ def test_demo_missing_flagfile_fails_before_writing_data(capsys, tmp_path):
     assert status == 1
     assert err == [f"demo: error: {tmp_path / 'x.flags'}: no such training flagfile"]
     assert not (tmp_path / "w").exists()
-
-
-@pytest.mark.parametrize(
-    "name, expected",
-    [
-        ("4x1", {"num_stacks": 4, "num_modules": 1, "supervise": "all"}),
-        ("2x4_last", {"num_stacks": 2, "num_modules": 4, "supervise": "last"}),
-    ],
-)
-def test_parse_variant(name, expected):
-    assert ablation_lib.parse_variant(name) == expected
-
-
-def test_parse_variant_rejects_garbage():
-    with pytest.raises(ValueError, match="4by1"):
-        ablation_lib.parse_variant("4by1")
-
-
-@pytest.mark.parametrize(
-    "argv, message",
-    [
-        ([], "--base_flagfile is required"),
-        (["--base_flagfile={flags}", "--variants=2x1,4by1"], "variant '4by1' is not"),
-        (["--base_flagfile={flags}", "--variants="], "--variants is empty"),
-        (["--base_flagfile={tmp}/missing.flags"], "missing.flags: no such training flagfile"),
-    ],
-)
-def test_ablation_errors_are_one_line_and_train_nothing(capsys, tmp_path, argv, message):
-    flags = tmp_path / "base.flags"
-    flags.write_text("--epochs=1\n")
-    argv = [a.format(flags=flags, tmp=tmp_path) for a in argv]
-    status, _, err = _main(ablation, capsys, *argv, f"--workdir={tmp_path / 'work'}")
-    assert status == 1
-    assert len(err) == 1 and err[0].startswith("ablation: error: ") and message in err[0], err
-    assert not (tmp_path / "work").exists()
-
-
-def test_ablation_table_and_history(tmp_path):
-    (tmp_path / "history.csv").write_text("epoch,loss,val_pckh\n0,1.0,10.5\n1,0.5,\n2,0.4,30\n")
-    assert ablation_lib.read_history(tmp_path, "val_pckh") == [10.5, 30.0]
-    table = {"columns": ["Head", "Mean"], "Head": 50.0, "Mean": 42.125, "Mean@0.1": 7.0}
-    rows = {"2x1": {"parameters": 1_234_567, "validation": table}}
-    header, line = ablation_lib.format_ablation_table(rows).splitlines()
-    assert header.split() == ["variant", "params", "Head", "Mean", "Mean", "Mean@0.1"]
-    assert line.split() == ["2x1", "1.23M", "50.00", "42.12", "42.12", "7.00"]
-
-
-@pytest.mark.large
-def test_ablation_runs_end_to_end(tmp_path, synthetic_records):
-    result = subprocess.run(
-        [
-            sys.executable, "-m", "stacked_hourglass.ablation",
-            f"--base_flagfile={REPO / 'configs' / 'demo.flags'}", f"--workdir={tmp_path}",
-            "--variants=1x2,2x1,2x1_last",
-            *[f"--train_flag={f}" for f in TOY_TRAINING],
-            f"--train_flag=--train_files={synthetic_records['train']}",
-            f"--train_flag=--valid_files={synthetic_records['valid']}",
-        ],
-        capture_output=True, text=True,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "2x1_last" in result.stdout
-    assert (tmp_path / "ablation.png").exists()
-    rows = json.loads((tmp_path / "ablation.json").read_text())
-    assert list(rows) == ["1x2", "2x1", "2x1_last"]
-    assert rows["2x1_last"]["variant"]["supervise"] == "last"
