@@ -20,6 +20,10 @@ Formats (those `tf.io.decode_image` reads, except JPEG XL):
 
 Sizes are int64 (a PNG header can claim up to 2^32 - 1 pixels a side); the pixel count is
 compared in float64, which is exact far beyond any sensible limit.
+
+`decode_window` decodes only a window of an image (what a crop reads, `geometry.decode_crop`):
+a JPEG through libjpeg-turbo's cropped decoding (`decode_jpeg_window`), optionally downscaled 2,
+4 or 8 times in the DCT domain; the other formats in full, then sliced.
 """
 
 from __future__ import annotations
@@ -213,3 +217,93 @@ def check_image_size(encoded, max_pixels: int = DEFAULT_MAX_PIXELS):
     check = tf.debugging.Assert(tf.equal(problem, ""), [tf.strings.join(["image ", problem])])
     with tf.control_dependencies([check]):
         return tf.identity(height), tf.identity(width)
+
+
+# The downscaling factors libjpeg applies in the DCT domain while decoding (`ratio` of TF's JPEG
+# decoders): a scaled inverse DCT of each 8x8 block's low frequencies.
+JPEG_RATIOS = (1, 2, 4, 8)
+
+
+def is_jpeg(encoded):
+    """bool scalar: the bytes start with a JPEG's magic bytes (FF D8 FF)."""
+    return tf.equal(tf.strings.substr(encoded, 0, 3), b"\xff\xd8\xff")
+
+
+def decode_jpeg_window(encoded, window, ratio=1):
+    """Decodes the pixels of `window` only of a JPEG, at 1/`ratio`: uint8 [h, w, 3].
+
+    `tf.io.decode_and_crop_jpeg`: libjpeg-turbo skips the rows below the window, and the
+    inverse DCT and colour conversion outside it (the entropy decoding of the rows above it and
+    of all columns cannot be skipped), and with `ratio` r decodes at 1/r in the DCT domain:
+    pixel (i, j) is then close to the mean of the full-size block rows r*i..r*i+r-1, columns
+    r*j..r*j+r-1 (a low-pass filter: within a few levels of 255 of that mean on smooth
+    content), its centre at (r*j + (r-1)/2, r*i + (r-1)/2) in full-size pixels.
+
+    The window holds the same pixels as the same window sliced from the whole image decoded at
+    that ratio, except its first and last columns in a JPEG with subsampled chroma (4:2:0,
+    4:2:2): libjpeg-turbo upsamples the chroma there as at an image edge (edge sample repeated
+    instead of interpolated with its neighbour outside the window), which moves them by up to
+    ~20 levels on noisy colour. A caller that needs exact pixels widens the window by a column
+    each side (`geometry.decode_crop`'s margin is wider still). Rows are exact
+    (`tests/data/test_images.py`: 4:2:0, 4:4:4, progressive and greyscale JPEGs, windows at and
+    off MCU boundaries).
+
+    Args:
+        encoded: string scalar, JPEG bytes.
+        window: int32 [4] (y0, x0, h, w), h, w >= 1, inside the image decoded at 1/`ratio`
+            (ceil(H / ratio) x ceil(W / ratio) pixels for a JPEG of H x W); TF's decoder raises
+            `InvalidArgumentError` otherwise.
+        ratio: int32 scalar, one of `JPEG_RATIOS` (a tensor: it may differ per image).
+
+    Returns:
+        uint8 [h, w, 3].
+    """
+    encoded = tf.convert_to_tensor(encoded, tf.string)
+    window = tf.cast(window, tf.int32)
+    ratio = tf.cast(ratio, tf.int32)
+    # `ratio` is an attribute of the op, not an input: one branch per value.
+    branches = [
+        lambda r=r: tf.io.decode_and_crop_jpeg(encoded, window, channels=3, ratio=r)
+        for r in JPEG_RATIOS
+    ]
+    known = tf.equal(ratio, JPEG_RATIOS)
+    check = tf.debugging.Assert(
+        tf.reduce_any(known),
+        [tf.strings.format("decode_jpeg_window: ratio must be 1, 2, 4 or 8, got {}", ratio)],
+    )
+    with tf.control_dependencies([check]):
+        index = tf.argmax(tf.cast(known, tf.int32), output_type=tf.int32)
+    return tf.ensure_shape(tf.switch_case(index, branches), [None, None, 3])
+
+
+def decode_window(encoded, window, ratio=1):
+    """Decodes the pixels of `window` only: uint8 [h, w, 3].
+
+    JPEG: `decode_jpeg_window` (what it skips, the DCT-domain `ratio`, which pixels are exact).
+    Other formats (PNG, GIF, BMP, WebP): `tf.io.decode_image` (first frame of a GIF), then the
+    window is sliced; `ratio` must be 1. Works eagerly, in `tf.data` and in a SavedModel graph.
+
+    Args:
+        encoded: string scalar, image bytes.
+        window: int32 [4] (y0, x0, h, w), h, w >= 1, inside the image (decoded at 1/`ratio`).
+        ratio: int32 scalar, one of `JPEG_RATIOS`; JPEG only.
+
+    Returns:
+        uint8 [h, w, 3].
+    """
+    encoded = tf.convert_to_tensor(encoded, tf.string)
+    window = tf.cast(window, tf.int32)
+    ratio = tf.cast(ratio, tf.int32)
+
+    def other():
+        check = tf.debugging.Assert(
+            tf.equal(ratio, 1),
+            [tf.strings.format("decode_window: ratio {} is for JPEG images only", ratio)],
+        )
+        with tf.control_dependencies([check]):
+            image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+        y0, x0, h, w = tf.unstack(window)
+        return tf.slice(image, tf.stack([y0, x0, 0]), tf.stack([h, w, 3]))
+
+    region = tf.cond(is_jpeg(encoded), lambda: decode_jpeg_window(encoded, window, ratio), other)
+    return tf.ensure_shape(region, [None, None, 3])

@@ -1,8 +1,15 @@
 """tf.data input pipelines: sharded TFRecords -> (image, targets) batches.
 
-Training: files -> interleaved parallel reads, each record checked -> shuffle -> parse -> decode
--> one affine warp (crop + rotation + scale + flip) -> colour jitter -> Gaussian heatmaps -> batch
--> prefetch. Evaluation: the same crop without augmentation, keeping what scoring needs.
+Training: files -> interleaved parallel reads, each record checked -> shuffle -> parse -> the
+crop (`geometry.decode_crop`: decode only the window the crop reads, a JPEG downscaled in the DCT
+domain, area averaging to the crop's scale, one bilinear warp for crop + rotation + scale + flip)
+-> colour jitter -> Gaussian heatmaps -> batch -> prefetch. Evaluation: the same crop without
+augmentation, keeping what scoring needs. The SavedModel crops with the same function.
+
+`antialias=False` (in `make_training_example`, `make_eval_example` and the dataset builders)
+gives the crop of earlier versions: the whole image decoded, one bilinear warp from full
+resolution (it aliases when the crop shrinks the image); kept for comparisons
+(`bench/bench_pipeline.py`) and to reproduce older runs.
 
 Records are not trusted (`checked_records`). Every shard is read with its byte count known, and
 every record goes through `features.record_problem` (fields present with the right lengths,
@@ -13,10 +20,12 @@ wrong]`; with "skip" it is dropped, with one warning per shard on stderr.
 
 What `tf.data` cannot attribute to a shard and record, because the op raises before any check
 can name it: bytes that are not a `tf.train.Example`, a key holding the wrong type, an invalid
-JPEG header, and an image that fails only when decoded (a truncated JPEG: "jpeg::Uncompress
-failed"). With "fail" these stop training with TF's own message (and, when the bytes TF quotes
-in a parse error are not UTF-8, Python reports a UnicodeDecodeError instead); with "skip" they
-are dropped with TF's one-line warning, which does not name the shard.
+JPEG header, and an image that fails only when decoded (a truncated JPEG whose crop reaches
+into the missing part: "jpeg::Uncompress failed"; since only the crop's window is decoded, a crop
+that lies wholly above the cut reads intact pixels and is used). With "fail" these stop training
+with TF's own message (and, when the bytes TF quotes in a parse error are not UTF-8, Python
+reports a UnicodeDecodeError instead); with "skip" they are dropped with TF's one-line warning,
+which does not name the shard.
 `data.records.validate.check_split` names every one of them, by shard and record, before
 training starts.
 
@@ -88,7 +97,9 @@ def augmentation_matrix(record, seed, config: DataConfig, input_size: int):
     return matrix, mirrored
 
 
-def make_training_example(record, seed, config: DataConfig, codec: HeatmapCodec):
+def make_training_example(
+    record, seed, config: DataConfig, codec: HeatmapCodec, *, antialias: bool = True
+):
     """One augmented crop and its target heatmaps from a parsed record.
 
     Args:
@@ -96,6 +107,7 @@ def make_training_example(record, seed, config: DataConfig, codec: HeatmapCodec)
         seed: [2] stateless seed for this sample.
         config: `DataConfig`.
         codec: crop size and target encoding.
+        antialias: see the module docstring (the keypoints do not depend on it).
 
     Returns:
         (image float32 [S, S, 3] in [0, 1], heatmaps float32 [H, H, K]).
@@ -103,8 +115,8 @@ def make_training_example(record, seed, config: DataConfig, codec: HeatmapCodec)
     joint_set = config.joint_set
     aug_seed, jitter_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
     matrix, mirrored = augmentation_matrix(record, aug_seed, config, codec.input_size)
-    image = geometry.warp_image(
-        decode_image(record[features.IMAGE_ENCODED]), matrix, codec.input_size
+    image = geometry.decode_crop(
+        record[features.IMAGE_ENCODED], matrix, codec.input_size, antialias=antialias
     )
     if config.color_jitter > 0:
         image = geometry.color_jitter(image, jitter_seed, config.color_jitter)
@@ -117,8 +129,9 @@ def make_training_example(record, seed, config: DataConfig, codec: HeatmapCodec)
     return image, codec.encode(keypoints, valid)
 
 
-def make_eval_example(record, codec: HeatmapCodec):
-    """The unaugmented crop of a parsed record, with what scoring needs.
+def make_eval_example(record, codec: HeatmapCodec, *, antialias: bool = True):
+    """The unaugmented crop of a parsed record, with what scoring needs (`antialias`: see the
+    module docstring).
 
     Returns:
         (image float32 [S, S, 3], info dict: "matrix" [3, 3] original -> crop, "keypoints"
@@ -126,8 +139,8 @@ def make_eval_example(record, codec: HeatmapCodec):
         "index" [], "person" [], "heatmaps" [H, H, K] unaugmented targets).
     """
     matrix = geometry.crop_matrix(record[features.CENTER], record[features.SCALE], codec.input_size)
-    image = geometry.warp_image(
-        decode_image(record[features.IMAGE_ENCODED]), matrix, codec.input_size
+    image = geometry.decode_crop(
+        record[features.IMAGE_ENCODED], matrix, codec.input_size, antialias=antialias
     )
     crop_keypoints = geometry.apply_affine(matrix, record[features.KEYPOINTS])
     info = {
@@ -317,6 +330,8 @@ def make_train_dataset(
     output_names: list[str],
     seed: int = 0,
     input_context: tf.distribute.InputContext | None = None,
+    *,
+    antialias: bool = True,
 ) -> tf.data.Dataset:
     """Infinite shuffled, augmented batches for `model.fit`.
 
@@ -328,6 +343,7 @@ def make_train_dataset(
         seed: seed of the file order, the shuffle and the augmentation.
         input_context: from `strategy.distribute_datasets_from_function`; shards files per
             input pipeline (worker).
+        antialias: see the module docstring.
 
     Returns:
         Dataset of (image [B, S, S, 3], {name: heatmaps [B, H, H, K]}), repeated forever.
@@ -383,7 +399,7 @@ def make_train_dataset(
 
     def prepare(serialized, sample_seed):
         record = features.parse_example(serialized, num_joints)
-        return make_training_example(record, sample_seed, config, codec)
+        return make_training_example(record, sample_seed, config, codec, antialias=antialias)
 
     ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
     if skip:
@@ -405,6 +421,7 @@ def make_eval_dataset(
     *,
     need_normalizer: bool = False,
     max_pixels: int = images.DEFAULT_MAX_PIXELS,
+    antialias: bool = True,
 ):
     """Unaugmented, ordered batches (image, info) for evaluation; see `make_eval_example`.
 
@@ -419,7 +436,9 @@ def make_eval_dataset(
         )
     )
     ds = ds.map(
-        lambda s: make_eval_example(features.parse_example(s, num_joints), codec),
+        lambda s: make_eval_example(
+            features.parse_example(s, num_joints), codec, antialias=antialias
+        ),
         num_parallel_calls=tf.data.AUTOTUNE,
     )
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)

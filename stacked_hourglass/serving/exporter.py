@@ -24,7 +24,10 @@ Signatures (coordinates are 0-based pixels, (x, y), integer values at pixel cent
 
 The heatmap decoder ("quarter" or "dark", `data.codec`) and the flip test run in the graph and
 are recorded in joints.json. Images above `max_pixels` (read from the file header, before
-decoding) are refused.
+decoding) are refused. The crop is the training pipeline's (`geometry.decode_crop`): only the
+window the crop reads is decoded (a JPEG downscaled in the DCT domain when the crop shrinks it
+2x or more) and averaged down to the crop's scale before the warp; `image_size` is read from the
+header.
 
 Bad inputs fail in the graph with `InvalidArgumentError` whose message names the input
 ("image_bytes[1] ... is not a JPEG/PNG/BMP/GIF image", "image_bytes[0] is a truncated JPEG",
@@ -217,7 +220,11 @@ class _ServingModule(tf.Module):
         }
 
     def _check_bytes(self, data, i):
-        """Assertions on one image's bytes, in order, before anything decodes them."""
+        """Assertions on one image's bytes, in order, before anything decodes them.
+
+        Returns:
+            (the last assertion, height int64 [], width int64 [] from the header).
+        """
         length = tf.strings.length(data)
         is_image = tf.reduce_any(
             [tf.equal(tf.strings.substr(data, 0, len(m)), m) for m in _MAGIC_BYTES]
@@ -263,23 +270,24 @@ class _ServingModule(tf.Module):
             tf.equal(limit, ""),
             [tf.strings.join([tf.strings.format("image_bytes[{}] ", i), limit])],
         )
-        return [too_big]
+        return too_big, height, width
 
     def _crop_one(self, args):
         """One image's bytes and box → (crop [S, S, 3], matrix [3, 3], (H, W), box used [4])."""
         data, box, i = args
-        with tf.control_dependencies(self._check_bytes(data, i)):
-            image = tf.io.decode_image(tf.identity(data), channels=3, expand_animations=False)
-        image = tf.image.convert_image_dtype(image, tf.float32)
-        size = tf.shape(image)[:2]
-        h, w = tf.cast(size[0], tf.float32), tf.cast(size[1], tf.float32)
+        checked, height, width = self._check_bytes(data, i)
+        # The header gives the size the decoder will: the whole-image box and the box check
+        # need no decoded pixels, and the crop then decodes only what it reads.
+        size = tf.cast(tf.stack([height, width]), tf.int32)
+        h, w = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
         whole = tf.stack([-0.5, -0.5, w - 0.5, h - 0.5])
         box = tf.where(tf.reduce_all(tf.equal(box, 0.0)), whole, box)
-        with tf.control_dependencies(check_box(box, size, i)):
+        with tf.control_dependencies([checked, *check_box(box, size, i)]):
             center, scale = box_to_center_scale(box)
+            data = tf.identity(data)
         matrix = geometry.crop_matrix(center, scale, self._input_size)
-        crop = geometry.warp_image(image, matrix, self._input_size)
-        return crop, matrix, tf.cast(size, tf.int32), box
+        crop = geometry.decode_crop(data, matrix, self._input_size)
+        return crop, matrix, size, box
 
 
 def _truncation_check(data):

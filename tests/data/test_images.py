@@ -122,3 +122,76 @@ def test_in_tf_data_and_in_a_saved_model(tmp_path):
     np.testing.assert_array_equal(loaded.sizes(tf.constant([jpeg, _png(7, 9)])), [[30, 40], [9, 7]])
     with pytest.raises(tf.errors.InvalidArgumentError, match="above the limit max_pixels"):
         loaded.sizes(tf.constant([jpeg, _png(2000, 2000)]))
+
+
+# --- decode_window: only the pixels a crop reads ------------------------------------------------
+
+
+def _noisy_image(height=203, width=301, seed=0):
+    """uint8 [H, W, 3]: smooth colours plus noise (chroma detail at every frequency)."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.uniform(0, 255, (height // 6 + 1, width // 6 + 1, 3)).astype(np.float32)
+    smooth = tf.image.resize(coarse[None], (height, width))[0].numpy()
+    return np.clip(smooth + rng.normal(0, 20, smooth.shape), 0, 255).astype(np.uint8)
+
+
+# (y0, x0, h, w): the whole image, off and on MCU boundaries (16 px at 4:2:0), a corner pixel.
+_WINDOWS = [(0, 0, None, None), (1, 3, 5, 7), (7, 9, 17, 16), (8, 16, 9, 17), (-1, -1, 1, 1)]
+
+
+@pytest.mark.parametrize("ratio", images.JPEG_RATIOS)
+@pytest.mark.parametrize(
+    "options, exact_edges",
+    [
+        ({}, False),  # 4:2:0
+        ({"progressive": True}, False),
+        ({"chroma_downsampling": False}, True),  # 4:4:4
+        ({"format": "grayscale"}, True),
+    ],
+)
+def test_decode_window_is_the_window_of_the_whole_decode(ratio, options, exact_edges):
+    """decode_and_crop_jpeg gives the pixels of the whole decode at the same ratio, exactly,
+    except the window's first and last columns with subsampled chroma (documented in
+    decode_window; decode_crop never reads them)."""
+    image = _noisy_image()
+    if options.get("format") == "grayscale":
+        image = image[..., :1]
+    data = tf.io.encode_jpeg(image, quality=90, **options)
+    whole = tf.io.decode_jpeg(data, channels=3, ratio=ratio).numpy().astype(int)
+    height, width = whole.shape[:2]
+    assert (height, width) == (-(-203 // ratio), -(-301 // ratio))  # ceil(H / r) x ceil(W / r)
+    for y0, x0, h, w in _WINDOWS:
+        y0, x0 = y0 % height, x0 % width
+        h, w = min(h or height, height - y0), min(w or width, width - x0)
+        window = images.decode_window(data, [y0, x0, h, w], ratio).numpy().astype(int)
+        expected = whole[y0 : y0 + h, x0 : x0 + w]
+        assert window.shape == expected.shape
+        inner = slice(None) if exact_edges or w <= 2 else slice(1, -1)
+        np.testing.assert_array_equal(window[:, inner], expected[:, inner])
+        # The edge columns: chroma upsampled as at an image edge, a few levels on this image.
+        assert np.abs(window - expected).max() <= 40
+
+
+def test_decode_window_at_a_ratio_averages_blocks():
+    """At 1/r, libjpeg's scaled inverse DCT is close to the mean of each r x r block."""
+    yy, xx = np.mgrid[0:720, 0:1280]
+    smooth = 128 + 60 * np.sin(xx / 37.0)[..., None] + 60 * np.cos(yy / 23.0)[..., None]
+    data = tf.io.encode_jpeg(np.repeat(smooth, 3, -1).astype(np.uint8), quality=95)
+    full = tf.io.decode_jpeg(data).numpy().astype(float)
+    for r in (2, 4, 8):
+        window = images.decode_window(data, [0, 0, 720 // r, 1280 // r], r).numpy()
+        means = full.reshape(720 // r, r, 1280 // r, r, 3).mean(axis=(1, 3))
+        assert np.abs(window - means).max() <= 3.0
+
+
+def test_decode_window_of_other_formats_slices_the_whole_decode():
+    image = _noisy_image(40, 50)
+    for data in (tf.io.encode_png(image), _pillow("BMP", 40, 50), _pillow("GIF", 40, 50)):
+        whole = tf.io.decode_image(data, channels=3, expand_animations=False).numpy()
+        window = images.decode_window(data, [3, 5, 20, 30]).numpy()
+        np.testing.assert_array_equal(window, whole[3:23, 5:35])
+    assert images.is_jpeg(tf.io.encode_jpeg(image)) and not images.is_jpeg(tf.io.encode_png(image))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="ratio 2 is for JPEG images only"):
+        images.decode_window(tf.io.encode_png(image), [0, 0, 4, 4], 2)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="ratio must be 1, 2, 4 or 8, got 3"):
+        images.decode_window(tf.io.encode_jpeg(image), [0, 0, 4, 4], 3)

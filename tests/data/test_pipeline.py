@@ -10,13 +10,14 @@ from stacked_hourglass.data import features, geometry, pipeline
 from stacked_hourglass.data.codec import HeatmapCodec, decode_heatmaps
 
 
-def _record(keypoints, status, center=(120.0, 100.0), scale=0.32, index=0):
-    image = tf.io.encode_jpeg(tf.zeros([200, 240, 3], tf.uint8)).numpy()
+def _record(keypoints, status, center=(120.0, 100.0), scale=0.32, index=0, image=None):
+    """A serialized MPII record; `image` uint8 [H, W, 3] (default: 200 x 240 black), as JPEG."""
+    image = np.zeros([200, 240, 3], np.uint8) if image is None else image
     example = features.PersonExample(
-        image_encoded=image,
+        image_encoded=tf.io.encode_jpeg(image).numpy(),
         filename="x.jpg",
-        height=200,
-        width=240,
+        height=image.shape[0],
+        width=image.shape[1],
         center=center,
         scale=scale,
         keypoints=np.asarray(keypoints, np.float64),
@@ -93,6 +94,48 @@ def test_same_results_inside_tf_data():
     graph = next(iter(ds))
     for a, b in zip(eager, graph, strict=True):
         np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-5)
+
+
+def test_training_and_evaluation_crop_with_decode_crop():
+    """Both crop with `geometry.decode_crop` (antialiased, the window only); `antialias=False`
+    is the one bilinear warp of the whole image; the targets do not depend on it."""
+    rng = np.random.default_rng(5)
+    coarse = rng.uniform(0, 255, (6, 8, 3)).astype(np.float32)
+    picture = tf.image.resize(coarse[None], (360, 480))[0].numpy()
+    picture = np.clip(picture + rng.normal(0, 30, picture.shape), 0, 255).astype(np.uint8)
+    # Side 200 * 1.6 = 320 original pixels onto 64: the crop shrinks the image 5x (JPEG ratio 4).
+    keypoints = np.column_stack([rng.uniform(150, 300, 16), rng.uniform(100, 250, 16)])
+    serialized = _record(keypoints, np.full(16, 2), (230.0, 170.0), 1.6, image=picture)
+    record = features.parse_example(tf.constant(serialized), 16)
+    encoded = record[features.IMAGE_ENCODED]
+    config = DataConfig(dataset="mpii", rotation_prob=1.0, color_jitter=0.0)
+    codec = HeatmapCodec(64, 16)
+    seed = tf.constant([2, 9])
+    aug_seed, _ = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    matrix, _ = pipeline.augmentation_matrix(record, aug_seed, config, codec.input_size)
+    image, heatmaps = pipeline.make_training_example(record, seed, config, codec)
+    np.testing.assert_array_equal(image, geometry.decode_crop(encoded, matrix, 64))
+    old_image, old_heatmaps = pipeline.make_training_example(
+        record, seed, config, codec, antialias=False
+    )
+    plain = geometry.warp_image(pipeline.decode_image(encoded), matrix, 64)
+    np.testing.assert_array_equal(old_image, plain)
+    np.testing.assert_array_equal(old_heatmaps, heatmaps)
+
+    # The pixel noise is finer than the crop's pixels: averaged, it is much weaker than when
+    # sampled (pixel-to-pixel differences in the middle of the crop, away from any border).
+    def roughness(crop):
+        return np.std(np.diff(crop.numpy()[16:48, 16:48], axis=1))
+
+    assert roughness(image) < 0.5 * roughness(plain)
+
+    image, info = pipeline.make_eval_example(record, codec)
+    np.testing.assert_array_equal(image, geometry.decode_crop(encoded, info["matrix"], 64))
+    old_image, old_info = pipeline.make_eval_example(record, codec, antialias=False)
+    np.testing.assert_array_equal(
+        old_image, geometry.warp_image(pipeline.decode_image(encoded), info["matrix"], 64)
+    )
+    np.testing.assert_array_equal(old_info["heatmaps"], info["heatmaps"])
 
 
 def test_flip_swaps_left_and_right_joints():

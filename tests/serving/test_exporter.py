@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 
 from stacked_hourglass import joints, run_dir
-from stacked_hourglass.data import geometry, pipeline
+from stacked_hourglass.data import geometry
 from stacked_hourglass.data.codec import HeatmapCodec
 from stacked_hourglass.model import inference
 from stacked_hourglass.serving import client, exporter, layout
@@ -38,13 +38,13 @@ def exported(tmp_path_factory, make_model_dir):
 
 
 def python_keypoints(model, data, box):
-    """The reference path: decode, box → center/scale, crop, network, decode, back-project."""
-    image = pipeline.decode_image(data)
+    """The reference path: box → center/scale, crop (the training pipeline's
+    `geometry.decode_crop`), network, decode, back-project."""
     box = np.asarray(box, np.float32)
     center = 0.5 * (box[:2] + box[2:])
     scale = 1.25 * max(box[2] - box[0], box[3] - box[1]) / 200.0
     matrix = geometry.crop_matrix(center, scale, INPUT_SIZE)
-    crop = geometry.warp_image(image, matrix, INPUT_SIZE)
+    crop = geometry.decode_crop(data, matrix, INPUT_SIZE)
     heatmaps = inference.predict_heatmaps(model, crop[None])
     codec = HeatmapCodec.for_model(INPUT_SIZE)
     keypoints, scores = codec.decode_to_original(heatmaps, matrix[None])
@@ -146,10 +146,15 @@ def test_saved_model_cli_lists_every_signature(exported):
 
 def test_serving_box_matches_python_path(exported, image_bytes):
     serve = exported["loaded"].signatures["serving_box"]
-    images = [image_bytes((120, 90), seed=1), image_bytes((70, 150), seed=2, fmt="png")]
-    boxes = np.array([[10, 20, 70, 110], [30, 5, 90, 60]], np.float32)
+    # The third crop shrinks a 480 x 640 JPEG 6.6x (decoded at 1/4, then averaged 1.6x).
+    images = [
+        image_bytes((120, 90), seed=1),
+        image_bytes((70, 150), seed=2, fmt="png"),
+        image_bytes((480, 640), seed=3),
+    ]
+    boxes = np.array([[10, 20, 70, 110], [30, 5, 90, 60], [150, 40, 490, 380]], np.float32)
     out = serve(image_bytes=tf.constant(images), box=tf.constant(boxes))
-    np.testing.assert_array_equal(out["image_size"].numpy(), [[120, 90], [70, 150]])
+    np.testing.assert_array_equal(out["image_size"].numpy(), [[120, 90], [70, 150], [480, 640]])
     np.testing.assert_array_equal(out["box"].numpy(), boxes)
     for i, (data, box) in enumerate(zip(images, boxes, strict=True)):
         keypoints, scores, crop = python_keypoints(exported["model"], data, box)
