@@ -16,7 +16,11 @@ other processes used meanwhile (from /proc/stat, the child's own CPU time taken 
 Cases (batch --batch_size, --input_size, 256 features, depth 4, 16 joints, random data):
   2stack_train_fp32, 2stack_train_bf16, 2stack_infer_fp32, 2stack_infer_bf16,
   8stack_train_fp32, 8stack_first_step (time from process start to the end of the first train
-  step, 8 stacks, float32; runs one timed step after it).
+  step, 8 stacks, float32; runs one timed step after it); and, not by default,
+  8stack_train_bf16, 8stack_infer_fp32, 8stack_infer_bf16.
+
+--baseline=DIR adds a third side, this package from a checkout of an earlier commit (same Python
+as ours), and the columns `before` and `ours/before` (> 1: faster now).
 """
 
 from __future__ import annotations
@@ -53,8 +57,14 @@ CASES = {
     "2stack_infer_bf16": Case(2, "infer", "bfloat16"),
     "8stack_train_fp32": Case(8, "train", "none"),
     "8stack_first_step": Case(8, "train", "none", metric="first_step", steps=1),
+    # Not in the default list (slow): 8 stacks in bfloat16 and inference.
+    "8stack_train_bf16": Case(8, "train", "bfloat16"),
+    "8stack_infer_fp32": Case(8, "infer", "none"),
+    "8stack_infer_bf16": Case(8, "infer", "bfloat16"),
 }
+DEFAULT_CASES = list(CASES)[:6]
 SIDES = ("ours", "torch")
+BEFORE = "before"  # --baseline: this package at an earlier commit
 
 
 def _command(side: str, case: Case, args) -> list[str]:
@@ -69,14 +79,19 @@ def _command(side: str, case: Case, args) -> list[str]:
         script = os.path.join(BENCH_DIR, "bench_torch.py")
         return [args.python_torch, script, f"--mode={case.mode}", *flags]
     script = "bench_train.py" if case.mode == "train" else "bench_infer.py"
-    return [args.python_tf, os.path.join(BENCH_DIR, script), *flags]
+    return [args.python_tf, os.path.join(_checkout(side, args), "bench", script), *flags]
 
 
-def _environment(side: str) -> dict:
+def _checkout(side: str, args) -> str:
+    return args.baseline if side == BEFORE else REPO_ROOT
+
+
+def _environment(side: str, args) -> dict:
     env = dict(os.environ)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if side == "ours":  # the package from this checkout, whatever the venv has installed
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [REPO_ROOT, env.get("PYTHONPATH")]))
+    if side != "torch":  # the package from that checkout, whatever the venv has installed
+        root = _checkout(side, args)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
     return env
 
 
@@ -116,8 +131,8 @@ def _run(side: str, name: str, case: Case, args) -> tuple[float | None, str, flo
     try:
         proc = subprocess.run(
             command,
-            cwd=REPO_ROOT,
-            env=_environment(side),
+            cwd=_checkout(side, args),
+            env=_environment(side, args),
             capture_output=True,
             text=True,
             timeout=args.timeout,
@@ -175,7 +190,14 @@ def main(argv=None) -> int:
     parser.add_argument("--python_tf", default=sys.executable, help="Python with TF + package")
     parser.add_argument("--python_torch", default="/tmp/torchvenv/bin/python", help="with torch")
     parser.add_argument("--repeats", type=int, default=3, help="alternating runs per case")
-    parser.add_argument("--cases", default=",".join(CASES), help="comma list: " + ",".join(CASES))
+    parser.add_argument(
+        "--cases", default=",".join(DEFAULT_CASES), help="comma list of: " + ",".join(CASES)
+    )
+    parser.add_argument(
+        "--baseline",
+        help="also run this package from this checkout of an earlier commit (a third side, "
+        "'before'; e.g. `git worktree add /tmp/before COMMIT`), for before/after ratios",
+    )
     parser.add_argument("--steps", type=int, default=5, help="timed steps per run (after 1st)")
     parser.add_argument("--batch_size", type=int, default=4)
     parser.add_argument("--input_size", type=int, default=256)
@@ -194,18 +216,23 @@ def main(argv=None) -> int:
         parser.error(f"unknown cases {unknown} (known: {', '.join(CASES)}), or repeats/steps < 1")
 
     print(f"{_cpu_model()}, {len(os.sched_getaffinity(0))} cores available")
+    sides = SIDES + ((BEFORE,) if args.baseline else ())
+    if args.baseline and not os.path.isfile(os.path.join(args.baseline, "bench", "bench_train.py")):
+        parser.error(f"--baseline={args.baseline}: no bench/bench_train.py there")
     print(f"ours:  {args.python_tf}\ntorch: {args.python_torch}")
+    if args.baseline:
+        print(f"before: {args.baseline} (same Python as ours)")
     print(
         f"batch {args.batch_size}, {args.input_size}x{args.input_size}, {args.steps} timed steps, "
         f"{args.repeats} repeats, cases: {', '.join(names)}\n",
         flush=True,
     )
-    results = {name: {side: [] for side in SIDES} for name in names}
-    loads = {name: {side: [] for side in SIDES} for name in names}
+    results = {name: {side: [] for side in sides} for name in names}
+    loads = {name: {side: [] for side in sides} for name in names}
     headers = {}
     start = time.perf_counter()
     for repeat in range(args.repeats):
-        order = SIDES if repeat % 2 == 0 else SIDES[::-1]
+        order = sides if repeat % 2 == 0 else sides[::-1]
         print(f"repeat {repeat + 1}/{args.repeats} ({' first, '.join(order)} second)", flush=True)
         for name in names:
             for side in order:
@@ -216,8 +243,9 @@ def main(argv=None) -> int:
                     headers.setdefault((name, side), header)
 
     print(f"\n(total {time.perf_counter() - start:.0f} s)\n")
-    print("| case | PyTorch | ours | ratio |")
-    print("|---|---|---|---|")
+    before_columns = " before | ours/before |" if args.baseline else ""
+    print("| case | PyTorch | ours | ratio |" + before_columns)
+    print("|---|---|---|---|" + ("---|---|" if args.baseline else ""))
     for name in names:
         case = CASES[name]
         torch_median = _median(results[name]["torch"])
@@ -232,10 +260,21 @@ def main(argv=None) -> int:
             how = ""
         unit = " img/s" if case.metric == "throughput" else " s to first step"
         ratio_text = "n/a" if ratio is None else f"{ratio:.2f}x ({how})"
-        print(
+        row = (
             f"| {name} | {_format(torch_median, unit)} | {_format(ours_median, unit)} "
             f"| {ratio_text} |"
         )
+        if args.baseline:
+            before_median = _median(results[name][BEFORE])
+            speedup = None
+            if before_median and ours_median:
+                speedup = (
+                    ours_median / before_median
+                    if case.metric == "throughput"
+                    else before_median / ours_median
+                )
+            row += f" {_format(before_median, unit)} | {_format(speedup, 'x')} |"
+        print(row)
     print("\nmedians over the repeats; ratio > 1: this package faster (throughput: ours/torch,")
     print("time to first step: torch/ours).")
     busiest = max((v for r in loads.values() for vs in r.values() for v in vs if v), default=0)
@@ -248,15 +287,15 @@ def main(argv=None) -> int:
         )
     print("\nraw values, repeat by repeat [other processes' share of the CPUs during the run]:")
     for name in names:
-        for side in SIDES:
+        for side in sides:
             values = ", ".join(
                 f"{_format(v)} [{'?' if o is None else f'{o:.0%}'}]"
                 for v, o in zip(results[name][side], loads[name][side], strict=True)
             )
-            print(f"  {name:18s} {side:5s}: {values}")
+            print(f"  {name:18s} {side:6s}: {values}")
     print("\nconfigurations:")
     for (name, side), header in sorted(headers.items()):
-        print(f"  {name:18s} {side:5s}: {header}")
+        print(f"  {name:18s} {side:6s}: {header}")
     failed = any(v is None for r in results.values() for vs in r.values() for v in vs)
     return 1 if failed else 0
 
