@@ -235,8 +235,8 @@ def crop_image(image, box, input_size: int):
     center = 0.5 * (box[:2] + box[2:])
     scale = layout.BOX_MARGIN * max(x2 - x1, y2 - y1) / features.PIXELS_PER_SCALE
     matrix = geometry.crop_matrix(tf.constant(center), tf.constant(scale, tf.float32), input_size)
-    pixels = tf.image.convert_image_dtype(tf.constant(image), tf.float32)
-    crop = geometry.warp_image(pixels, matrix, input_size)
+    # The SavedModel's crop (area averaging, then one warp), from the decoded pixels.
+    crop = geometry.crop_image(tf.constant(image), matrix, input_size)
     return crop.numpy(), np.asarray(matrix, np.float32), box
 
 

@@ -44,24 +44,40 @@ class TorchRMSprop(keras.optimizers.RMSprop):
             for v in var_list
         ]
 
+    def _backend_update_step(self, grads, trainable_variables, learning_rate):
+        # The kernel's scalar arguments, made once per step rather than once per variable.
+        self._scalars = {}
+        try:
+            super()._backend_update_step(grads, trainable_variables, learning_rate)
+        finally:
+            self._scalars = None
+
     def update_step(self, gradient, variable, learning_rate):
         dtype = variable.dtype
+        scalars = getattr(self, "_scalars", None)
+        scalars = {} if scalars is None else scalars
+        if dtype not in scalars:
+            scalars[dtype] = (
+                tf.constant(0.0, dtype),
+                tf.constant(self.rho, dtype),
+                tf.constant(self.epsilon, dtype),
+                tf.cast(learning_rate, dtype),
+            )
+        zero, rho, epsilon, lr = scalars[dtype]
         index = self._get_variable_index(variable)
-        velocity = self._velocities[index].value
         buffer = self._gradient_buffers[index]
         gradient = tf.cast(gradient, dtype)
-        zero = tf.constant(0.0, dtype)
-        buffer.assign(gradient)
+        buffer.assign(gradient, read_value=False)
         tf.raw_ops.ResourceApplyAdam(
             var=variable.handle,
             m=buffer.handle,
-            v=velocity.handle,
+            v=self._velocities[index].value.handle,
             beta1_power=zero,
             beta2_power=zero,
-            lr=tf.cast(learning_rate, dtype),
+            lr=lr,
             beta1=zero,
-            beta2=tf.constant(self.rho, dtype),
-            epsilon=tf.constant(self.epsilon, dtype),
+            beta2=rho,
+            epsilon=epsilon,
             grad=gradient,
         )
 
