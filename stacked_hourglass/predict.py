@@ -10,8 +10,12 @@ export's (recorded in its metadata) and is printed.
 
 Writes NAME.json (joint name -> x, y, score in 0-based original pixels, image size, box) and
 NAME.png (skeleton overlay) per image and prints the keypoints table. Without --box the whole
-image is the person box; with it, the same box is used for every image. Exits non-zero with one
-line on bad input (missing file, not an image, bad or outside box).
+image is the person box; with it, the same box is used for every image.
+
+Every image is tried: a bad one (unreadable, not an image, truncated, above the pixel limit, a box
+outside it) gets one line `predict: error: FILE: reason` on stderr and no output, the others are
+written, and the exit status is 1 when any failed. Errors that concern the whole run (flags, the
+model, an output path that is a file) stop it before any image, with one line.
 """
 
 from __future__ import annotations
@@ -44,36 +48,40 @@ def run(fv: flags.FlagValues) -> int:
     # would bury the one-line error; the user can still ask for them.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     # Imported here so that flag errors do not wait for TensorFlow to load.
-    import tensorflow as tf
-
     from stacked_hourglass.serving import client
 
     box = client.parse_box(fv["box"].value)
     paths = client.list_images(fv["image"].value)
     names = client.output_names(paths)
+    output_dir = fv["output_dir"].value
+    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+        raise NotADirectoryError(f"--output_dir={output_dir}: not a directory")
     if fv["litert"].value:
         model = client.load_litert_model(fv["litert"].value)
-        predictions = [client.predict_image_litert(model, p, box) for p in paths]
         kind = f"LiteRT, quantize={model.metadata.get('quantize', 'none')}"
     else:
         model = client.load_serving_model(fv["saved_model"].value)
-        try:
-            predictions = client.predict_files(model, paths, box)
-        except tf.errors.InvalidArgumentError as e:
-            raise ValueError(e.message) from None
         kind = "SavedModel"
     metadata = model.metadata
     print(
         f"{model.path} ({kind}): decoder={metadata.get('decoder', 'quarter')}, "
         f"flip_test={metadata.get('flip_test', False)}"
     )
-    output_dir = fv["output_dir"].value
-    for prediction, name in zip(predictions, names, strict=True):
-        print(client.format_table(model, prediction))
-        json_path, png_path = client.write_prediction(model, prediction, output_dir, name)
+    failures = []
+    for result, name in zip(client.predict_each(model, paths, box), names, strict=True):
+        if isinstance(result, client.Failure):
+            cli.error("predict", str(result))
+            failures.append(result)
+            continue
+        print(client.format_table(model, result))
+        json_path, png_path = client.write_prediction(model, result, output_dir, name)
         print(f"  wrote {json_path} and {png_path}")
-    print(f"{len(predictions)} image(s) -> {os.path.abspath(output_dir)}")
-    return 0
+    written = len(paths) - len(failures)
+    print(
+        f"{written} image(s) -> {os.path.abspath(output_dir)}"
+        + (f"; {len(failures)} failed (named on stderr)" if failures else "")
+    )
+    return 1 if failures else 0
 
 
 def main(argv=None) -> int:

@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from stacked_hourglass import joints, predict
 from stacked_hourglass.serving import client
@@ -94,3 +95,96 @@ def test_cli_missing_flags_and_model(flip_export, run_predict, tmp_path):
     )
     assert status == 1 and len(err) == 1 and "nothing: not a SavedModel" in err[0]
     assert os.listdir(tmp_path) == []
+
+
+@pytest.fixture
+def mixed_folder(flip_export, tmp_path):
+    """A folder of two good images, a truncated JPEG and a text file named .jpg."""
+    images = flip_export["root"] / "images"
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    jpeg = (images / "person.jpg").read_bytes()
+    (folder / "a_person.jpg").write_bytes(jpeg)
+    (folder / "b_other.png").write_bytes((images / "other.png").read_bytes())
+    (folder / "c_truncated.jpg").write_bytes(jpeg[: len(jpeg) // 2])
+    (folder / "d_text.jpg").write_text("not an image at all\n")
+    return folder
+
+
+class _CropModel:
+    """Stands in for `serving.litert.LiteRTModel` (the LiteRT interpreter is optional): the
+    SavedModel's crop-in signature, which computes what the converted model does."""
+
+    def __init__(self, serving):
+        self._serving = serving
+        self.input_size = int(serving.metadata["input_size"])
+
+    def run(self, crops):
+        out = self._serving.serve_images(images=tf.constant(crops, tf.float32))
+        return {k: v.numpy() for k, v in out.items()}
+
+
+def _use_litert_stand_in(monkeypatch, flip_export, **metadata):
+    """`client.load_litert_model` returns the stand-in; `metadata` overrides its FILE.json."""
+    serving = client.load_serving_model(flip_export["path"])
+    metadata = {**serving.metadata, "quantize": "none", "max_pixels": 0, **metadata}
+    stand_in = client.LiteRTClient(
+        path="model.tflite", litert=_CropModel(serving), metadata=metadata,
+        joint_set=serving.joint_set,
+    )  # fmt: skip
+    monkeypatch.setattr(client, "load_litert_model", lambda path: stand_in)
+
+
+@pytest.mark.parametrize("source", ["saved_model", "litert"])
+def test_folder_with_bad_files_writes_the_good_ones_and_names_the_bad(
+    flip_export, run_predict, mixed_folder, tmp_path, monkeypatch, source
+):
+    if source == "litert":
+        _use_litert_stand_in(monkeypatch, flip_export)
+        model = "--litert=model.tflite"
+    else:
+        model = f"--saved_model={flip_export['path']}"
+    out_dir = tmp_path / "out"
+    status, out, err = run_predict(model, f"--image={mixed_folder}", f"--output_dir={out_dir}")
+    assert status == 1
+    assert sorted(os.listdir(out_dir)) == [
+        "a_person.json", "a_person.png", "b_other.json", "b_other.png"
+    ]  # fmt: skip
+    with open(out_dir / "a_person.json") as f:
+        assert list(json.load(f)["keypoints"]) == list(joints.MPII.names)
+    assert "2 image(s) -> " in out and "2 failed" in out
+    # One line per bad file, naming it and the reason; no traceback.
+    assert len(err) == 2, err
+    truncated, text = err
+    assert truncated.startswith(f"predict: error: {mixed_folder / 'c_truncated.jpg'}: "), err
+    assert text.startswith(f"predict: error: {mixed_folder / 'd_text.jpg'}: "), err
+    if source == "litert":
+        assert "image cannot be decoded" in truncated, err
+    else:
+        assert "is a truncated JPEG" in truncated, err
+    assert "is not a JPEG" in text, err
+
+
+def test_litert_refuses_an_image_above_the_pixel_limit_before_decoding(
+    flip_export, run_predict, tmp_path, monkeypatch
+):
+    _use_litert_stand_in(monkeypatch, flip_export, max_pixels=1000)
+    image = flip_export["root"] / "images" / "person.jpg"  # 72 x 96 = 6912 pixels
+    status, _, err = run_predict(
+        "--litert=model.tflite", f"--image={image}", f"--output_dir={tmp_path / 'out'}"
+    )
+    assert status == 1 and len(err) == 1, err
+    assert "72x96 (width x height) = 6912 pixels, above the limit max_pixels = 1000" in err[0]
+    assert not os.path.exists(tmp_path / "out")
+
+
+def test_output_dir_that_is_a_file_is_one_line_before_any_image(flip_export, run_predict, tmp_path):
+    target = tmp_path / "file"
+    target.write_text("x")
+    status, out, err = run_predict(
+        f"--saved_model={flip_export['path']}",
+        f"--image={flip_export['root'] / 'images'}",
+        f"--output_dir={target}",
+    )
+    assert status == 1 and out == ""
+    assert err == [f"predict: error: --output_dir={target}: not a directory"]

@@ -9,8 +9,14 @@ For each image `NAME.EXT` this writes, into the output directory:
 Coordinates are 0-based original-image pixels, (x, y), integer values at pixel centres. The box
 is the one `serving_default` used (the whole image, [-0.5, -0.5, W - 0.5, H - 0.5], when none is
 given). Images go through the SavedModel one per call: their sizes differ, and an error then
-names the file. A LiteRT model (`serving.litert`) takes crops: the image is decoded and cropped on
-the host with the rule `serving_box` uses, and the keypoints are mapped back to original pixels.
+names the file. A LiteRT model (`serving.litert`) takes crops: the image's header is checked
+against the pixel limit, then it is decoded and cropped on the host with the rule `serving_box`
+uses, and the keypoints are mapped back to original pixels.
+
+`predict_each` runs every file and gives a `Failure` (file and one-line reason) for each one that
+cannot be used, so that one bad file costs its own output only; `predict_files` is the
+all-or-nothing variant (the first bad file raises). Both files of a prediction are written
+atomically (`utils.files.atomic_path`).
 """
 
 from __future__ import annotations
@@ -19,14 +25,16 @@ import dataclasses
 import json
 import os
 import re
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import tensorflow as tf
 
 from stacked_hourglass import joints
+from stacked_hourglass.data import images
 from stacked_hourglass.serving import layout
 from stacked_hourglass.serving.layout import resolve_saved_model
-from stacked_hourglass.utils import drawing
+from stacked_hourglass.utils import drawing, files
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 _ASSERTION_RE = re.compile(r"assertion failed: \[(.*)\]")
@@ -231,21 +239,23 @@ def prediction_record(model: ServingModel, prediction: Prediction) -> dict:
 
 
 def write_prediction(model: ServingModel, prediction: Prediction, output_dir: str, name: str):
-    """Writes NAME.json and NAME.png; returns their paths."""
+    """Writes NAME.json and NAME.png, each atomically (a reader never sees half a file); returns
+    their paths."""
     os.makedirs(output_dir, exist_ok=True)
     json_path = os.path.join(output_dir, f"{name}.json")
     png_path = os.path.join(output_dir, f"{name}.png")
-    with open(json_path, "w", encoding="utf-8") as f:
+    with files.atomic_path(json_path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         json.dump(prediction_record(model, prediction), f, indent=2)
         f.write("\n")
-    drawing.save_pose_png(
-        png_path,
+    overlay = drawing.render_pose(
         prediction.image,
         prediction.keypoints,
         model.joint_set,
         scores=prediction.scores,
         title=os.path.basename(prediction.path),
     )
+    with files.atomic_path(png_path) as tmp, open(tmp, "wb") as f:
+        f.write(tf.io.encode_png(overlay).numpy())
     return json_path, png_path
 
 
@@ -262,8 +272,56 @@ def format_table(model: ServingModel, prediction: Prediction) -> str:
     return "\n".join(lines)
 
 
+@dataclasses.dataclass(frozen=True)
+class Failure:
+    """An image that could not be predicted.
+
+    Attributes:
+        path: the image file.
+        reason: one line: why (unreadable file, not an image, a truncated image, above the pixel
+            limit, a box that does not fit the image).
+    """
+
+    path: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
+
+
+def predict_each(
+    model: ServingModel | LiteRTClient, paths: Sequence[str], box: np.ndarray | None = None
+) -> Iterator[Prediction | Failure]:
+    """Predicts the files one at a time, yielding one result per path, in order.
+
+    A file that cannot be used gives a `Failure` and the next file is tried: one bad file costs
+    its own prediction only. Errors that are not about the file (the model failing to run,
+    memory) propagate.
+
+    Args:
+        model: from `load_serving_model` (`serving_box`) or `load_litert_model` (host crop).
+        paths: image files.
+        box: float32 [4] x1, y1, x2, y2 in original pixels for every image; None: whole image.
+
+    Yields:
+        A `Prediction`, or a `Failure` naming the file and the reason.
+    """
+    predict = predict_image_litert if isinstance(model, LiteRTClient) else predict_image
+    for path in paths:
+        try:
+            result = predict(model, path, box)
+        except tf.errors.InvalidArgumentError as e:  # the SavedModel's checks name the input
+            result = Failure(path, error_summary(e))
+        except ValueError as e:  # the host-side checks of a LiteRT prediction
+            result = Failure(path, str(e).removeprefix(f"{path}: "))
+        except OSError as e:  # the file cannot be read
+            result = Failure(path, e.strerror or str(e))
+        yield result
+
+
 def predict_files(model: ServingModel, paths: list[str], box=None) -> list[Prediction]:
-    """Predicts every file; the first bad input raises (nothing is written before all pass).
+    """Predicts every file; the first bad input raises (all or nothing; `predict_each` goes on
+    past bad files).
 
     Raises:
         tf.errors.InvalidArgumentError: with the message prefixed by the file's path.
@@ -306,24 +364,61 @@ def load_litert_model(path: str) -> LiteRTClient:
     )
 
 
+def _op_message(error: tf.errors.OpError) -> str:
+    """The first line of an eager op's message without TF's `{{function_node ...}}` and
+    `[Op:...]` decorations."""
+    lines = [line for line in (error.message or "").splitlines() if line.strip()]
+    message = re.sub(r"\{\{.*?\}\}|\[Op:[^\]]*\]", "", lines[0] if lines else "").strip()
+    return message or type(error).__name__
+
+
+def decode_on_host(data: bytes, max_pixels: int = images.DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Encoded image bytes → uint8 [H, W, 3], the header checked against `max_pixels` first.
+
+    Args:
+        data: JPEG/PNG/BMP/GIF bytes.
+        max_pixels: largest height x width accepted (<= 0: no limit); read from the header, so
+            a decompression bomb is refused before any decoding.
+
+    Raises:
+        ValueError: one line: not an image, an invalid or truncated header, above the limit, or
+            bytes the decoder rejects (e.g. a truncated JPEG).
+    """
+    try:
+        height, width, problem = images.image_header(data)
+        reason = problem.numpy().decode("utf-8", "replace")
+        if not reason:
+            limit = images.pixel_limit_problem(height, width, max_pixels)
+            reason = limit.numpy().decode("utf-8", "replace")
+        if not reason:
+            return tf.io.decode_image(data, channels=3, expand_animations=False).numpy()
+    except tf.errors.InvalidArgumentError as e:
+        reason = f"cannot be decoded ({_op_message(e)})"
+    raise ValueError(f"image_bytes[0] ({len(data)} bytes): image {reason}")
+
+
 def predict_image_litert(
     model: LiteRTClient, path: str, box: np.ndarray | None = None
 ) -> Prediction:
     """Decodes and crops one image on the host, runs the LiteRT model, maps back.
 
+    The image's header is checked first against the model's `max_pixels` (FILE.json; the
+    package default when it records none).
+
     Raises:
-        ValueError: not an image, or a bad box (the serving signatures' messages).
+        ValueError: not an image, a damaged image, above the pixel limit, or a bad box (the
+            serving signatures' messages), prefixed with the path.
+        OSError: the file cannot be read.
     """
     from stacked_hourglass.serving import litert
 
     with open(path, "rb") as f:
         data = f.read()
+    max_pixels = int(model.metadata.get("max_pixels") or images.DEFAULT_MAX_PIXELS)
     try:
-        image = tf.io.decode_image(data, channels=3, expand_animations=False).numpy()
-    except tf.errors.InvalidArgumentError:
-        raise ValueError(
-            f"{path}: image_bytes[0] ({len(data)} bytes) is not a JPEG/PNG/BMP/GIF image"
-        ) from None
+        image = decode_on_host(data, max_pixels)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
     try:
         crop, matrix, used = litert.crop_image(image, box, model.litert.input_size)
     except ValueError as e:
