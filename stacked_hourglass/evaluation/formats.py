@@ -47,9 +47,12 @@ def _read_fields(path: Path, fields: tuple[str, ...], optional: tuple[str, ...] 
     if not path.is_file():
         raise ValueError(f"{path}: no such file")
     if h5py.is_hdf5(path):
-        with h5py.File(path, "r") as f:
-            present = set(f.keys())
-            data = {k: f[k][()] for k in (*fields, *optional) if k in present}
+        try:
+            with h5py.File(path, "r") as f:
+                present = set(f.keys())
+                data = {k: f[k][()] for k in (*fields, *optional) if k in present}
+        except (OSError, RuntimeError, KeyError) as e:  # h5py on a damaged file
+            raise _damaged_h5(path, e) from None
     else:
         try:
             mat = scipy.io.loadmat(path)
@@ -68,6 +71,15 @@ def _read_fields(path: Path, fields: tuple[str, ...], optional: tuple[str, ...] 
             f"{path}: missing field(s) {absent}; fields present: {sorted(present) or 'none'}"
         )
     return data
+
+
+def _damaged_h5(path: Path, error: Exception) -> ValueError:
+    """One line naming an HDF5 file h5py failed to read (`OSError` "Can't read data",
+    `RuntimeError` "wrong B-tree signature", `KeyError` for an object it cannot open)."""
+    lines = str(error.args[0] if error.args else "").strip().splitlines()
+    return ValueError(
+        f"{path}: a damaged HDF5 file ({lines[0] if lines else type(error).__name__})"
+    )
 
 
 def orient_predictions(array, num_joints=None, source: str = "predictions") -> np.ndarray:
@@ -154,8 +166,11 @@ def load_ground_truth(path, num_joints: int | None = None):
     """
     path = Path(path)
     if h5py.is_hdf5(path):
-        with h5py.File(path, "r") as f:
-            has_part = "part" in f
+        try:
+            with h5py.File(path, "r") as f:
+                has_part = "part" in f
+        except (OSError, RuntimeError) as e:  # h5py on a damaged file
+            raise _damaged_h5(path, e) from None
     else:
         has_part = False
     if has_part:

@@ -4,6 +4,11 @@
 sources become a heatmaps function (crops -> last-stack heatmaps) and go through the one
 prediction path (`model.inference.predict_dataset`), so the numbers are those of training's
 validation and of the served model.
+
+Before any model is loaded, the records are checked once (`data.records.validate.check_split`,
+the trainer's check of its validation split): a corrupt shard, a record that is not a person of
+the joint set, or a split without PCK normalisers fails first, in one line naming the shard and
+the record.
 """
 
 from __future__ import annotations
@@ -16,8 +21,9 @@ import numpy as np
 import tensorflow as tf
 
 from stacked_hourglass import run_dir
-from stacked_hourglass.data import pipeline
+from stacked_hourglass.data import images, pipeline
 from stacked_hourglass.data.codec import HeatmapCodec
+from stacked_hourglass.data.records import validate
 from stacked_hourglass.evaluation import formats
 from stacked_hourglass.evaluation.report import report_figures
 from stacked_hourglass.joints import JointSet, get_joint_set
@@ -107,6 +113,28 @@ def resolve_decoder(
     return baked, float(metadata.get("sigma", 1.0))
 
 
+def check_data(data: str, joint_set: JointSet, max_pixels: int) -> None:
+    """The records' cheap check (one pass, no decoding): `ValueError`, one line naming the first
+    bad shard and record, when a record cannot be read, is not a person of `joint_set` (the
+    line then asks whether --dataset is right), holds unusable values, an image above
+    `max_pixels` or no positive normaliser (PCK divides by it).
+
+    Raises:
+        FileNotFoundError: no file matches `data`.
+        ValueError: see above.
+    """
+    report = validate.check_split(data, joint_set.num_joints, True, max_pixels)
+    validate.raise_for_problems(report)
+
+
+def records_max_pixels(model_dir: str | None) -> int:
+    """The pixel limit records are read with: the model directory's `--max_pixels`, else the
+    package default (an export's own limit is about requests, not records)."""
+    if model_dir:
+        return run_dir.load_config(model_dir).data.max_pixels
+    return images.DEFAULT_MAX_PIXELS
+
+
 def run_model_evaluation(
     *,
     model_dir: str | None,
@@ -120,8 +148,11 @@ def run_model_evaluation(
     output_dir: str | None,
     decoder: str | None = None,
     litert: str | None = None,
+    check_records: bool = True,
 ) -> dict:
     """Runs a model over TFRecords, prints the table, writes predictions and figures.
+
+    With `check_records` (the default), `check_data` runs first, before the model is loaded.
 
     Predictions are decoded with the same code as training's validation and the SavedModel
     (argmax, quarter-pixel shift, inverse crop) and scored in original-image pixels against the
@@ -137,11 +168,16 @@ def run_model_evaluation(
     if litert:
         model_dir = saved_model = None
     decoder, sigma = resolve_decoder(model_dir, saved_model, litert, decoder)
+    max_pixels = records_max_pixels(model_dir)
+    if check_records:
+        check_data(data, joint_set, max_pixels)
     heatmaps, input_size, flip_test = load_heatmaps_fn(
         model_dir, saved_model, flip_test, joint_set, litert=litert
     )
     codec = HeatmapCodec.for_model(input_size, sigma=sigma, decoder=decoder)
-    dataset = pipeline.make_eval_dataset(data, joint_set.num_joints, codec, batch_size)
+    dataset = pipeline.make_eval_dataset(
+        data, joint_set.num_joints, codec, batch_size, max_pixels=max_pixels
+    )
     try:
         result = inference.predict_dataset(heatmaps, dataset, codec)
     except tf.errors.InvalidArgumentError as e:
@@ -282,6 +318,7 @@ def _evaluate_litert(
             saved_model=None,
             flip_test=bool(metadata.get("flip_test", False)),
             decoder=metadata.get("decoder", "quarter"),
+            check_records=False,  # checked for the LiteRT model's run above
             **run,
         )
         rows.insert(0, ("float (model_dir)", reference["table"]))

@@ -6,6 +6,9 @@ Conventions (see DESIGN.md §1 "Evaluation"):
     pose-hg all do).
   * Joints flagged missing (not annotated) are skipped: they count neither as correct nor as
     scored. Occluded joints are scored: visibility plays no part in PCK.
+  * A non-finite prediction (NaN or ±inf, e.g. from a diverged network) of an annotated joint is
+    scored and counts as a miss at every threshold, never as a hit; `non_finite_counts` says how
+    many there were (the evaluation report prints a warning with them).
   * A table column ("Head", "Shoulder", ...) is the unweighted mean of its joints' per-joint
     values (HRNet's `0.5 * (PCKh[lsho] + PCKh[rsho])`, pose-hg's `displayPCK`). Pooling the group's
     counts instead gives a different value where the two joints have different numbers of
@@ -84,7 +87,8 @@ def normalized_distances(pred, gt, normalizer, missing) -> np.ndarray:
 
     Returns:
         [N, K] float64 normalised distances; NaN where `missing`. A prediction that is NaN
-        (a joint the method does not predict) gives NaN too, and `pck` counts it as wrong.
+        (a joint the method does not predict) gives NaN too, and ±inf gives inf: `pck` counts
+        both as wrong.
     """
     pred, gt, normalizer, missing = _check_inputs(pred, gt, normalizer, missing)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -113,6 +117,26 @@ def pck(pred, gt, normalizer, missing, threshold: float) -> tuple[np.ndarray, np
     # NaN <= t is False, so a non-predicted (NaN) joint that is annotated counts as wrong.
     correct = (dist <= float(threshold)) & scored
     return correct, scored.sum(axis=0).astype(np.int64)
+
+
+def non_finite_counts(pred, missing) -> dict[str, int]:
+    """How many predictions hold NaN or ±inf (in x or y).
+
+    Args:
+        pred: [N, K, 2] predicted (x, y).
+        missing: [N, K] bool, True where the joint is not annotated.
+
+    Returns:
+        {"people": people with at least one non-finite keypoint, "keypoints": non-finite
+        keypoints, "scored": those of them on annotated joints (each a miss in the table)}.
+    """
+    bad = ~np.all(np.isfinite(np.asarray(pred, dtype=np.float64)), axis=-1)
+    scored = bad & ~np.asarray(missing, dtype=bool)
+    return {
+        "people": int(bad.any(axis=-1).sum()),
+        "keypoints": int(bad.sum()),
+        "scored": int(scored.sum()),
+    }
 
 
 def head_size(headboxes) -> np.ndarray:

@@ -7,6 +7,7 @@ TFRecords). Pure numpy + matplotlib: no TensorFlow.
 from __future__ import annotations
 
 import hashlib
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +40,9 @@ def report_figures(
     """Computes, prints and (with `output_dir`) writes the table and the curves.
 
     Shared by both modes: the model mode passes its decoded predictions in the same pixel
-    convention as `gt`.
+    convention as `gt`. Non-finite predictions (NaN/inf) count as misses (`pck`); when there are
+    any, one warning line on stderr gives their counts (also in the figures,
+    "non_finite_predictions").
 
     Args:
         preds: [N, K, 2] predicted (x, y), same pixel origin as `gt`.
@@ -77,7 +80,21 @@ def report_figures(
         + (f" (excluding {', '.join(joint_set.names[i] for i in excluded)})." if excluded else ".")
     )
     print(pck.format_table(table))
-    figures = {"name": name, "sources": sources, "table": table, "curves": curves}
+    non_finite = pck.non_finite_counts(preds, missing)
+    if non_finite["keypoints"]:
+        print(
+            f"warning: {name}: {non_finite['people']} of {n} people have non-finite (NaN/inf) "
+            f"predictions: {non_finite['keypoints']} of {n * k} keypoints, "
+            f"{non_finite['scored']} of them annotated and counted as misses",
+            file=sys.stderr,
+        )
+    figures = {
+        "name": name,
+        "sources": sources,
+        "table": table,
+        "curves": curves,
+        "non_finite_predictions": non_finite,
+    }
     if output_dir:
         out = Path(output_dir)
         json_path = formats.write_json(out / f"{name}.pck.json", figures)

@@ -11,7 +11,8 @@ import pytest
 import tensorflow as tf
 
 from stacked_hourglass import joints
-from stacked_hourglass.evaluation import model_eval
+from stacked_hourglass.evaluation import model_eval, pck
+from stacked_hourglass.model import inference
 from stacked_hourglass.serving import client
 
 
@@ -115,3 +116,40 @@ def test_exactly_one_model_source(synthetic_model, synthetic_records):
             batch_size=5, joint_set=joints.SYNTHETIC, head="head_top", threshold=None,
             output_dir=None,
         )  # fmt: skip
+
+
+def test_non_finite_model_predictions_warn_and_count_as_misses(
+    synthetic_model, synthetic_records, tmp_path, monkeypatch, capsys
+):
+    """A network gone NaN on some people: one warning line with the counts; the joints are
+    misses in the table (the same figures as predictions far off), never hits."""
+    predict_dataset = inference.predict_dataset
+    seen = {}
+
+    def poisoned(*args, **kwargs):
+        result = predict_dataset(*args, **kwargs)
+        order = np.lexsort((result["person"], result["index"]))  # the evaluation's row order
+        preds = result["preds"].copy()
+        preds[order[0]] = np.nan  # every joint of the first person
+        preds[order[3], 2, 0] = np.inf
+        seen.update({k: v[order] for k, v in result.items()}, preds=preds[order])
+        return {**result, "preds": preds}
+
+    monkeypatch.setattr(inference, "predict_dataset", poisoned)
+    capsys.readouterr()
+    figures, written = evaluate(synthetic_records, tmp_path, model_dir=synthetic_model["model_dir"])
+    err = capsys.readouterr().err.strip().splitlines()
+    annotated = ~seen["missing"]
+    scored = int(annotated[0].sum() + annotated[3, 2])
+    assert err == [
+        "warning: run: 2 of 16 people have non-finite (NaN/inf) predictions: 17 of 256 "
+        f"keypoints, {scored} of them annotated and counted as misses"
+    ], err
+    assert figures["non_finite_predictions"] == {"people": 2, "keypoints": 17, "scored": scored}
+    assert np.isnan(written[0]).all() and np.isinf(written[3, 2, 0])  # written as they are
+    far = np.where(np.isfinite(seen["preds"]), seen["preds"], 1e6)
+    expected = pck.pck_table(
+        far, seen["keypoints"], seen["normalizer"], seen["missing"], joints.SYNTHETIC
+    )
+    assert figures["table"]["per_joint"] == pytest.approx(expected["per_joint"], nan_ok=True)
+    assert figures["table"]["Mean"] == pytest.approx(expected["Mean"])

@@ -194,3 +194,26 @@ def test_posehg_label_filter():
     # pose-hg skips any label with x ≤ 1 or y ≤ 1 (1-based), not only the (0, 0) of missing ones.
     gt = np.array([[[0.0, 0.0], [1.0, 50.0], [50.0, 1.0], [1.5, 1.5], [30.0, -2.0]]])
     assert pck.posehg_label_missing(gt).tolist() == [[True, True, True, False, True]]
+
+
+def test_non_finite_predictions_are_misses_at_every_threshold():
+    # Person 0: head_top NaN, r_ankle +inf in x; person 1: l_wrist -inf in y, and neck NaN on a
+    # joint that is not annotated (skipped, not a miss). Everything else is exact.
+    gt, pred, norm, missing = _mpii_people(2)
+    pred[0, MPII.index("head_top")] = np.nan
+    pred[0, MPII.index("r_ankle"), 0] = np.inf
+    pred[1, MPII.index("l_wrist"), 1] = -np.inf
+    pred[1, MPII.index("upper_neck")] = np.nan
+    missing[1, MPII.index("upper_neck")] = True
+    assert pck.non_finite_counts(pred, missing) == {"people": 2, "keypoints": 4, "scored": 3}
+    correct, counts = pck.pck(pred, gt, norm, missing, 0.5)
+    assert counts.sum() == 2 * MPII.num_joints - 1 and correct.sum() == counts.sum() - 3
+    # The same joints finite and far away score the same, in the table and along the curve.
+    far = np.where(np.isfinite(pred), pred, 1e6)
+    table = pck.pck_table(pred, gt, norm, missing, MPII)
+    assert table == pck.pck_table(far, gt, norm, missing, MPII)
+    curve, far_curve = (pck.pck_curve(p, gt, norm, missing, MPII) for p in (pred, far))
+    for key, values in curve.items():
+        np.testing.assert_array_equal(values, far_curve[key])
+    assert np.all(curve["Mean"] < 100.0)  # not one threshold, even 0.5, counts them as hits
+    assert pck.non_finite_counts(gt, missing) == {"people": 0, "keypoints": 0, "scored": 0}
