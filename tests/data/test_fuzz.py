@@ -357,25 +357,14 @@ def _h5_property(tmp_path, mutation, flips):
         result = mpii.read_annotations(path, tmp_path, "valid")
     except (ValueError, OSError):
         return
-    except RuntimeError as e:
-        # KNOWN: h5py's RuntimeError for a damaged file escapes `_loaders.open_h5` (see
-        # test_damaged_h5_is_a_value_error_naming_the_file); tolerated here so that the fuzz keeps
-        # looking for other failures.
-        assert "signature" in str(e) or "Unable to" in str(e), e
-        return
     _check_items(result)
 
 
 flips = st.lists(st.tuples(st.integers(0, 1 << 21), st.integers(0, 7)), max_size=3)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RuntimeError,
-    reason="found by the fuzz: _loaders.open_h5 lets h5py's RuntimeError ('wrong B-tree "
-    "signature') through for a damaged .h5; it should be a ValueError naming the file",
-)
 def test_damaged_h5_is_a_value_error_naming_the_file(tmp_path):
+    """Found by the fuzz: h5py's RuntimeError ('wrong B-tree signature') for a damaged .h5."""
     _need(VALID_H5)
     data = bytearray(VALID_H5.read_bytes())
     data[136] ^= 1

@@ -44,17 +44,26 @@ def load_mat(path: pathlib.Path | str, what: str = "MATLAB .mat file", **kwargs)
 
 @contextlib.contextmanager
 def open_h5(path: pathlib.Path | str, what: str = "HDF5 file") -> Iterator[h5py.File]:
-    """`h5py.File(path, "r")`; `ValueError` naming the file when it is not HDF5 or lacks a key."""
+    """`h5py.File(path, "r")`; `ValueError` naming the file when it is not HDF5, is damaged or
+    lacks a key.
+
+    A damaged file may open and fail only when a dataset is read: h5py then raises `OSError`
+    ("Can't read data") or `RuntimeError` ("wrong B-tree signature"); both become a
+    `ValueError` naming the file, as a `KeyError` for a missing dataset does. The body of the
+    `with` block should only read the file (any `OSError` in it is taken for h5py's).
+    """
     path = require_file(path, what)
     try:
         f = h5py.File(path, "r")
-    except OSError as e:
+    except (OSError, RuntimeError) as e:
         raise ValueError(f"{path}: not a readable {what} ({first_line(e)})") from None
     with f:
         try:
             yield f
-        except KeyError as e:
-            raise ValueError(f"{path}: {first_line(e)}") from None
+        except KeyError as e:  # h5py's message is its only argument (str() would quote it)
+            raise ValueError(f"{path}: {e.args[0] if e.args else first_line(e)}") from None
+        except (OSError, RuntimeError) as e:
+            raise ValueError(f"{path}: a damaged {what} ({first_line(e)})") from None
 
 
 def load_json(path: pathlib.Path | str, what: str = "JSON file"):
