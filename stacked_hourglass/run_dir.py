@@ -2,7 +2,8 @@
 
     MODEL_DIR/
       config.json            `ExperimentConfig.to_dict()` (model, data, train)
-      checkpoints/           weights + optimizer state, `state.json` (the resume point)
+      checkpoints/           weights + optimizer state at epoch ends and every N steps within
+                             an epoch, `state.json` (the resume point)
       logs/                  TensorBoard (scalars, validation images with predicted skeletons)
       model.keras            the final model (written when training ends)
       history.csv            one row per epoch
@@ -14,6 +15,7 @@ knows the file names, so readers do not depend on the trainer.
 
 from __future__ import annotations
 
+import glob
 import os
 
 import keras
@@ -51,9 +53,23 @@ def load_config(model_dir: str) -> ExperimentConfig:
 
 
 def checkpoint_path(model_dir: str, epoch: int, step: int | None = None) -> str:
-    """Weights + optimizer state at the end of `epoch` (or mid-epoch at global `step`)."""
+    """Weights + optimizer state at the end of `epoch` (1-based), or `step` steps into it."""
     name = f"epoch-{epoch:04d}" if step is None else f"epoch-{epoch:04d}-step-{step:09d}"
     return os.path.join(model_dir, CHECKPOINT_DIR, f"{name}.weights.h5")
+
+
+def step_checkpoints(model_dir: str) -> list[str]:
+    """The mid-epoch checkpoint files of `model_dir` (see `checkpoint_path`), sorted."""
+    pattern = os.path.join(glob.escape(model_dir), CHECKPOINT_DIR, "epoch-*-step-*.weights.h5")
+    return sorted(glob.glob(pattern))
+
+
+def describe_state(state: dict | None) -> str:
+    """A resume point in words: "epoch 3", "epoch 3 + 500 steps of epoch 4" or "none"."""
+    if state is None:
+        return "none (no checkpoint written)"
+    epoch, step = int(state["epoch"]), int(state.get("epoch_step", 0))
+    return f"epoch {epoch}" + (f" + {step} steps of epoch {epoch + 1}" if step else "")
 
 
 def read_state(model_dir: str) -> dict | None:

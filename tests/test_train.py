@@ -104,6 +104,7 @@ def test_a_file_that_is_not_tfrecords_is_one_line(capsys, synthetic_records, tmp
         ("--supervise=some", "supervise"),
         ("--batch_size=0", "batch_size must be a positive integer, got 0"),
         ("--learning_rate=0", "learning_rate must be > 0"),
+        ("--checkpoint_every_steps=-1", "checkpoint_every_steps must be >= 0, got -1"),
         ("--lr_drop_epochs=6,x", "--lr_drop_epochs: expected comma-separated ints"),
         ("--input_size=100", "input_size must be divisible by"),
         ("--dataset=coco", "dataset"),
@@ -122,7 +123,13 @@ def test_help_lists_the_config_flags(capsys):
     status, out, err = _main(capsys, "--help")
     assert status == 0 and err == []
     assert "Trains a stacked hourglass network" in out
-    for flag in ("--learning_rate", "--num_stacks", "--train_files", "--export_dir"):
+    for flag in (
+        "--learning_rate",
+        "--num_stacks",
+        "--train_files",
+        "--export_dir",
+        "--checkpoint_every_steps",
+    ):
         assert flag in out
 
 
@@ -150,6 +157,6 @@ def test_diverging_run_exits_non_zero_without_a_final_model(capsys, synthetic_re
     assert status == 1
     assert len(err) == 1 and err[0].startswith("train: error: "), err
     assert "NaN or infinite" in err[0] and "no final model written" in err[0]
-    assert "resume point kept: none (no epoch completed)" in err[0]
+    assert "resume point kept: none (no checkpoint written)" in err[0]
     assert not (run / "model.keras").exists() and not (run / "summary.json").exists()
     assert not (run / "checkpoints" / "state.json").exists()

@@ -332,6 +332,7 @@ def make_train_dataset(
     input_context: tf.distribute.InputContext | None = None,
     *,
     antialias: bool = True,
+    skip_steps: int = 0,
 ) -> tf.data.Dataset:
     """Infinite shuffled, augmented batches for `model.fit`.
 
@@ -344,6 +345,11 @@ def make_train_dataset(
         input_context: from `strategy.distribute_datasets_from_function`; shards files per
             input pipeline (worker).
         antialias: see the module docstring.
+        skip_steps: training steps already taken from this stream (a resumed run): their
+            records are skipped before anything is decoded, and the stream goes on where that
+            run left it (record for record when tf.data runs deterministically, e.g. under op
+            determinism; with "skip", each record dropped after the checks, an image that fails
+            to decode, shifts it by one).
 
     Returns:
         Dataset of (image [B, S, S, 3], {name: heatmaps [B, H, H, K]}), repeated forever.
@@ -396,6 +402,13 @@ def make_train_dataset(
     # Per-sample stateless seeds make the augmentation reproducible for a given record order.
     seeds = tf.data.Dataset.random(seed=seed).batch(2)
     ds = tf.data.Dataset.zip((ds, seeds))
+    if skip_steps:
+        # Here, before `prepare`: reading and checking a record costs a fraction of decoding and
+        # warping it. A step takes one batch per replica fed by this input pipeline.
+        replicas = 1
+        if input_context is not None:
+            replicas = input_context.num_replicas_in_sync // input_context.num_input_pipelines
+        ds = ds.skip(skip_steps * batch_size * replicas)
 
     def prepare(serialized, sample_seed):
         record = features.parse_example(serialized, num_joints)

@@ -1,7 +1,9 @@
-"""Keras callbacks of the training loop: validation PCK, step LR drops and resumable checkpoints."""
+"""Keras callbacks of the training loop: validation PCK, step LR drops, resumable checkpoints and
+TensorBoard across the loop's `fit` calls."""
 
 from __future__ import annotations
 
+import glob
 import os
 
 import keras
@@ -109,11 +111,48 @@ class StepDrop(keras.callbacks.Callback):
             print(f"\nEpoch {epoch + 1}: learning rate dropped to {float(rate.numpy()):.3g}")
 
 
-class ResumeCheckpoint(keras.callbacks.Callback):
-    """Saves weights, optimizer state and the LR-plateau state at every epoch end, atomically.
+class TensorBoard(keras.callbacks.TensorBoard):
+    """Keras's TensorBoard callback, for a training loop of several `fit` calls.
 
-    `restore()` (before `fit`) reloads the latest one and returns the epoch to start from, so a
-    killed run continues where its last epoch ended with the same optimizer state.
+    The trainer runs one `fit` per epoch (and a resumed run starts anew): Keras's callback
+    numbers its batch summaries from 0 and closes its writers at the end of every `fit`, after
+    which writing fails. Here batch summaries are numbered by the optimizer's step, and the
+    writers stay open until `close()`.
+    """
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        self._global_train_batch = int(self.model.optimizer.iterations.numpy())
+
+    def _close_writers(self):
+        for writer in self._writers.values():
+            writer.flush()
+
+    def close(self) -> None:
+        """Closes the writers (once training is over)."""
+        for writer in self._writers.values():
+            writer.close()
+        self._writers = {}
+
+
+class ResumeCheckpoint(keras.callbacks.Callback):
+    """Saves weights, optimizer state and the LR-plateau state atomically: at every epoch end and
+    every `every_steps` steps within an epoch.
+
+    `restore()` (before training) reloads the latest resume point and returns the epochs it
+    completed; `epoch_step` is then the steps of the next epoch it had trained too. The trainer
+    trains the rest of that epoch on the epoch's stream with those steps' records skipped, so
+    that a killed and resumed run computes what an uninterrupted one does.
+
+    Every save writes the weights under a temporary name and renames them, then replaces
+    `state.json` (atomically) to name them, and only then deletes the files they supersede: a
+    kill at any moment, a kill -9 mid-write included, leaves `state.json` naming a complete
+    checkpoint. Kept: the last `keep` epoch checkpoints and the latest mid-epoch one (until the
+    next epoch end). A step whose loss is not finite, or after which a callback stopped
+    training, is never a resume point.
+
+    The trainer runs one `fit` per epoch, so `on_train_begin` comes at every epoch: there it
+    gives `ReduceLROnPlateau` back the counters its own `on_train_begin` reset.
 
     Multi-worker: every worker restores from `model_dir` (the chief's checkpoints, so it must be
     on storage every worker sees) and every worker saves (reading distributed variables may be a
@@ -122,18 +161,33 @@ class ResumeCheckpoint(keras.callbacks.Callback):
     """
 
     def __init__(
-        self, model_dir, plateau: keras.callbacks.ReduceLROnPlateau, keep=2, write_dir=None
+        self,
+        model_dir,
+        plateau: keras.callbacks.ReduceLROnPlateau,
+        keep=2,
+        write_dir=None,
+        every_steps=0,
     ):
         super().__init__()
         self.model_dir = model_dir
         self.write_dir = write_dir or model_dir
         self.plateau = plateau
         self.keep = keep
+        self.every_steps = every_steps
+        self.epoch_step = 0
         self._plateau_state = {}
+        self._resumed = None  # (epoch, steps of it already trained) after restore()
+        self._epoch = 0
+        self._epoch_start = 0  # steps of the current epoch trained before this fit
         self._last_batch = None
         os.makedirs(os.path.join(self.write_dir, run_dir.CHECKPOINT_DIR), exist_ok=True)
 
-    def restore(self, model) -> int:
+    def restore(self, model, steps_per_epoch: int | None = None) -> int:
+        """Loads the latest resume point into `model` (compiled); returns its completed epochs.
+
+        Sets `epoch_step`. A mid-epoch point at or past `steps_per_epoch` (the flag changed
+        since) restarts that epoch from its first step, with the weights as they are.
+        """
         state = run_dir.read_state(self.model_dir)
         if state is None:
             return 0
@@ -142,7 +196,16 @@ class ResumeCheckpoint(keras.callbacks.Callback):
         model.load_weights(run_dir.state_checkpoint(self.model_dir, state))
         model.optimizer.learning_rate.assign(state["learning_rate"])
         self._plateau_state = state.get("plateau", {})
-        return int(state["epoch"])
+        epoch = int(state["epoch"])
+        self.epoch_step = int(state.get("epoch_step", 0))
+        if steps_per_epoch and self.epoch_step >= steps_per_epoch:
+            print(
+                f"{self.model_dir}: the checkpoint is {self.epoch_step} steps into epoch "
+                f"{epoch + 1}, which now has {steps_per_epoch}: restarting that epoch"
+            )
+            self.epoch_step = 0
+        self._resumed = (epoch, self.epoch_step)
+        return epoch
 
     def on_train_begin(self, logs=None):
         # ReduceLROnPlateau resets its counters in its own on_train_begin, which runs before
@@ -151,13 +214,36 @@ class ResumeCheckpoint(keras.callbacks.Callback):
             setattr(self.plateau, key, value)
 
     def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
         self._last_batch = None
+        self._epoch_start = self._resumed[1] if self._resumed and self._resumed[0] == epoch else 0
 
     def on_train_batch_end(self, batch, logs=None):
+        done_before = self._epoch_start + (0 if self._last_batch is None else self._last_batch + 1)
         self._last_batch = batch
+        if not self.every_steps:
+            return
+        done = self._epoch_start + batch + 1
+        steps = (self.params or {}).get("steps")
+        if steps and batch + 1 >= steps:
+            return  # The epoch's last step: its end saves, after validation and the schedules.
+        if done // self.every_steps == done_before // self.every_steps:
+            return
+        if self.model.stop_training or not _finite_loss(logs):
+            return
+        path = run_dir.checkpoint_path(self.write_dir, self._epoch + 1, step=done)
+        self._save(path, {"epoch": self._epoch, "epoch_step": done})
+        for old in run_dir.step_checkpoints(self.write_dir):
+            if old != path:
+                os.remove(old)
 
     def on_epoch_end(self, epoch, logs=None):
-        if logs and not np.isfinite(logs.get("loss", 0.0)):
+        # The next epoch's fit begins by resetting the plateau: it gets these counters back.
+        if self.plateau is not None:
+            self._plateau_state = self._plateau_counters()
+        if self._resumed and self._resumed[0] == epoch:
+            self._resumed = None
+        if not _finite_loss(logs):
             # A diverged epoch (TerminateOnNaN stopped it): keep the last good resume point.
             return
         steps = (self.params or {}).get("steps")
@@ -166,25 +252,42 @@ class ResumeCheckpoint(keras.callbacks.Callback):
             # not complete, so it is not a resume point either.
             return
         done = epoch + 1
-        # Write under a temporary name, then rename: a kill leaves the previous state usable.
+        self._save(run_dir.checkpoint_path(self.write_dir, done), {"epoch": done, "epoch_step": 0})
+        old = run_dir.checkpoint_path(self.write_dir, done - self.keep)
+        for path in [old, *run_dir.step_checkpoints(self.write_dir)]:
+            if os.path.exists(path):
+                os.remove(path)
+
+    def _plateau_counters(self) -> dict:
+        best = self.plateau.best  # None until the plateau's first epoch end
+        return {
+            "best": None if best is None else float(best),
+            "wait": int(self.plateau.wait),
+            "cooldown_counter": int(self.plateau.cooldown_counter),
+        }
+
+    def _save(self, path: str, position: dict) -> None:
+        """Writes the checkpoint at `path`, then the state naming it (`position`: epoch,
+        epoch_step); the caller deletes what it supersedes afterwards."""
         # Keras weight files include the optimizer's variables (iterations, learning rate,
-        # RMSprop accumulators).
-        path = run_dir.checkpoint_path(self.write_dir, done)
-        tmp = path.replace(".weights.h5", ".tmp.weights.h5")
+        # RMSprop accumulators). The temporary name is hidden: no checkpoint glob matches it.
+        folder, name = os.path.split(path)
+        tmp = os.path.join(folder, "." + name.replace(".weights.h5", ".tmp.weights.h5"))
         self.model.save_weights(tmp)
         os.replace(tmp, path)
         state = {
-            "epoch": done,
-            "checkpoint": os.path.basename(path),
+            **position,
+            "checkpoint": name,
             "step": int(self.model.optimizer.iterations.numpy()),
             "learning_rate": float(self.model.optimizer.learning_rate.numpy()),
-            "plateau": {
-                "best": float(self.plateau.best),
-                "wait": int(self.plateau.wait),
-                "cooldown_counter": int(self.plateau.cooldown_counter),
-            },
+            "plateau": self._plateau_counters(),
         }
         run_dir.write_state(self.write_dir, state)
-        old = run_dir.checkpoint_path(self.write_dir, done - self.keep)
-        if os.path.exists(old):
-            os.remove(old)
+        # A kill mid-write leaves a temporary file that no later save may rename away.
+        for orphan in glob.glob(os.path.join(glob.escape(folder), ".*.tmp.weights.h5")):
+            os.remove(orphan)
+
+
+def _finite_loss(logs) -> bool:
+    """Whether the loss in `logs` is finite (True without one; a vector under multi-worker)."""
+    return bool(np.all(np.isfinite((logs or {}).get("loss", 0.0))))

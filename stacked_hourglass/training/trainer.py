@@ -1,8 +1,11 @@
 """Training: `model.fit` with intermediate supervision, Torch's RMSprop, plateau LR and resume.
 
 `train(config)` is the library behind `python -m stacked_hourglass.train`. It writes a model
-directory (`run_dir`): config.json first, checkpoints at every epoch end, the final model and
-summary.json at the end. Re-running with the same model_dir resumes from the last checkpoint.
+directory (`run_dir`): config.json first, checkpoints at every epoch end and every
+`--checkpoint_every_steps` steps within one, the final model and summary.json at the end.
+Re-running with the same model_dir resumes from the last checkpoint, mid-epoch included, with
+the data stream where it was: with op determinism on, a killed and resumed run ends with the
+same weights, bit for bit, as one that was never interrupted.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import time
 from collections.abc import Sequence
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from stacked_hourglass import run_dir
@@ -148,22 +152,31 @@ def _train(config, callbacks, strategy, tf_config, write_dir, watchdog, start) -
         1, pipeline.count_records(config.data.train_files) // train_config.batch_size
     )
 
-    def train_dataset(input_context=None):
-        return pipeline.make_train_dataset(
-            config.data,
-            codec,
-            train_config.batch_size,
-            config.model.output_names,
-            train_config.seed,
-            input_context=input_context,
-        )
+    def epoch_dataset(epoch: int, skip_steps: int = 0):
+        """The batches of epoch `epoch` (0-based), less its first `skip_steps` steps' worth.
 
-    if multi_worker or strategy.num_replicas_in_sync > 1:
-        # Each worker builds its own pipeline: its share of the files (or records), batches of
-        # batch_size / replicas; Keras's fit takes the DistributedDataset as it is.
-        train_ds = strategy.distribute_datasets_from_function(train_dataset)
-    else:
-        train_ds = train_dataset()
+        Every epoch reads its own stream, seeded by (seed, epoch), rather than the run reading
+        one stream throughout: a run resumed in epoch e then skips (reads and checks, without
+        decoding) at most that epoch's records, not those of all epochs before it.
+        """
+
+        def dataset_fn(input_context=None):
+            return pipeline.make_train_dataset(
+                config.data,
+                codec,
+                train_config.batch_size,
+                config.model.output_names,
+                _epoch_seed(train_config.seed, epoch),
+                input_context=input_context,
+                skip_steps=skip_steps,
+            )
+
+        if multi_worker or strategy.num_replicas_in_sync > 1:
+            # Each worker builds its own pipeline: its share of the files (or records), batches
+            # of batch_size / replicas; Keras's fit takes the DistributedDataset as it is.
+            return strategy.distribute_datasets_from_function(dataset_fn)
+        return dataset_fn()
+
     eval_ds = pipeline.make_eval_dataset(
         config.data.valid_files,
         config.model.num_joints,
@@ -196,12 +209,20 @@ def _train(config, callbacks, strategy, tf_config, write_dir, watchdog, start) -
         min_lr=train_config.min_learning_rate,
         verbose=1,
     )
-    resume = callbacks_lib.ResumeCheckpoint(model_dir, plateau, write_dir=write_dir)
+    resume = callbacks_lib.ResumeCheckpoint(
+        model_dir, plateau, write_dir=write_dir, every_steps=train_config.checkpoint_every_steps
+    )
     stop_on_nan = _StopOnNaN()
     with strategy.scope():  # Building the optimizer creates (distributed) variables.
-        initial_epoch = resume.restore(model)
-    if initial_epoch:
-        print(f"Resuming {model_dir} from the end of epoch {initial_epoch}")
+        initial_epoch = resume.restore(model, steps_per_epoch)
+    resumed_step = int(model.optimizer.iterations.numpy())
+    if initial_epoch or resume.epoch_step:
+        position = run_dir.describe_state({"epoch": initial_epoch, "epoch_step": resume.epoch_step})
+        print(f"Resuming {model_dir} at {position} (step {resumed_step})")
+    tensorboard = callbacks_lib.TensorBoard(
+        log_dir=log_dir, update_freq=max(1, steps_per_epoch // 10)
+    )
+    history = keras.callbacks.History()
     all_callbacks = [
         watchdog,  # Disarmed by the first step: the cluster is up.
         stop_on_nan,
@@ -209,31 +230,33 @@ def _train(config, callbacks, strategy, tf_config, write_dir, watchdog, start) -
         plateau,
         callbacks_lib.StepDrop(train_config.lr_drop_epochs, train_config.lr_factor),
         resume,  # After the two schedules: it saves the learning rate they set.
-        keras.callbacks.TensorBoard(log_dir=log_dir, update_freq=max(1, steps_per_epoch // 10)),
+        tensorboard,
         keras.callbacks.CSVLogger(run_dir.path(write_dir, run_dir.HISTORY_FILE), append=True),
         *callbacks,
+        history,  # Last, as Keras places it: it records what the others added to the logs.
     ]
     if multi_worker or strategy.num_replicas_in_sync > 1:
         _peek_local_batch(model, strategy)
     if multi_worker:
         _vector_logs(model)
     fit_start = time.perf_counter()
-    history = keras.callbacks.History()
-    if initial_epoch < train_config.epochs:
-        history = model.fit(
-            train_ds,
-            epochs=train_config.epochs,
-            initial_epoch=initial_epoch,
-            steps_per_epoch=steps_per_epoch,
-            callbacks=all_callbacks,
-            # The pipeline shuffles (files, records); Keras's default would only warn here.
-            shuffle=False,
-            verbose=train_config.verbose,
+    try:
+        _fit_epochs(
+            model,
+            epoch_dataset,
+            keras.callbacks.CallbackList(
+                all_callbacks, add_progbar=train_config.verbose != 0, model=model
+            ),
+            (initial_epoch, resume.epoch_step),
+            train_config.epochs,
+            steps_per_epoch,
+            train_config.verbose,
         )
+    finally:
+        tensorboard.close()
     fit_seconds = time.perf_counter() - fit_start
     if stop_on_nan.stopped_at is not None:
-        state = run_dir.read_state(model_dir)
-        kept = f"epoch {state['epoch']}" if state else "none (no epoch completed)"
+        kept = run_dir.describe_state(run_dir.read_state(model_dir))
         raise TrainingDiverged(
             f"{model_dir}: the loss became NaN or infinite at step {stop_on_nan.stopped_at}; "
             f"no final model written; resume point kept: {kept}"
@@ -246,18 +269,19 @@ def _train(config, callbacks, strategy, tf_config, write_dir, watchdog, start) -
         # Keras infers the format from the suffix.
         model.save(tmp + ".keras")
         os.replace(tmp + ".keras", tmp)
-    trained_epochs = max(0, train_config.epochs - initial_epoch)
-    images = trained_epochs * steps_per_epoch * train_config.batch_size
+    steps = int(model.optimizer.iterations.numpy())
+    images = (steps - resumed_step) * train_config.batch_size
     summary = {
         "model_dir": model_dir,
         "final_model": run_dir.path(model_dir, run_dir.FINAL_MODEL_FILE),
         "epochs": train_config.epochs,
         "steps_per_epoch": steps_per_epoch,
-        "steps": int(model.optimizer.iterations.numpy()),
+        "steps": steps,
         "resumed_from_epoch": initial_epoch,
+        "resumed_from_step": resumed_step,
         "train_seconds": fit_seconds,
         "total_seconds": time.perf_counter() - start,
-        "images_per_second": images / fit_seconds if trained_epochs and fit_seconds else None,
+        "images_per_second": images / fit_seconds if images and fit_seconds else None,
         "dtype_policy": policy,
         "replicas": strategy.num_replicas_in_sync,
         "workers": cluster.num_workers(tf_config) if multi_worker else 1,
@@ -269,6 +293,39 @@ def _train(config, callbacks, strategy, tf_config, write_dir, watchdog, start) -
     if chief:
         files.write_json(run_dir.path(model_dir, run_dir.SUMMARY_FILE), summary)
     return summary
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    """The data seed of epoch `epoch` (0-based) of a run seeded `seed`."""
+    return int(np.random.SeedSequence([seed % 2**32, epoch]).generate_state(1)[0])
+
+
+def _fit_epochs(model, epoch_dataset, callbacks, start, epochs, steps_per_epoch, verbose) -> None:
+    """Trains from `start` = (epoch, steps of it already trained) to the end of `epochs`, one
+    `fit` per epoch, until a callback stops training.
+
+    Keras's `initial_epoch` resumes at an epoch boundary only. One `fit` per epoch lets a resumed
+    epoch run just its remaining steps on its own stream, and gives every epoch its own stream
+    (`epoch_dataset`); the callbacks, one `CallbackList` across the calls, see the run's epoch
+    numbers, and `params["epochs"]` is the run's.
+    """
+    epoch, done = start
+    while epoch < epochs:
+        steps = steps_per_epoch - done
+        callbacks.set_params({"verbose": verbose, "epochs": epochs, "steps": steps})
+        model.fit(
+            epoch_dataset(epoch, done),
+            epochs=epoch + 1,
+            initial_epoch=epoch,
+            steps_per_epoch=steps,
+            callbacks=callbacks,
+            # The pipeline shuffles (files, records); Keras's default would only warn here.
+            shuffle=False,
+            verbose=verbose,
+        )
+        if model.stop_training:  # TerminateOnNaN, or a caller's callback
+            return
+        epoch, done = epoch + 1, 0
 
 
 def _peek_local_batch(model: keras.Model, strategy: tf.distribute.Strategy) -> None:

@@ -65,6 +65,7 @@ def test_resume_checkpoint_keeps_two_and_skips_diverged_epochs(tmp_path):
     state = run_dir.read_state(model_dir)
     assert state == {
         "epoch": 4,
+        "epoch_step": 0,
         "checkpoint": "epoch-0004.weights.h5",
         "step": 12,
         "learning_rate": pytest.approx(0.1),
@@ -155,3 +156,157 @@ def test_resume_checkpoint_skips_an_epoch_stopped_midway(tmp_path):
     resume.on_epoch_end(1, {"loss": 1.0})
     assert run_dir.read_state(model_dir)["epoch"] == 1
     assert not os.path.exists(run_dir.checkpoint_path(model_dir, 2))
+
+
+def _driven_resume(model_dir, model, every_steps, best=50.0):
+    """A ResumeCheckpoint on `model` with a plateau as after its first epoch end."""
+    plateau = keras.callbacks.ReduceLROnPlateau(monitor="val_pckh", mode="max")
+    plateau.set_model(model)
+    plateau.on_train_begin()
+    plateau.best = best
+    resume = callbacks.ResumeCheckpoint(model_dir, plateau, every_steps=every_steps)
+    resume.set_model(model)
+    return resume
+
+
+def _run_steps(resume, model, epoch, batches, steps):
+    """Drives one `fit` of `steps` steps in `epoch` by hand (the optimizer step follows)."""
+    resume.set_params({"epochs": 10, "steps": steps, "verbose": 0})
+    resume.on_train_begin()
+    resume.on_epoch_begin(epoch)
+    for batch in batches:
+        model.optimizer.iterations.assign_add(1)
+        resume.on_train_batch_end(batch, {"loss": 1.0})
+
+
+def test_resume_checkpoint_every_n_steps_keeps_the_latest(tmp_path):
+    """Every 2 steps of a 5-step epoch: steps 2 and 4 (not 5: the epoch end saves after
+    validation); one mid-epoch file at a time, none once the epoch has ended."""
+    model_dir = str(tmp_path)
+    model = _tiny_compiled_model()
+    resume = _driven_resume(model_dir, model, every_steps=2)
+    checkpoints = tmp_path / run_dir.CHECKPOINT_DIR
+    _run_steps(resume, model, epoch=0, batches=range(3), steps=5)
+    assert sorted(os.listdir(checkpoints)) == ["epoch-0001-step-000000002.weights.h5", "state.json"]
+    resume.on_train_batch_end(3, {"loss": 1.0})
+    resume.on_train_batch_end(4, {"loss": 1.0})
+    assert sorted(os.listdir(checkpoints)) == ["epoch-0001-step-000000004.weights.h5", "state.json"]
+    state = run_dir.read_state(model_dir)
+    assert state == {
+        "epoch": 0,
+        "epoch_step": 4,
+        "checkpoint": "epoch-0001-step-000000004.weights.h5",
+        "step": 3,
+        "learning_rate": pytest.approx(0.1),
+        "plateau": {"best": 50.0, "wait": 0, "cooldown_counter": 0},
+    }
+    assert run_dir.describe_state(state) == "epoch 0 + 4 steps of epoch 1"
+    resume.on_epoch_end(0, {"loss": 1.0})
+    assert sorted(os.listdir(checkpoints)) == ["epoch-0001.weights.h5", "state.json"]
+    assert run_dir.read_state(model_dir)["epoch_step"] == 0
+
+
+def test_resume_checkpoint_restores_mid_epoch_and_counts_on(tmp_path):
+    model_dir = str(tmp_path)
+    model = _tiny_compiled_model()
+    resume = _driven_resume(model_dir, model, every_steps=3)
+    _run_steps(resume, model, epoch=1, batches=range(4), steps=7)  # a checkpoint at step 3
+    weights = model.get_weights()
+
+    fresh = _tiny_compiled_model(seed=1)
+    restore = _driven_resume(model_dir, fresh, every_steps=3)
+    assert restore.restore(fresh, steps_per_epoch=7) == 1 and restore.epoch_step == 3
+    for a, b in zip(fresh.get_weights(), weights, strict=True):
+        np.testing.assert_array_equal(a, b)
+    # The trainer's fit for the rest of epoch 2 runs 4 steps, which Keras numbers 0-3: the next
+    # checkpoint is the epoch's step 6.
+    _run_steps(restore, fresh, epoch=1, batches=range(3), steps=4)
+    assert run_dir.read_state(model_dir)["checkpoint"] == "epoch-0002-step-000000006.weights.h5"
+    restore.on_train_batch_end(3, {"loss": 1.0})
+    restore.on_epoch_end(1, {"loss": 1.0})
+    assert run_dir.read_state(model_dir)["checkpoint"] == "epoch-0002.weights.h5"
+    # The next epoch counts from 0 again.
+    _run_steps(restore, fresh, epoch=2, batches=range(3), steps=7)
+    assert run_dir.read_state(model_dir)["checkpoint"] == "epoch-0003-step-000000003.weights.h5"
+
+    # --steps_per_epoch changed to 3 since: step 3 of epoch 2 is past it; the epoch restarts.
+    again = _driven_resume(model_dir, _tiny_compiled_model(seed=2), every_steps=3)
+    assert again.restore(again.model, steps_per_epoch=3) == 2 and again.epoch_step == 0
+
+
+def test_no_step_checkpoint_after_a_non_finite_loss_or_a_stop(tmp_path):
+    model_dir = str(tmp_path)
+    model = _tiny_compiled_model()
+    resume = _driven_resume(model_dir, model, every_steps=1)
+    resume.set_params({"epochs": 1, "steps": 9, "verbose": 0})
+    resume.on_epoch_begin(0)
+    resume.on_train_batch_end(0, {"loss": 1.0})
+    resume.on_train_batch_end(1, {"loss": float("nan")})
+    resume.on_train_batch_end(2, {"loss": [float("inf")]})  # multi-worker logs are vectors
+    model.stop_training = True
+    resume.on_train_batch_end(3, {"loss": 1.0})
+    assert run_dir.read_state(model_dir)["epoch_step"] == 1
+
+
+def test_a_kill_mid_checkpoint_leaves_the_previous_resume_point(tmp_path, monkeypatch):
+    """Killed while writing the weights (a partial temporary file) or between the weights and
+    state.json: the resume point stays the previous complete checkpoint, and the next save
+    removes what the kill left."""
+    model_dir = str(tmp_path)
+    model = _tiny_compiled_model()
+    resume = _driven_resume(model_dir, model, every_steps=1)
+    _run_steps(resume, model, epoch=0, batches=range(2), steps=9)
+    good = run_dir.read_state(model_dir)
+    good_weights = model.get_weights()
+    checkpoints = tmp_path / run_dir.CHECKPOINT_DIR
+
+    class Killed(BaseException):
+        pass
+
+    def killed_mid_write(path, *args, **kwargs):
+        with open(path, "wb") as f:
+            f.write(b"\x89HDF\r\n half a file")
+        raise Killed
+
+    model.set_weights([w + 1 for w in good_weights])
+    with monkeypatch.context() as patch:
+        patch.setattr(model, "save_weights", killed_mid_write)
+        with pytest.raises(Killed):
+            resume.on_train_batch_end(2, {"loss": 1.0})
+    with monkeypatch.context() as patch:
+        patch.setattr(run_dir, "write_state", lambda *args: (_ for _ in ()).throw(Killed()))
+        with pytest.raises(Killed):
+            resume.on_train_batch_end(3, {"loss": 1.0})
+    assert run_dir.read_state(model_dir) == good
+    assert sorted(os.listdir(checkpoints)) == [
+        ".epoch-0001-step-000000003.tmp.weights.h5",  # the partial file
+        "epoch-0001-step-000000002.weights.h5",
+        "epoch-0001-step-000000004.weights.h5",  # complete, but state.json does not name it
+        "state.json",
+    ]
+    fresh = _tiny_compiled_model(seed=1)
+    restore = callbacks.ResumeCheckpoint(model_dir, keras.callbacks.ReduceLROnPlateau())
+    assert restore.restore(fresh) == 0 and restore.epoch_step == 2
+    for a, b in zip(fresh.get_weights(), good_weights, strict=True):
+        np.testing.assert_array_equal(a, b)
+    resume.on_train_batch_end(4, {"loss": 1.0})
+    assert sorted(os.listdir(checkpoints)) == ["epoch-0001-step-000000005.weights.h5", "state.json"]
+
+
+def test_tensorboard_spans_several_fits_at_the_optimizer_step(tmp_path):
+    """Keras's callback closes its writers at the end of a `fit` (the next one would fail) and
+    numbers batch summaries from 0 in each; the trainer runs one `fit` per epoch."""
+    import tensorflow as tf
+
+    model = _tiny_compiled_model()
+    board = callbacks.TensorBoard(log_dir=str(tmp_path), update_freq=1)
+    x = np.zeros((4, 3), np.float32)
+    y = np.zeros((4, 2), np.float32)
+    for epoch in range(2):
+        model.fit(x, y, batch_size=2, initial_epoch=epoch, epochs=epoch + 1, callbacks=[board])
+    board.close()
+    steps = []
+    for path in (tmp_path / "train").iterdir():
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            steps += [event.step for value in event.summary.value if value.tag == "batch_loss"]
+    assert sorted(steps) == [1, 2, 3, 4]

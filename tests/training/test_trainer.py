@@ -77,6 +77,7 @@ def read_state(run):
 def test_train_writes_model_summary_and_config(trained_run):
     run, summary = trained_run["run"], trained_run["summary"]
     assert summary["steps"] == 6 and summary["resumed_from_epoch"] == 0
+    assert summary["resumed_from_step"] == 0
     assert (run / "model.keras").exists() and (run / "summary.json").exists()
     saved = json.loads((run / "summary.json").read_text())
     assert saved["validation_metric"] == "val_pckh"
@@ -97,7 +98,7 @@ def test_train_writes_model_summary_and_config(trained_run):
     history = (run / "history.csv").read_text().splitlines()
     assert len(history) == 3 and "val_pckh" in history[0]
     state = read_state(run)
-    assert state["epoch"] == 2 and state["step"] == 6
+    assert state["epoch"] == 2 and state["epoch_step"] == 0 and state["step"] == 6
     assert sorted(os.listdir(run / "checkpoints")) == [
         "epoch-0001.weights.h5",
         "epoch-0002.weights.h5",
@@ -206,24 +207,132 @@ class KillAtStep(keras.callbacks.Callback):
             raise Killed(f"killed at step {self.step}")
 
 
-def test_killed_run_resumes_at_the_last_completed_epoch(synthetic_records, tmp_path):
-    """A run killed during epoch 2 restarts at the end of epoch 1 (step 3)."""
+def test_killed_run_resumes_mid_epoch(synthetic_records, tmp_path):
+    """Killed at step 5 of 3 epochs x 3 steps, checkpointing every 2 steps: the run restarts
+    from the checkpoint 2 steps into epoch 2 (step 5), trains that epoch's last step, then
+    epoch 3."""
     run = tmp_path / "run"
     one_stack = dataclasses.replace(TINY_MODEL, num_stacks=1)
-    config = tiny_config(synthetic_records, run, model=one_stack, epochs=3)
+    config = tiny_config(
+        synthetic_records, run, model=one_stack, epochs=3, checkpoint_every_steps=2
+    )
     with pytest.raises(Killed):
         trainer.train(config, callbacks=(KillAtStep(5),))
     state = read_state(run)
-    assert state == {**state, "epoch": 1, "step": 3}
+    assert state == {**state, "epoch": 1, "epoch_step": 2, "step": 5}
+    assert state["checkpoint"] == "epoch-0002-step-000000002.weights.h5"
     assert not (run / "model.keras").exists() and not (run / "summary.json").exists()
-    assert not (run / "checkpoints" / "epoch-0002.weights.h5").exists()
+    assert sorted(os.listdir(run / "checkpoints")) == [
+        "epoch-0001.weights.h5",
+        "epoch-0002-step-000000002.weights.h5",
+        "state.json",
+    ]
 
     summary = trainer.train(config)
-    assert summary["resumed_from_epoch"] == 1 and summary["steps"] == 9
-    assert read_state(run)["epoch"] == 3 and (run / "model.keras").exists()
-    # The killed session's CSV rows stay; the resumed one appends epochs 2 and 3.
-    epochs = [row.split(",")[0] for row in (run / "history.csv").read_text().splitlines()]
-    assert epochs[-2:] == ["1", "2"]
+    assert summary["resumed_from_epoch"] == 1 and summary["resumed_from_step"] == 5
+    assert summary["steps"] == 9 and (run / "model.keras").exists()
+    assert read_state(run) == {**read_state(run), "epoch": 3, "epoch_step": 0, "step": 9}
+    assert sorted(os.listdir(run / "checkpoints")) == [
+        "epoch-0002.weights.h5",
+        "epoch-0003.weights.h5",
+        "state.json",
+    ]
+    # The killed session's CSV rows stay (epoch 1); the resumed one appends epochs 2 and 3, and
+    # the schedules saw the run's epoch numbers.
+    rows = (run / "history.csv").read_text().splitlines()
+    assert [row.split(",")[0] for row in rows[1:]] == ["0", "1", "2"]
+    assert len(summary["history"]["val_pckh"]) == 2
+
+
+_DETERMINISM_SCRIPT = """
+import json, sys
+import h5py, keras, numpy as np, tensorflow as tf
+tf.config.experimental.enable_op_determinism()
+from stacked_hourglass import run_dir
+from stacked_hourglass.config import DataConfig, ExperimentConfig, ModelConfig, TrainConfig
+from stacked_hourglass.training import trainer
+
+train_files, valid_files, root = sys.argv[1:]
+
+def config(name):
+    return ExperimentConfig(
+        model=ModelConfig(num_stacks=1, num_features=16, depth=1, input_size=64),
+        data=DataConfig(dataset="synthetic", train_files=train_files, valid_files=valid_files,
+                        shuffle_buffer=16),
+        train=TrainConfig(model_dir=f"{root}/{name}", batch_size=4, epochs=3, steps_per_epoch=5,
+                          checkpoint_every_steps=2, eval_batch_size=8, valid_batches=1,
+                          tensorboard_images=0, verbose=0),
+    )
+
+class Killed(Exception):
+    pass
+
+class KillAtStep(keras.callbacks.Callback):
+    def __init__(self, step):
+        super().__init__()
+        self.step = step
+    def on_train_batch_end(self, batch, logs=None):
+        if int(self.model.optimizer.iterations.numpy()) == self.step:
+            raise Killed
+
+class KillAtEpochEnd(keras.callbacks.Callback):
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch:  # after the epoch's checkpoint: the callback comes last
+            raise Killed
+
+def state(name):
+    with h5py.File(f"{root}/{name}/checkpoints/epoch-0003.weights.h5") as f:
+        optimizer = [f["optimizer"]["vars"][k][()] for k in sorted(f["optimizer"]["vars"])]
+    return run_dir.load_model(f"{root}/{name}").get_weights() + optimizer
+
+uninterrupted = trainer.train(config("uninterrupted"))
+resumed_at = []
+for kill in (KillAtStep(3), KillAtEpochEnd(1), KillAtStep(15)):
+    try:
+        trainer.train(config("killed"), callbacks=(kill,))
+        sys.exit("not killed")
+    except Killed:
+        resumed_at.append(run_dir.read_state(f"{root}/killed"))
+resumed = trainer.train(config("killed"))
+pairs = list(zip(state("uninterrupted"), state("killed"), strict=True))
+print("RESULT", json.dumps({
+    "resumed_at": [[s["epoch"], s["epoch_step"], s["step"]] for s in resumed_at],
+    "arrays": len(pairs),
+    "bitwise": all(np.array_equal(a, b) for a, b in pairs),
+    "max_difference": max(float(np.max(np.abs(a - b))) for a, b in pairs),
+    "validation": [uninterrupted["validation"], resumed["validation"]],
+    "heatmap_mse": [uninterrupted["history"]["val_heatmap_mse"][-1],
+                    resumed["history"]["val_heatmap_mse"][-1]],
+}))
+"""
+
+
+@pytest.mark.large
+def test_a_run_killed_three_times_ends_bitwise_equal_to_an_uninterrupted_one(
+    synthetic_records, tmp_path
+):
+    """With op determinism (process-global, hence a subprocess): 3 epochs x 5 steps,
+    checkpoints every 2 steps, killed at step 3 (resumes 2 steps into epoch 1, replaying step
+    3), at the end of epoch 2 (resumes there) and at step 15, the last of epoch 3, before its
+    end (resumes 4 steps into it). The final weights and optimizer state equal the
+    uninterrupted run's bit for bit: the same batches reach the same train step, in the same
+    order, from the same state."""
+    result = subprocess.run(
+        [sys.executable, "-c", _DETERMINISM_SCRIPT, synthetic_records["train"],
+         synthetic_records["valid"], str(tmp_path)],
+        capture_output=True, text=True, timeout=1200,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    line = next(ln for ln in result.stdout.splitlines() if ln.startswith("RESULT "))
+    figures = json.loads(line.removeprefix("RESULT "))
+    assert figures["resumed_at"] == [[0, 2, 2], [2, 0, 10], [2, 4, 14]]
+    assert figures["arrays"] > 10
+    assert figures["bitwise"], figures["max_difference"]
+    assert figures["validation"][0] == figures["validation"][1]
+    assert figures["heatmap_mse"][0] == figures["heatmap_mse"][1]
 
 
 class PoisonWeightsAtEpoch(keras.callbacks.Callback):
