@@ -5,17 +5,21 @@ the coordination (all-reduce, synchronised BatchNorm, fault tolerance through `B
 this module only starts the processes, gives each its `TF_CONFIG` (the same cluster, its own
 task index), streams their output with a `[worker i]` prefix, and stops all of them as soon as
 one fails, so that a broken worker ends the run instead of leaving the others waiting forever in
-a collective.
+a collective. The workers' temporary files (a non-chief worker writes its checkpoints to one) go to
+a folder of the launcher's, removed when the run ends, however the workers ended: a worker that
+is stopped or killed cannot remove its own.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -81,28 +85,33 @@ def launch(
 
     Every worker gets `--distribution=multi_worker` (unless the arguments set a distribution)
     and its `TF_CONFIG`. The first worker to exit non-zero stops the others (SIGTERM, then
-    SIGKILL after `grace_seconds`) and its status is returned; 0 when all finish.
+    SIGKILL after `grace_seconds`) and its status is returned; 0 when all finish. Every worker's
+    TMPDIR is a fresh folder under the launcher's temporary folder, removed at the end.
     """
     out = out or sys.stdout
     args = list(train_args)
     if not any(a.startswith("--distribution") for a in args):
         args.append("--distribution=multi_worker")
+    configs = tf_configs(num_workers, ports=ports)
     processes, threads = [], []
-    for index, tf_config in enumerate(tf_configs(num_workers, ports=ports)):
-        env = {**os.environ, "TF_CONFIG": tf_config, "PYTHONUNBUFFERED": "1"}
-        process = subprocess.Popen(
-            [python, "-m", module, *args],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        processes.append(process)
-        thread = threading.Thread(target=_stream, args=(process, f"[worker {index}] ", out))
-        thread.start()
-        threads.append(thread)
     status = 0
+    scratch = tempfile.mkdtemp(prefix="hourglass-launch-")
     try:
+        for index, tf_config in enumerate(configs):
+            tmp = os.path.join(scratch, f"worker{index}")
+            os.mkdir(tmp)
+            env = {**os.environ, "TF_CONFIG": tf_config, "PYTHONUNBUFFERED": "1", "TMPDIR": tmp}
+            process = subprocess.Popen(
+                [python, "-m", module, *args],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            processes.append(process)
+            thread = threading.Thread(target=_stream, args=(process, f"[worker {index}] ", out))
+            thread.start()
+            threads.append(thread)
         while any(p.poll() is None for p in processes):
             failed = [p for p in processes if p.poll() not in (None, 0)]
             if failed:
@@ -114,9 +123,11 @@ def launch(
     except KeyboardInterrupt:
         status = 130
     finally:
+        # Also when a worker could not be started: the ones already running are stopped.
         _stop(processes, grace_seconds)
         for thread in threads:
             thread.join()
+        shutil.rmtree(scratch, ignore_errors=True)
     if status == 0:
         status = next((p.returncode for p in processes if p.returncode), 0)
     return status
