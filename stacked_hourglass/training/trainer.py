@@ -65,6 +65,24 @@ def compile_model(model: keras.Model, model_config: ModelConfig, train_config: T
         metrics={output_name(model_config.num_stacks): [HeatmapPCK()]},
         jit_compile=train_config.jit_compile,
     )
+    _build_training_state(model)
+
+
+def _build_training_state(model: keras.Model) -> None:
+    """Creates the optimizer's slots and the loss and metric trackers now, eagerly.
+
+    Keras creates them on the first step: inside the traced train function (without a
+    distribution strategy), which makes tf.function trace the whole step a second time (~20 s
+    of the 8-stack model's time to first step went to creating the optimizer's slots in graph
+    mode alone), or by tracing the forward pass symbolically once more (under a strategy).
+    Built from the model's symbolic outputs, nothing is left for the first step to create and
+    it is traced once. `tests/training/test_trainer.py` checks the single trace.
+    """
+    model.optimizer.build(model.trainable_variables)
+    outputs = model.output  # {heatmaps_i: KerasTensor}, the structure `model(x)` returns
+    for compiled in (model._compile_loss, model._compile_metrics):
+        if compiled is not None and not compiled.built:
+            compiled.build(outputs, outputs)
 
 
 class _StopOnNaN(keras.callbacks.TerminateOnNaN):
@@ -97,8 +115,8 @@ def train(config: ExperimentConfig, callbacks: Sequence[keras.callbacks.Callback
     resumes from the chief's checkpoint.
 
     Raises:
-        TrainingDiverged: the loss became NaN/inf (the last good checkpoint stays the resume
-            point; no final model is written).
+        TrainingDiverged: the loss or a weight became NaN/inf (the last good checkpoint stays
+            the resume point; no final model is written).
         ValueError: a malformed TF_CONFIG.
     """
     start = time.perf_counter()
@@ -255,11 +273,13 @@ def _train(config, callbacks, strategy, tf_config, write_dir, watchdog, start) -
     finally:
         tensorboard.close()
     fit_seconds = time.perf_counter() - fit_start
+    diverged = resume.diverged
     if stop_on_nan.stopped_at is not None:
+        diverged = f"the loss became NaN or infinite at step {stop_on_nan.stopped_at}"
+    if diverged:
         kept = run_dir.describe_state(run_dir.read_state(model_dir))
         raise TrainingDiverged(
-            f"{model_dir}: the loss became NaN or infinite at step {stop_on_nan.stopped_at}; "
-            f"no final model written; resume point kept: {kept}"
+            f"{model_dir}: {diverged}; no final model written; resume point kept: {kept}"
         )
     if validation.last_table is None:
         validation.set_model(model)
