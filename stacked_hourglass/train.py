@@ -10,7 +10,6 @@ checkpoint. `run_dir` lists what lands in --model_dir.
 from __future__ import annotations
 
 import json
-import re
 
 from absl import flags
 
@@ -27,13 +26,9 @@ def define_flags(fv: flags.FlagValues) -> None:
 
 
 def run(fv: flags.FlagValues) -> int:
-    from stacked_hourglass.data import pipeline
     from stacked_hourglass.training import trainer
 
     config = config_lib.from_flags(fv)
-    # Fail before building anything when the data is not there or not of --dataset's joints.
-    for pattern in (config.data.train_files, config.data.valid_files):
-        check_records(pipeline.list_files(pattern)[0], config.data.joint_set)
     try:
         summary = trainer.train(config)
     except trainer.TrainingDiverged as e:
@@ -47,24 +42,6 @@ def run(fv: flags.FlagValues) -> int:
     print(json.dumps({k: summary[k] for k in ("model_dir", "steps", "train_seconds")}, indent=1))
     print(trainer.format_validation(summary))
     return 0
-
-
-def check_records(path: str, joint_set) -> None:
-    """`ValueError` when the first record of `path` is not a person of `joint_set`'s joints."""
-    import tensorflow as tf
-
-    from stacked_hourglass.data import features
-
-    try:
-        for serialized in tf.data.TFRecordDataset(path).take(1):
-            features.parse_example_numpy(serialized.numpy(), joint_set.num_joints)
-    except tf.errors.OpError as e:
-        # TF wraps the reason in "{{function_node ...}} REASON [Op:NAME] name:".
-        detail = re.sub(r"\{\{.*?\}\}|\[Op:.*$", "", e.message or "").strip()
-        raise ValueError(
-            f"{path}: cannot read its first record as a person of {joint_set.num_joints} "
-            f"joints ({joint_set.name}; see --dataset): {detail or type(e).__name__}"
-        ) from None
 
 
 def main(argv=None) -> int:

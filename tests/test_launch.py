@@ -232,15 +232,15 @@ def test_a_peer_that_never_comes_ends_the_worker_within_the_bound(one_person, tm
     start = time.monotonic()
     result = subprocess.run(
         [sys.executable, "-m", "stacked_hourglass.train", *TINY, *one_person, "--epochs=1",
-         "--cluster_timeout=20", f"--model_dir={tmp_path / 'run'}"],
+         "--cluster_timeout=8", f"--model_dir={tmp_path / 'run'}"],
         capture_output=True, text=True, env=dict(ENV, TF_CONFIG=tf_config), timeout=240,
     )  # fmt: skip
     elapsed = time.monotonic() - start
     assert result.returncode == 1
-    assert "train: worker 0 of 2: waiting up to 20 s" in result.stderr
+    assert "train: worker 0 of 2: waiting up to 8 s" in result.stderr
     # The Python timer's one line, or (when TF's C++ wait holds the GIL) faulthandler's.
-    assert "did not start training within 20 s" in result.stderr or "Timeout" in result.stderr
-    assert elapsed < 20 + 15 + 90  # the bounds plus start-up (imports, reading the records)
+    assert "did not start training within 8 s" in result.stderr or "Timeout" in result.stderr
+    assert elapsed < 8 + 15 + 90  # the bounds plus start-up (imports, reading the records)
 
 
 def test_one_failed_worker_stops_the_others_and_their_temporary_files_go(tmp_path, monkeypatch):

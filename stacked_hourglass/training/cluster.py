@@ -129,28 +129,19 @@ def make_strategy(distribution: str) -> tf.distribute.Strategy:
     if distribution == "multi_worker":
         if tf_config and tf_config["task"]["type"] not in TRAINING_JOBS:
             raise ValueError(f"TF_CONFIG task type {tf_config['task']['type']!r} does not train")
-        _fresh_eager_context()
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        try:
+            return tf.distribute.MultiWorkerMirroredStrategy()
+        except RuntimeError as e:
+            # "Collective ops must be configured at program startup": a TF op ran before.
+            raise ValueError(
+                "--distribution=multi_worker: the strategy must be created before any "
+                f"TensorFlow op runs in the process (create it first): {e}"
+            ) from None
     if distribution == "mirrored":
         return tf.distribute.MirroredStrategy()
     if distribution in ("auto", "one_device", "none"):
         return tf.distribute.get_strategy()
     raise ValueError(f"unknown distribution {distribution!r}")
-
-
-def _fresh_eager_context() -> None:
-    """Re-creates TF's eager context if an op already initialised it.
-
-    MultiWorkerMirroredStrategy must configure collective ops before the eager context exists
-    ("Collective ops must be configured at program startup"), but `train` reads the first
-    record of each split (to fail early on bad data) before the trainer runs. Nothing of that
-    read outlives it, so the context is replaced (TF's own `_reset_context`, private API; the
-    clean alternative is creating the strategy before any TF op in `train.run`).
-    """
-    from tensorflow.python.eager import context
-
-    if context.context()._context_handle is not None:
-        context._reset_context()
 
 
 class StartupWatchdog(keras.callbacks.Callback):

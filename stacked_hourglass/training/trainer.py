@@ -152,6 +152,11 @@ def _train(config, callbacks, strategy, tf_config, write_dir, watchdog, start) -
     keras.utils.set_random_seed(train_config.seed)
     policy = set_precision_policy(train_config.mixed_precision)
     config = config.resolve(num_replicas=strategy.num_replicas_in_sync)
+    # Fail before building or writing anything when the data is not there or not of
+    # --dataset's joints. (After the strategy: MultiWorkerMirroredStrategy must come before
+    # the first TensorFlow op of the process.)
+    for pattern in (config.data.train_files, config.data.valid_files):
+        validate.check_first_record(pipeline.list_files(pattern)[0], config.data.joint_set)
     if chief:
         run_dir.save_config(model_dir, config)
     codec = HeatmapCodec.for_model(config.model.input_size, config.data.sigma)

@@ -83,13 +83,22 @@ def test_auto_picks_multi_worker_when_the_cluster_has_several_tasks(monkeypatch)
     monkeypatch.setattr(
         tf.distribute, "MultiWorkerMirroredStrategy", lambda: made.append("mwms") or "mwms"
     )
-    monkeypatch.setattr(cluster, "_fresh_eager_context", lambda: None)
     monkeypatch.setenv("TF_CONFIG", _config(1))
     assert cluster.make_strategy("auto") == "mwms"
     assert cluster.make_strategy("one_device") is tf.distribute.get_strategy()
     monkeypatch.setenv("TF_CONFIG", _config(0, cluster_spec={"cluster": {"worker": ["h:1"]}}))
     assert cluster.make_strategy("auto") != "mwms"
     assert made == ["mwms"]
+
+
+def test_multi_worker_after_the_first_op_is_a_clear_error(monkeypatch):
+    def too_late():
+        raise RuntimeError("Collective ops must be configured at program startup")
+
+    monkeypatch.setattr(tf.distribute, "MultiWorkerMirroredStrategy", too_late)
+    monkeypatch.setenv("TF_CONFIG", _config(1))
+    with pytest.raises(ValueError, match="before any TensorFlow op runs .* program startup"):
+        cluster.make_strategy("multi_worker")
 
 
 def test_watchdog_is_disarmed_by_the_first_step():

@@ -199,6 +199,22 @@ def tf_error_line(error: tf.errors.OpError) -> str:
     return first_line(error)
 
 
+def check_first_record(path: str, joint_set) -> None:
+    """Raises a one-line `ValueError` when the first record of `path` is not a person record
+    of `joint_set`'s joints (`joints.JointSet`): the start-up check that data of another
+    dataset (or no TFRecords at all) fails before anything is built or written."""
+    try:
+        for serialized in tf.data.TFRecordDataset(path).take(1):
+            features.parse_example_numpy(serialized.numpy(), joint_set.num_joints)
+    except tf.errors.OpError as e:
+        # TF wraps the reason in "{{function_node ...}} REASON [Op:NAME] name:".
+        detail = re.sub(r"\{\{.*?\}\}|\[Op:.*$", "", e.message or "").strip()
+        raise ValueError(
+            f"{path}: cannot read its first record as a person of {joint_set.num_joints} "
+            f"joints ({joint_set.name}; see --dataset): {detail or type(e).__name__}"
+        ) from None
+
+
 def _decode_check(encoded):
     """Decodes an image completely; raises the decoder's error. JPEGs are decoded at 1/8 scale
     (the entropy-coded data is still read to the end, so truncation is caught, at a third of
