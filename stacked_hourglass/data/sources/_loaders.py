@@ -11,10 +11,13 @@ from __future__ import annotations
 import contextlib
 import json
 import pathlib
+import pickle
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import h5py
-import scipy.io
 
 from stacked_hourglass.data.records.items import first_line
 
@@ -29,17 +32,54 @@ def require_file(path: pathlib.Path | str, what: str) -> pathlib.Path:
     return path
 
 
+# Run by `load_mat` in a fresh interpreter: kwargs in (pickled, stdin), (status, value) out.
+_LOADMAT_CHILD = """
+import pickle, sys, scipy.io
+kwargs = pickle.loads(sys.stdin.buffer.read())
+try:
+    result = ("ok", scipy.io.loadmat(sys.argv[1], **kwargs))
+except NotImplementedError:
+    result = ("v7.3", "")
+except Exception as e:  # loadmat raises many types (MatReadError, struct.error, ...)
+    result = ("error", str(e) or type(e).__name__)
+pickle.dump(result, sys.stdout.buffer, protocol=pickle.HIGHEST_PROTOCOL)
+"""
+
+
 def load_mat(path: pathlib.Path | str, what: str = "MATLAB .mat file", **kwargs) -> dict:
-    """`scipy.io.loadmat(path, **kwargs)`; `ValueError` naming the file when it cannot be read."""
+    """`scipy.io.loadmat(path, **kwargs)`, run in a child process; `ValueError` naming the
+    file when it cannot be read.
+
+    scipy's reader (1.17) dies of SIGSEGV/SIGBUS on some damaged files (a 1-bit flip of FLIC's
+    `examples.mat` is one), which no Python code can catch: in a child process such a crash
+    is one error naming the file instead of the end of the converter. The child is a fresh
+    interpreter (`python -c`, ~0.3 s to start and import scipy) rather than a multiprocessing
+    worker, which would re-import the caller's `__main__` script.
+    """
     path = require_file(path, what)
-    try:
-        return scipy.io.loadmat(path, **kwargs)
-    except NotImplementedError:
+    run = subprocess.run(
+        [sys.executable, "-c", _LOADMAT_CHILD, str(path)],
+        input=pickle.dumps(kwargs),
+        capture_output=True,
+        check=False,
+    )
+    if run.returncode < 0:
+        raise ValueError(
+            f"{path}: the .mat reader (scipy.io.loadmat) crashed on this file "
+            f"({signal.Signals(-run.returncode).name}): not a readable {what} (damaged?)"
+        )
+    if run.returncode != 0:
+        lines = run.stderr.decode(errors="replace").strip().splitlines() or ["no message"]
+        raise ValueError(f"{path}: the .mat reader failed ({lines[-1]})")
+    # The child's own output: objects scipy built from the file, nothing the file chose.
+    status, value = pickle.loads(run.stdout)
+    if status == "v7.3":
         raise ValueError(
             f"{path}: a MATLAB v7.3 (HDF5) file, which scipy cannot read; save it with -v7"
-        ) from None
-    except Exception as e:  # loadmat raises many types (MatReadError, struct.error, ...)
-        raise ValueError(f"{path}: not a readable {what} ({first_line(e)})") from None
+        )
+    if status == "error":
+        raise ValueError(f"{path}: not a readable {what} ({first_line(RuntimeError(value))})")
+    return value
 
 
 @contextlib.contextmanager
