@@ -160,3 +160,39 @@ def test_diverging_run_exits_non_zero_without_a_final_model(capsys, synthetic_re
     assert "resume point kept: none (no checkpoint written)" in err[0]
     assert not (run / "model.keras").exists() and not (run / "summary.json").exists()
     assert not (run / "checkpoints" / "state.json").exists()
+
+
+@pytest.mark.large
+def test_a_run_killed_with_sigkill_mid_epoch_resumes_where_its_checkpoint_left_it(
+    synthetic_records, tmp_path
+):
+    """A real `kill -9` (no Python cleanup runs) as soon as a mid-epoch checkpoint exists: the
+    next run resumes from the step `state.json` names and ends at the planned step count."""
+    import signal
+    import time
+
+    run = tmp_path / "run"
+    argv = [
+        sys.executable, "-m", "stacked_hourglass.train", *TINY_FLAGS,
+        *_data_flags(synthetic_records), "--epochs=3", "--steps_per_epoch=40",
+        "--checkpoint_every_steps=5", f"--model_dir={run}",
+    ]  # fmt: skip
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    state_file = run / "checkpoints" / "state.json"
+    deadline = time.monotonic() + 300
+    while not (state_file.exists() and json.loads(state_file.read_text())["epoch_step"] > 0):
+        assert process.poll() is None, process.stderr.read().decode()[-3000:]
+        assert time.monotonic() < deadline, "no mid-epoch checkpoint within 300 s"
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL
+    state = json.loads(state_file.read_text())
+    assert 0 < state["step"] < 120 and not (run / "model.keras").exists()
+
+    result = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["resumed_from_step"] == state["step"] and summary["steps"] == 120
+    assert not [p for p in (run / "checkpoints").iterdir() if p.name.startswith(".")]
