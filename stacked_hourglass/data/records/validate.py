@@ -207,11 +207,9 @@ def check_first_record(path: str, joint_set) -> None:
         for serialized in tf.data.TFRecordDataset(path).take(1):
             features.parse_example_numpy(serialized.numpy(), joint_set.num_joints)
     except tf.errors.OpError as e:
-        # TF wraps the reason in "{{function_node ...}} REASON [Op:NAME] name:".
-        detail = re.sub(r"\{\{.*?\}\}|\[Op:.*$", "", e.message or "").strip()
         raise ValueError(
             f"{path}: cannot read its first record as a person of {joint_set.num_joints} "
-            f"joints ({joint_set.name}; see --dataset): {detail or type(e).__name__}"
+            f"joints ({joint_set.name}; see --dataset): {first_line(e)}"
         ) from None
 
 
