@@ -23,6 +23,9 @@ _DATA = flags.DEFINE_string("data", None, "TFRecord glob (synthetic or MPII); de
 _DATASET = flags.DEFINE_string("dataset", "synthetic", "Joint set of --data.")
 _MIXED = flags.DEFINE_enum("mixed_precision", "none", ["none", "float16", "bfloat16"], "Policy.")
 _JIT = flags.DEFINE_bool("jit_compile", False, "XLA.")
+_GRAPH_OPTIMIZER = flags.DEFINE_enum(
+    "graph_optimizer", "auto", ["auto", "full"], "Grappler passes (as train's flag)."
+)
 
 
 def main(argv):
@@ -39,6 +42,7 @@ def main(argv):
 
     imported = time.perf_counter()
     policy = trainer.set_precision_policy(_MIXED.value)
+    trainer.set_graph_optimizer(_GRAPH_OPTIMIZER.value)
     config = ModelConfig(
         num_stacks=_NUM_STACKS.value,
         num_features=_NUM_FEATURES.value,
@@ -67,7 +71,8 @@ def main(argv):
     rate = _STEPS.value * b / (done - first)
     print(
         f"{config.num_stacks} stacks x {config.num_features} features, {s}x{s}, batch {b}, "
-        f"policy {policy}, jit {_JIT.value}, data {'pipeline' if _DATA.value else 'random'}"
+        f"policy {policy}, jit {_JIT.value}, graph optimizer {_GRAPH_OPTIMIZER.value}, "
+        f"data {'pipeline' if _DATA.value else 'random'}"
     )
     print(f"  import TF + package: {imported - start:.1f} s")
     print(f"  build + compile:     {built - imported:.1f} s")

@@ -24,14 +24,18 @@ import keras
 from keras import layers
 
 from stacked_hourglass.config import ModelConfig, output_name
-from stacked_hourglass.model.layers import FusedBatchNormalization
+from stacked_hourglass.model.layers import (
+    BiasAddConv2D,
+    FusedBatchNormalization,
+    NearestUpsampling2D,
+)
 
 _BN_MOMENTUM = 0.9  # Torch's SpatialBatchNormalization momentum 0.1 on the new statistic.
 _BN_EPSILON = 1e-5  # Torch's default, and both PyTorch reference implementations'.
 
 
 def _conv(filters, kernel_size, name, strides=1, padding="same"):
-    return layers.Conv2D(
+    return BiasAddConv2D(
         filters,
         kernel_size,
         strides=strides,
@@ -115,7 +119,7 @@ def apply_hourglass(
     else:
         low2 = apply_residuals(low1, filters, f"{name}_low2", num_modules, sync_bn)
     low3 = apply_residuals(low2, filters, f"{name}_low3", num_modules, sync_bn)
-    up2 = layers.UpSampling2D(2, interpolation="nearest", name=f"{name}_upsample")(low3)
+    up2 = NearestUpsampling2D(2, interpolation="nearest", name=f"{name}_upsample")(low3)
     return layers.Add(name=f"{name}_add")([up1, up2])
 
 

@@ -70,3 +70,61 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
                 is_training=False,
             )
         return tf.cast(outputs, self.compute_dtype)
+
+
+@keras.saving.register_keras_serializable(package="stacked_hourglass")
+class BiasAddConv2D(keras.layers.Conv2D):
+    """Keras's Conv2D with the bias added by one `BiasAdd` op.
+
+    Keras 3 reshapes the bias to [1, 1, 1, C], adds it, and its TensorFlow backend turns that
+    add back into `Squeeze` + `BiasAdd`: three ops forwards and five with their gradients, where
+    `BiasAdd` and `BiasAddGrad` are all there is to compute. The 8-stack network has 378
+    convolutions, so those were ~2,300 of the train step's graph nodes, each traced, optimised
+    by Grappler and instantiated before the first step. Same variables, names, config and
+    results as `keras.layers.Conv2D` (oneDNN fuses Conv2D + BiasAdd either way).
+
+    Falls back to Keras's implementation for channels-first data and grouped convolutions.
+    """
+
+    def call(self, inputs):
+        if self.data_format != "channels_last" or self.groups != 1:
+            return super().call(inputs)
+        outputs = self.convolution_op(inputs, self.kernel)
+        if self.use_bias:
+            outputs = tf.nn.bias_add(outputs, self.bias)
+        if self.activation is not None:
+            outputs = self.activation(outputs)
+        return outputs
+
+
+@keras.saving.register_keras_serializable(package="stacked_hourglass")
+class NearestUpsampling2D(keras.layers.UpSampling2D):
+    """Keras's nearest-neighbour UpSampling2D as one `ResizeNearestNeighbor` op.
+
+    Keras 3 repeats the rows and then the columns (`tf.repeat`, ~20 ops each with their
+    constants) and its gradient is as large again: ~45 graph nodes per upsampling where one op
+    forwards (`ResizeNearestNeighbor`) and one backwards (`ResizeNearestNeighborGrad`) compute
+    the same thing. Output pixel (i, j) is input pixel (i // fy, j // fx) in both; the op's
+    half-pixel centres give floor((i + 0.5) / f) = i // f for an integer factor f. LiteRT has it
+    as a builtin (RESIZE_NEAREST_NEIGHBOR).
+
+    Falls back to Keras's implementation for channels-first data, other interpolations and
+    inputs whose height or width is unknown when traced.
+    """
+
+    def call(self, inputs):
+        height, width = inputs.shape[1], inputs.shape[2]
+        if (
+            self.data_format != "channels_last"
+            or self.interpolation != "nearest"
+            or height is None
+            or width is None
+        ):
+            return super().call(inputs)
+        factor_y, factor_x = self.size
+        return tf.raw_ops.ResizeNearestNeighbor(
+            images=inputs,
+            size=[height * factor_y, width * factor_x],
+            align_corners=False,
+            half_pixel_centers=True,
+        )

@@ -21,7 +21,13 @@ import numpy as np
 import tensorflow as tf
 
 from stacked_hourglass import run_dir
-from stacked_hourglass.config import ExperimentConfig, ModelConfig, TrainConfig, output_name
+from stacked_hourglass.config import (
+    GRAPH_OPTIMIZERS,
+    ExperimentConfig,
+    ModelConfig,
+    TrainConfig,
+    output_name,
+)
 from stacked_hourglass.data import pipeline
 from stacked_hourglass.data.codec import HeatmapCodec
 from stacked_hourglass.data.records import validate
@@ -48,6 +54,45 @@ def set_precision_policy(mixed_precision: str) -> str:
     ]
     keras.mixed_precision.set_global_policy(policy)
     return policy
+
+
+# Grappler passes on by default that do nothing for this network on a CPU but take time before
+# the first step: measured on the 8-stack train step (15k nodes), all passes took 5.6-6.7 s
+# and the remapper alone (with the passes that cannot be switched off) 2.6 s, and 2-stack
+# steps in float32 and bfloat16 were no slower without them (BUILD.md, "Benchmarks").
+# The remapper stays: its Conv2D+BiasAdd and BatchNorm+ReLU fusions are the CPU speed (with
+# Grappler off altogether, bfloat16 steps were ~10 % slower). On GPUs the layout optimizer
+# (NHWC -> NCHW for float32 convolutions) matters, so they keep TensorFlow's defaults.
+_CPU_PASSES_OFF = (
+    "layout_optimizer",
+    "constant_folding",
+    "shape_optimization",
+    "arithmetic_optimization",
+    "dependency_optimization",
+    "loop_optimization",
+    "implementation_selector",
+)
+
+
+def set_graph_optimizer(mode: str) -> dict:
+    """Chooses the Grappler passes for graphs compiled from now on; returns the options set.
+
+    Args:
+        mode: "auto" (without a GPU, the remapper without the passes in `_CPU_PASSES_OFF`;
+            with one, TensorFlow's defaults) or "full" (TensorFlow's defaults).
+
+    Returns:
+        The options given to `tf.config.optimizer.set_experimental_options` (None: default).
+    """
+    if mode not in GRAPH_OPTIMIZERS:
+        raise ValueError(
+            f"graph_optimizer must be one of {', '.join(GRAPH_OPTIMIZERS)}; got {mode!r}"
+        )
+    cpu_only = mode == "auto" and not tf.config.list_logical_devices("GPU")
+    options = {name: (False if cpu_only else None) for name in _CPU_PASSES_OFF}
+    options["disable_model_pruning"] = cpu_only
+    tf.config.optimizer.set_experimental_options(options)
+    return options
 
 
 def compile_model(model: keras.Model, model_config: ModelConfig, train_config: TrainConfig):
@@ -151,6 +196,7 @@ def _train(config, callbacks, strategy, tf_config, write_dir, watchdog, start) -
     multi_worker = cluster.is_multi_worker(strategy)
     keras.utils.set_random_seed(train_config.seed)
     policy = set_precision_policy(train_config.mixed_precision)
+    set_graph_optimizer(train_config.graph_optimizer)
     config = config.resolve(num_replicas=strategy.num_replicas_in_sync)
     # Fail before building or writing anything when the data is not there or not of
     # --dataset's joints. (After the strategy: MultiWorkerMirroredStrategy must come before

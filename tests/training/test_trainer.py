@@ -3,6 +3,7 @@ resume (after a clean end or a kill), divergence, distribution, and old model di
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 import os
@@ -14,6 +15,7 @@ import h5py
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from stacked_hourglass import joints, run_dir
 from stacked_hourglass.config import DataConfig, ExperimentConfig, ModelConfig, TrainConfig
@@ -178,6 +180,76 @@ def test_compiled_model_traces_its_train_step_once():
     for _ in range(3):
         model.train_on_batch(images, targets)
     assert len(traces) == 1
+
+
+def _train_step_graph(model):
+    images = np.random.default_rng(0).random((2, 64, 64, 3), np.float32)
+    targets = {
+        name: np.zeros((2, *out.shape[1:]), np.float32) for name, out in model.output.items()
+    }
+    return tf.function(model.train_step).get_concrete_function((images, targets)).graph
+
+
+def test_train_step_graph_has_no_ops_beyond_the_computation():
+    """The time to the first step grows with the train step's graph (traced, optimised by
+    Grappler, instantiated): ~25k nodes for 8 stacks before the layers in `model.layers` and
+    the fused optimizer update, ~15k after. This keeps the ops they removed out."""
+    model = build_model(TINY_MODEL)
+    trainer.compile_model(model, TINY_MODEL, TrainConfig())
+    graph_ops = _train_step_graph(model).get_operations()
+    ops = collections.Counter(op.type for op in graph_ops)
+    # The network's forward and backward ops and the optimizer's (the loss and metric have
+    # their own few reshapes and tiles).
+    network = collections.Counter(
+        op.type for op in graph_ops if "stacked_hourglass" in op.name or "torch_rmsprop" in op.name
+    )
+    trainable = len(model.trainable_variables)
+    batch_norms = sum(isinstance(layer, keras.layers.BatchNormalization) for layer in model.layers)
+    assert ops["ResourceApplyAdam"] == trainable
+    assert ops["BiasAdd"] == ops["Conv2D"] and ops["ResizeNearestNeighbor"] > 0
+    # Keras's bias reshape/squeeze, repeat-based upsampling, all-reduce identities and the old
+    # optimizer's per-step buffer copies.
+    assert not {"Squeeze", "Reshape", "Tile", "Identity"} & set(network)
+    assert ops["Identity"] < 10  # the step's outputs, not one per weight
+    # BatchNorm moving statistics, and a few loss/metric trackers and the step counter.
+    assert 2 * batch_norms <= ops["AssignVariableOp"] <= 2 * batch_norms + 16
+
+
+@pytest.fixture
+def default_graph_optimizer():
+    yield
+    trainer.set_graph_optimizer("full")
+
+
+def test_graph_optimizer_auto_on_a_cpu_leaves_the_remapper(default_graph_optimizer):
+    trainer.set_graph_optimizer("auto")
+    options = tf.config.optimizer.get_experimental_options()
+    assert options["constant_folding"] is False and options["layout_optimizer"] is False
+    assert options["disable_model_pruning"] is True
+    assert "remapping" not in options and options["disable_meta_optimizer"] is False
+    trainer.set_graph_optimizer("full")
+    assert tf.config.optimizer.get_experimental_options() == {
+        "disable_model_pruning": False,
+        "disable_meta_optimizer": False,
+    }
+    with pytest.raises(ValueError, match="graph_optimizer must be one of auto, full; got 'fast'"):
+        trainer.set_graph_optimizer("fast")
+
+
+def test_graph_optimizer_changes_no_result(default_graph_optimizer):
+    losses = {}
+    for mode in ("full", "auto"):
+        trainer.set_graph_optimizer(mode)
+        keras.utils.set_random_seed(0)
+        model = build_model(TINY_MODEL)
+        trainer.compile_model(model, TINY_MODEL, TrainConfig())
+        images = np.random.default_rng(0).random((2, 64, 64, 3), np.float32)
+        targets = {
+            name: np.random.default_rng(1).random((2, *out.shape[1:]), np.float32) ** 8
+            for name, out in model.output.items()
+        }
+        losses[mode] = [model.train_on_batch(images, targets) for _ in range(3)]
+    np.testing.assert_allclose(losses["auto"], losses["full"], rtol=1e-4)
 
 
 def test_resume_restores_the_step_optimizer_state_and_plateau(trained_run):
