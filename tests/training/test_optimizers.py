@@ -70,3 +70,17 @@ def test_scratch_buffers_are_not_optimizer_state():
     opt = TorchRMSprop()
     opt.build([var])
     assert len(opt.variables) == 3
+
+
+def test_weights_of_one_shape_share_one_scratch_buffer():
+    variables = [keras.Variable(np.zeros(shape, np.float32)) for shape in [(2, 2), (3,), (2, 2)]]
+    opt = TorchRMSprop()
+    opt.build(variables)
+    assert opt._scratch[0] is opt._scratch[2] and opt._scratch[0] is not opt._scratch[1]
+    # Two updates through the shared buffer give what separate ones would.
+    scales = [1.0, 2.0, 1e-6]
+    gradients = [np.full(v.shape, g, np.float32) for v, g in zip(variables, scales, strict=True)]
+    opt.apply_gradients(zip(gradients, variables, strict=True))
+    step = 2.5e-4 / (np.sqrt(0.01) + 1e-8 / np.array(scales))
+    for v, s in zip(variables, step, strict=True):
+        np.testing.assert_allclose(v.numpy(), -s, rtol=1e-5)
