@@ -46,13 +46,14 @@ class TorchRMSprop(keras.optimizers.RMSprop):
         # Plain tf.Variables, outside Keras's tracking on purpose, one per (shape, dtype) (see
         # the class docstring).
         by_shape = {}
+        self._scratch = []
         for v in var_list:
             key = (tuple(v.shape), v.dtype)
             if key not in by_shape:
                 by_shape[key] = tf.Variable(
                     tf.zeros(v.shape, v.dtype), trainable=False, name="scratch"
                 )
-        self._scratch = [by_shape[(tuple(v.shape), v.dtype)] for v in var_list]
+            self._scratch.append(by_shape[key])
 
     def _all_reduce_sum_gradients(self, grads_and_vars):
         # Without a distribution strategy the sum over the one replica is the gradient itself,
@@ -96,7 +97,3 @@ class TorchRMSprop(keras.optimizers.RMSprop):
             grad=tf.cast(gradient, dtype),
             use_nesterov=True,
         )
-
-
-def _name(variable) -> str:
-    return variable.path.replace("/", "_") if hasattr(variable, "path") else variable.name
