@@ -164,6 +164,20 @@ def _optimizer_state(path):
         return [group[str(i)][()] for i in range(len(group))]
 
 
+def _batch(model, peaked_targets=False):
+    """A batch of 2 random images and, per output, zero targets or peaked random ones."""
+    images = np.random.default_rng(0).random((2, *model.input.shape[1:]), np.float32)
+    targets = {}
+    for name, out in model.output.items():
+        shape = (2, *out.shape[1:])
+        targets[name] = (
+            np.random.default_rng(1).random(shape, np.float32) ** 8
+            if peaked_targets
+            else np.zeros(shape, np.float32)
+        )
+    return images, targets
+
+
 def test_compiled_model_traces_its_train_step_once():
     """`compile_model` creates the optimizer slots and loss trackers up front: otherwise Keras
     creates them inside the first traced step and traces it again (for the 8-stack model, ~20 s
@@ -173,21 +187,14 @@ def test_compiled_model_traces_its_train_step_once():
     traces = []
     step = model.train_step
     model.train_step = lambda data: traces.append(1) or step(data)
-    images = np.random.default_rng(0).random((2, 64, 64, 3), np.float32)
-    targets = {
-        name: np.zeros((2, *out.shape[1:]), np.float32) for name, out in model.output.items()
-    }
+    images, targets = _batch(model)
     for _ in range(3):
         model.train_on_batch(images, targets)
     assert len(traces) == 1
 
 
 def _train_step_graph(model):
-    images = np.random.default_rng(0).random((2, 64, 64, 3), np.float32)
-    targets = {
-        name: np.zeros((2, *out.shape[1:]), np.float32) for name, out in model.output.items()
-    }
-    return tf.function(model.train_step).get_concrete_function((images, targets)).graph
+    return tf.function(model.train_step).get_concrete_function(_batch(model)).graph
 
 
 def test_train_step_graph_has_no_ops_beyond_the_computation():
@@ -243,11 +250,7 @@ def test_graph_optimizer_changes_no_result(default_graph_optimizer):
         keras.utils.set_random_seed(0)
         model = build_model(TINY_MODEL)
         trainer.compile_model(model, TINY_MODEL, TrainConfig())
-        images = np.random.default_rng(0).random((2, 64, 64, 3), np.float32)
-        targets = {
-            name: np.random.default_rng(1).random((2, *out.shape[1:]), np.float32) ** 8
-            for name, out in model.output.items()
-        }
+        images, targets = _batch(model, peaked_targets=True)
         losses[mode] = [model.train_on_batch(images, targets) for _ in range(3)]
     np.testing.assert_allclose(losses["auto"], losses["full"], rtol=1e-4)
 
