@@ -59,10 +59,10 @@ def define_flags(fv: flags.FlagValues) -> None:
 
 
 def run(fv: flags.FlagValues) -> None:
-    from stacked_hourglass.workflows import ablation
+    from stacked_hourglass.workflows import ablation_lib
 
     cli.require(fv, "base_flagfile")
-    ablation.run_ablation(
+    ablation_lib.run_ablation(
         fv["base_flagfile"].value, fv["workdir"].value, fv["variants"].value,
         fv["train_flag"].value, seeds=fv["seeds"].value, seed_base=fv["seed_base"].value,
     )  # fmt: skip

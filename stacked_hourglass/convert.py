@@ -13,7 +13,7 @@ Writes OUTPUT_DIR/SPLIT-XXXXX-of-NNNNN.tfrecord and OUTPUT_DIR/SPLIT.manifest.js
 tfrecords/README.md). The train split is written in a seeded random order (`--shuffle_seed`),
 the others in source order (`--order` overrides). People with bad annotations or images are
 skipped and listed in the manifest; `--strict` turns any skip into a failure that writes nothing.
-The work is done by `stacked_hourglass.data.convert`; this file only declares flags.
+The work is done by `stacked_hourglass.data.convert_lib`; this file only declares flags.
 """
 
 from __future__ import annotations
@@ -22,8 +22,7 @@ import os
 
 from absl import flags
 
-from stacked_hourglass.data import convert as convert_lib
-from stacked_hourglass.data import sources
+from stacked_hourglass.data import convert_lib, sources
 from stacked_hourglass.data.records import shards
 from stacked_hourglass.utils import cli
 

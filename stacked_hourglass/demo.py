@@ -39,9 +39,9 @@ def define_flags(fv: flags.FlagValues) -> None:
 
 
 def run(fv: flags.FlagValues) -> None:
-    from stacked_hourglass.workflows import demo
+    from stacked_hourglass.workflows import demo_lib
 
-    demo.run_demo(
+    demo_lib.run_demo(
         fv["workdir"].value,
         fv["demo_flagfile"].value,
         fv["num_train"].value,

@@ -7,7 +7,7 @@ Files are positional arguments: paths or globs (quote a glob to let this command
 Prints the number of records per shard and per dataset, and per joint how many records have it
 visible / occluded / not annotated. With `--output_dir`, draws the first `--num_images` records
 (image, skeleton, joints coloured by status, crop box, head box) to PNG files. The work is done by
-`stacked_hourglass.data.records.inspect`.
+`stacked_hourglass.data.records.inspect_lib`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 from absl import flags
 
-from stacked_hourglass.data.records import inspect
+from stacked_hourglass.data.records import inspect_lib as inspect
 from stacked_hourglass.utils import cli
 
 # Flags that take a value, so that `--output_dir DIR` (value in the next argument) is not read

@@ -32,11 +32,11 @@ def main(argv=None) -> int:
     own, train_args = argv[:split], argv[split + 1 :]
 
     def run(fv: flags.FlagValues) -> int:
-        from stacked_hourglass.workflows import launch
+        from stacked_hourglass.workflows import launch_lib
 
         if not train_args:
             raise cli.UsageError("give the training flags after --, e.g. -- --flagfile=FILE")
-        return launch.launch(
+        return launch_lib.launch(
             fv["workers"].value, train_args, grace_seconds=fv["grace_seconds"].value
         )
 

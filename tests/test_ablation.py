@@ -13,7 +13,7 @@ import pytest
 from stacked_hourglass import ablation, run_dir
 from stacked_hourglass.config import DataConfig, ExperimentConfig
 from stacked_hourglass.utils import cli
-from stacked_hourglass.workflows import ablation as ablation_lib
+from stacked_hourglass.workflows import ablation_lib
 
 REPO = Path(__file__).resolve().parents[1]
 TOY_TRAINING = [

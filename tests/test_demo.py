@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from stacked_hourglass import demo
-from stacked_hourglass.workflows import demo as demo_lib
+from stacked_hourglass.workflows import demo_lib
 
 REPO = Path(__file__).resolve().parents[1]
 TOY_TRAINING = [

@@ -1,11 +1,10 @@
-"""Tests of `python -m stacked_hourglass.inspect_records` (and the old datasets.inspect name).
+"""Tests of `python -m stacked_hourglass.inspect_records`.
 
 In-process through `inspect_records.main([...])`; one subprocess smoke test.
 """
 
 import os
 import pathlib
-import runpy
 import subprocess
 import sys
 
@@ -68,16 +67,6 @@ def test_user_errors_are_one_line(synthetic_records, tmp_path, capsys, case, mes
     }[case]
     assert inspect_records.main(argv) == 1
     assert message.format(tmp=tmp_path) in _error_line(capsys)
-
-
-def test_old_module_name_still_runs(synthetic_records, monkeypatch, capsys):
-    monkeypatch.setattr(sys, "argv", ["inspect", synthetic_records["train"]])
-    # As in a fresh `python -m` process, where the new module is not imported yet.
-    monkeypatch.delitem(sys.modules, "stacked_hourglass.inspect_records", raising=False)
-    with pytest.raises(SystemExit) as exit_info:
-        runpy.run_module("stacked_hourglass.datasets.inspect", run_name="__main__")
-    assert exit_info.value.code == 0
-    assert "Dataset synthetic: 48 records" in capsys.readouterr().out
 
 
 def test_module_smoke(synthetic_records):

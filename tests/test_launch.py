@@ -26,7 +26,7 @@ import time
 import numpy as np
 import pytest
 
-from stacked_hourglass.workflows import launch as launch_lib
+from stacked_hourglass.workflows import launch_lib
 
 STEPS = 3
 TINY = [

@@ -1,4 +1,4 @@
-"""Tests of the record inspection library (data/records/inspect.py)."""
+"""Tests of the record inspection library (data/records/inspect_lib.py)."""
 
 import pathlib
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from stacked_hourglass.data.records import inspect
+from stacked_hourglass.data.records import inspect_lib as inspect
 
 
 def test_summarize_and_format(synthetic_records):

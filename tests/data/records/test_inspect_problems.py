@@ -1,10 +1,10 @@
-"""inspect.summarize lists what is wrong with records (data/records/inspect.py + validate.py)."""
+"""inspect.summarize lists what is wrong with records (records/inspect_lib.py, validate.py)."""
 
 import numpy as np
 import tensorflow as tf
 
 from stacked_hourglass.data import features
-from stacked_hourglass.data.records import inspect
+from stacked_hourglass.data.records import inspect_lib as inspect
 
 
 def _write(path, records):

@@ -28,13 +28,13 @@ Modules, one per concern (each builds only on the ones before it):
 
 from stacked_hourglass.data.sources.synthetic.background import draw_occluder, render_background
 from stacked_hourglass.data.sources.synthetic.body import Body, PoseParams, pose_body, sample_pose
-from stacked_hourglass.data.sources.synthetic.config import JOINT_SET, SyntheticConfig
 from stacked_hourglass.data.sources.synthetic.generate import (
     encode_jpeg,
     example_rng,
     generate_examples,
     make_example,
 )
+from stacked_hourglass.data.sources.synthetic.params import JOINT_SET, SyntheticConfig
 from stacked_hourglass.data.sources.synthetic.person import Style, render_person, sample_style
 from stacked_hourglass.data.sources.synthetic.raster import (
     draw_capsule,

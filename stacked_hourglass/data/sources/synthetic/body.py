@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from stacked_hourglass.data.sources.synthetic.config import JOINT_SET, SyntheticConfig
+from stacked_hourglass.data.sources.synthetic.params import JOINT_SET, SyntheticConfig
 
 # Body proportions as fractions of stature (standing height) H, after Drillis & Contini (1966)
 # segment lengths; the head is slightly enlarged (0.14 instead of ~0.13) so that it stays

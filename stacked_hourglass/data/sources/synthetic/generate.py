@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from stacked_hourglass.data import features
-from stacked_hourglass.data.sources.synthetic.config import SyntheticConfig
+from stacked_hourglass.data.sources.synthetic.params import SyntheticConfig
 from stacked_hourglass.data.sources.synthetic.scene import render_scene
 
 # Per-split stream codes (mixed into the seed). Fixed constants rather than a hash of the name so

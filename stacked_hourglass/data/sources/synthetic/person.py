@@ -22,7 +22,7 @@ from stacked_hourglass.data.sources.synthetic.body import (
     R_UPPER_ARM,
     Body,
 )
-from stacked_hourglass.data.sources.synthetic.config import JOINT_SET
+from stacked_hourglass.data.sources.synthetic.params import JOINT_SET
 from stacked_hourglass.data.sources.synthetic.raster import (
     draw_capsule,
     draw_ellipse,

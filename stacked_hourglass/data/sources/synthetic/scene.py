@@ -14,7 +14,7 @@ import numpy as np
 from stacked_hourglass.data import features
 from stacked_hourglass.data.sources.synthetic.background import draw_occluder, render_background
 from stacked_hourglass.data.sources.synthetic.body import Body, pose_body, sample_pose
-from stacked_hourglass.data.sources.synthetic.config import JOINT_SET, SyntheticConfig
+from stacked_hourglass.data.sources.synthetic.params import JOINT_SET, SyntheticConfig
 from stacked_hourglass.data.sources.synthetic.person import Style, render_person, sample_style
 from stacked_hourglass.data.sources.synthetic.raster import DISTRACTOR, MAIN
 
