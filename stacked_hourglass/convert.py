@@ -24,7 +24,7 @@ from absl import flags
 
 from stacked_hourglass.data import convert_lib, sources
 from stacked_hourglass.data.records import shards
-from stacked_hourglass.utils import cli
+from stacked_hourglass.utils import cli, errors
 
 # Help texts of the string flags (all default to None); the flags are declared in define_flags.
 _STRING_FLAGS = {
@@ -100,7 +100,7 @@ def run(fv: flags.FlagValues) -> int:
             shuffle_seed=fv.shuffle_seed, flic_labels=fv.flic_labels,
         )  # fmt: skip
     except shards.NothingWrittenError as e:
-        return cli.error("convert", f"{cli.first_line(e)}; nothing written")
+        return cli.error("convert", f"{errors.one_line(e)}; nothing written")
     print(shards.format_summary(result))
     return 0
 

@@ -42,7 +42,7 @@ from stacked_hourglass.config import DataConfig
 from stacked_hourglass.data import features, geometry, images
 from stacked_hourglass.data.codec import HeatmapCodec
 from stacked_hourglass.data.records import validate
-from stacked_hourglass.data.records.items import first_line
+from stacked_hourglass.utils.errors import one_line
 
 ON_BAD_RECORD = ("fail", "skip")
 
@@ -466,5 +466,5 @@ def count_records(files: str | list[str]) -> int:
         try:
             total += int(tf.data.TFRecordDataset(path).reduce(0, lambda n, _: n + 1))
         except tf.errors.OpError as e:
-            raise ValueError(f"{path}: cannot be read ({first_line(e)})") from None
+            raise ValueError(f"{path}: cannot be read ({one_line(e)})") from None
     return total

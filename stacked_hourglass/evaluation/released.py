@@ -10,8 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from stacked_hourglass.evaluation import formats, pck
-from stacked_hourglass.evaluation.report import report_figures, sha256
+from stacked_hourglass.evaluation.report import report_figures
 from stacked_hourglass.joints import JointSet
+from stacked_hourglass.utils.digest import sha256_file
 
 
 def run_released_evaluation(
@@ -49,8 +50,8 @@ def run_released_evaluation(
     if posehg_label_filter:
         print("Skipping labels with x <= 1 or y <= 1 (pose-hg calcDists).")
     sources = {
-        "predictions": {"path": str(predictions), "sha256": sha256(predictions)},
-        "ground_truth": {"path": str(ground_truth), "sha256": sha256(ground_truth)},
+        "predictions": {"path": str(predictions), "sha256": sha256_file(predictions)},
+        "ground_truth": {"path": str(ground_truth), "sha256": sha256_file(ground_truth)},
         "normalizer": normalizer_source,
         "coordinates": "as stored in both files (1-based for the released files), no offset",
         "posehg_label_filter": posehg_label_filter,

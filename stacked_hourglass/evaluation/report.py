@@ -6,7 +6,6 @@ TFRecords). Pure numpy + matplotlib: no TensorFlow.
 
 from __future__ import annotations
 
-import hashlib
 import sys
 from pathlib import Path
 
@@ -14,14 +13,6 @@ import numpy as np
 
 from stacked_hourglass.evaluation import formats, pck, plots
 from stacked_hourglass.joints import JointSet
-
-
-def sha256(path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def report_figures(

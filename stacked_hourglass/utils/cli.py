@@ -19,6 +19,8 @@ from collections.abc import Callable, Sequence
 
 from absl import flags
 
+from stacked_hourglass.utils.errors import one_line
+
 # What a user can fix: a bad value, a missing or unreadable file. Anything else is a bug and
 # keeps its traceback.
 
@@ -33,15 +35,6 @@ class CommandFailed(RuntimeError):
 
 # (OSError covers missing files, folders that are files, permissions and full disks.)
 USER_ERRORS = (ValueError, KeyError, OSError, CommandFailed)
-
-
-def first_line(error: BaseException) -> str:
-    """The first non-empty line of an error's message (TF errors carry pages of context)."""
-    text = str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
-    for line in text.splitlines():
-        if line.strip():
-            return line.strip()
-    return type(error).__name__
 
 
 def error(prog: str, message: str) -> int:
@@ -63,7 +56,7 @@ def parse(
     try:
         rest = fv(args)
     except flags.Error as e:
-        raise UsageError(first_line(e)) from None
+        raise UsageError(one_line(e)) from None
     if len(rest) > 1:
         raise UsageError(f"unexpected arguments: {' '.join(rest[1:])}")
     return fv
@@ -84,7 +77,7 @@ def main(
             return 0
         return int(run(fv) or 0)
     except USER_ERRORS as e:
-        return error(prog, first_line(e))
+        return error(prog, one_line(e))
     except KeyboardInterrupt:
         return error(prog, "interrupted")
 

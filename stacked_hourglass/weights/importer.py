@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import hashlib
 import os
 import secrets
 import shutil
@@ -43,6 +42,7 @@ import stacked_hourglass
 from stacked_hourglass import joints
 from stacked_hourglass.config import DataConfig, ExperimentConfig, ModelConfig, TrainConfig
 from stacked_hourglass.utils import files
+from stacked_hourglass.utils.digest import sha256_file
 from stacked_hourglass.weights import reference_layouts
 from stacked_hourglass.weights.reference_layouts import FORMATS, detect_format, infer_architecture
 from stacked_hourglass.weights.torch_pickle import (
@@ -86,14 +86,6 @@ class ImportResult:
     seconds: float
     timings: dict
     model: object = dataclasses.field(repr=False)
-
-
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_mean_file(path: str | os.PathLike) -> tuple[float, float, float]:

@@ -36,6 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
+from stacked_hourglass.utils.errors import one_line
+
 # `torch.serialization.MAGIC_NUMBER` and `PROTOCOL_VERSION` of the legacy format.
 LEGACY_MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
 LEGACY_PROTOCOL_VERSION = 1001
@@ -79,13 +81,8 @@ class _Invalid(Exception):
     """Raised inside the unpickler; `load_checkpoint` turns it into a `CheckpointError`."""
 
 
-def _one_line(text: str, limit: int = 300) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def _error(path, message: str) -> CheckpointError:
-    return CheckpointError(_one_line(f"{os.fspath(path)}: {message}", 1000))
+    return CheckpointError(one_line(f"{os.fspath(path)}: {message}", 1000))
 
 
 class _Frozen:
@@ -319,7 +316,7 @@ def _load_pickle(buffer: io.BytesIO, load_storage=None):
             if opcode.name in _REFUSED_OPCODES:
                 raise _Invalid(f"pickle opcode {opcode.name} at byte {position} is not allowed")
     except ValueError as error:  # what genops raises for truncated data or unknown opcodes
-        raise _Invalid(f"truncated or corrupt pickle ({_one_line(str(error), 160)})") from None
+        raise _Invalid(f"truncated or corrupt pickle ({one_line(str(error), 160)})") from None
     buffer.seek(start)
     return _RestrictedUnpickler(buffer, load_storage).load()
 
@@ -333,13 +330,13 @@ def _parse_storage_id(pid, legacy: bool):
         )
     size = 6 if legacy else 5
     if not (isinstance(pid, tuple) and len(pid) == size and pid[0] == "storage"):
-        raise _Invalid(f"unexpected persistent id {_one_line(repr(pid), 120)}")
+        raise _Invalid(f"unexpected persistent id {one_line(repr(pid), 120)}")
     storage_type, key, location, numel = pid[1:5]
     view = pid[5] if legacy else None
     if not isinstance(storage_type, _StorageType):
         raise _Invalid(f"storage {key!r} has type {storage_type!r}, not a torch storage class")
     if not isinstance(key, str) or not isinstance(location, str):
-        raise _Invalid(f"storage id {_one_line(repr(pid), 120)} is malformed")
+        raise _Invalid(f"storage id {one_line(repr(pid), 120)} is malformed")
     if not _is_int(numel) or numel < 0:
         raise _Invalid(f"storage {key!r} has {numel!r} elements")
     well_formed_view = (
@@ -353,7 +350,7 @@ def _parse_storage_id(pid, legacy: bool):
         and view[1] + view[2] <= numel
     )
     if view is not None and not well_formed_view:
-        raise _Invalid(f"storage {key!r} has a malformed view {_one_line(repr(view), 120)}")
+        raise _Invalid(f"storage {key!r} has a malformed view {one_line(repr(view), 120)}")
     return storage_type, key, numel, view
 
 
@@ -521,10 +518,10 @@ def load_checkpoint(path: str | os.PathLike) -> object:
     except zipfile.BadZipFile as error:
         raise _error(path, f"truncated or corrupt zip archive ({error})") from error
     except (pickle.UnpicklingError, EOFError) as error:
-        detail = _one_line(f"{type(error).__name__}: {error}", 160)
+        detail = one_line(f"{type(error).__name__}: {error}", 160)
         raise _error(path, f"truncated or corrupt pickle ({detail})") from error
     except Exception as error:  # whatever a malformed pickle or archive makes the readers raise
-        detail = _one_line(f"{type(error).__name__}: {error}", 160)
+        detail = one_line(f"{type(error).__name__}: {error}", 160)
         raise _error(path, f"corrupt or unreadable checkpoint ({detail})") from error
 
 

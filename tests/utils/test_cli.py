@@ -5,7 +5,7 @@ import sys
 import pytest
 from absl import flags
 
-from stacked_hourglass.utils import cli
+from stacked_hourglass.utils import cli, errors
 
 DOC = """The toy command.
 
@@ -142,8 +142,11 @@ def test_argv_none_reads_sys_argv(monkeypatch, capsys):
     assert capsys.readouterr().out == "hello dee\n"
 
 
-def test_first_line():
-    assert cli.first_line(ValueError("\n\n  first  \nsecond")) == "first"
-    assert cli.first_line(KeyError("k")) == "k"
-    assert cli.first_line(ValueError("")) == "ValueError"
+def test_one_line():
+    assert errors.one_line(ValueError("\n\n  first  \nsecond")) == "first"
+    assert errors.one_line(KeyError("k")) == "k"
+    assert errors.one_line(ValueError("")) == "ValueError"
+    assert errors.one_line("a\n b") == "a b"
+    assert errors.one_line("x" * 20, limit=10) == "x" * 7 + "..."
+    assert errors.one_line(RuntimeError("{{function_node f}} bad [Op:Conv2D] more")) == "bad"
     assert issubclass(cli.UsageError, ValueError)

@@ -28,8 +28,8 @@ from google.protobuf.message import DecodeError
 from stacked_hourglass import joints
 from stacked_hourglass.data import features, images
 from stacked_hourglass.data.records import validate
-from stacked_hourglass.data.records.items import first_line
 from stacked_hourglass.utils import drawing
+from stacked_hourglass.utils.errors import one_line
 
 _STATUS_COLOURS = {features.VISIBLE: "lime", features.OCCLUDED: "orange"}
 
@@ -75,7 +75,7 @@ def _raw_records(path: str) -> Iterator[bytes]:
     except tf.errors.OpError as e:
         if count:
             return
-        raise ValueError(f"{path}: not a readable TFRecord file ({first_line(e)})") from None
+        raise ValueError(f"{path}: not a readable TFRecord file ({one_line(e)})") from None
     # TF reads a file shorter than one record header as an empty file, without complaint.
     if count == 0 and os.path.getsize(path) > 0:
         raise ValueError(f"{path}: not a readable TFRecord file (bytes but no record)")
@@ -240,6 +240,6 @@ def draw_records(
                 )
                 draw_record(parsed, output / name)
             except tf.errors.OpError as e:  # a missing key or an undecodable image
-                raise ValueError(f"{path}: record {number}: {first_line(e)}") from None
+                raise ValueError(f"{path}: record {number}: {one_line(e)}") from None
             written.append(output / name)
     return written

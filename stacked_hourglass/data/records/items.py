@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
-import re
 from typing import Union
 
 import numpy as np
 import tensorflow as tf
 
 from stacked_hourglass.data import features, images
+from stacked_hourglass.utils.errors import one_line
 
 # A joint (or the crop centre) more than one image size outside the image is an annotation error
 # (e.g. a wrong image or a sign error), not a person partly out of frame.
@@ -80,19 +80,6 @@ class PendingExample:
 Item = Union[PendingExample, features.PersonExample, Skipped]  # noqa: UP007
 
 
-def first_line(error: BaseException) -> str:
-    """The first line of an error's message, without TF's op/device decoration.
-
-    TF errors carry pages of context, and eager ones wrap the useful words in
-    `{{function_node ...device:CPU:0}} ... [Op:Name]`, which would end up in manifests.
-    """
-    text = getattr(error, "message", None) or str(error)
-    line = text.strip().splitlines()[0] if text.strip() else ""
-    line = re.sub(r"^\{\{function_node [^}]*\}\}\s*", "", line)
-    line = re.sub(r"\s*\[Op:\w+\].*$", "", line)
-    return line or type(error).__name__
-
-
 def image_size(data: bytes, name: str = "") -> tuple[int, int]:
     """(height, width) of an encoded image, read from its header only (`images.image_header`:
     JPEG, PNG, GIF, BMP, WebP); nothing is decoded.
@@ -107,7 +94,7 @@ def image_size(data: bytes, name: str = "") -> tuple[int, int]:
             return int(height), int(width)
         height, width, problem = images.image_header(data)
     except (tf.errors.InvalidArgumentError, tf.errors.UnknownError, ValueError) as e:
-        raise ValueError(f"{name}: not a readable image ({first_line(e)})") from None
+        raise ValueError(f"{name}: not a readable image ({one_line(e)})") from None
     problem = problem.numpy().decode("utf-8")
     if problem:
         raise ValueError(f"{name}: not a readable image (it {problem})")
@@ -198,7 +185,7 @@ def load_example(
         if verify_images:
             tf.io.decode_image(data, expand_animations=False)
     except (ValueError, tf.errors.OpError) as e:
-        return _skip(example, CORRUPT_IMAGE, first_line(e))
+        return _skip(example, CORRUPT_IMAGE, one_line(e))
     return dataclasses.replace(example, image_encoded=data, height=height, width=width)
 
 

@@ -49,6 +49,7 @@ import tensorflow as tf
 import stacked_hourglass
 from stacked_hourglass import joints
 from stacked_hourglass.data.records.items import Item, Skipped, prepare_record
+from stacked_hourglass.utils.digest import sha256_file
 
 # Default number of records per shard when `num_shards` is not given (~100-200 MB for MPII).
 DEFAULT_RECORDS_PER_SHARD = 1024
@@ -93,15 +94,6 @@ def temporary_path(path: pathlib.Path, pid: int | None = None) -> pathlib.Path:
     concurrent runs from writing into each other's files and tells later runs whose it is.
     """
     return path.with_name(f".{path.name}.{os.getpid() if pid is None else pid}.tmp")
-
-
-def file_sha256(path: os.PathLike | str) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def shuffled_order(num_items: int, seed: int = 0) -> list[int]:
@@ -353,10 +345,10 @@ def _manifest(dataset, split, final, temp, counts, sources, options, skipped, or
         "num_shards": len(final),
         "order": order,
         "shards": [
-            {"file": p.name, "records": n, "bytes": t.stat().st_size, "sha256": file_sha256(t)}
+            {"file": p.name, "records": n, "bytes": t.stat().st_size, "sha256": sha256_file(t)}
             for p, t, n in zip(final, temp, counts, strict=True)
         ],
-        "sources": [{"path": str(s), "sha256": file_sha256(s)} for s in sources if s is not None],
+        "sources": [{"path": str(s), "sha256": sha256_file(s)} for s in sources if s is not None],
         "options": dict(sorted((options or {}).items())),
         "num_skipped": len(skipped),
         "skipped_by_reason": summarize_skips(skipped),

@@ -35,7 +35,7 @@ from collections.abc import Sequence
 import tensorflow as tf
 
 from stacked_hourglass.data import features, images
-from stacked_hourglass.data.records.items import first_line
+from stacked_hourglass.utils.errors import one_line
 
 # TFRecord framing around each record's bytes: length (8), length CRC (4), data CRC (4).
 RECORD_OVERHEAD = 16
@@ -195,8 +195,8 @@ def tf_error_line(error: tf.errors.OpError) -> str:
     for line in lines:
         if line[0] in " \t" or line.startswith(("Graph execution error", "Detected at node")):
             continue
-        return first_line(RuntimeError(line))
-    return first_line(error)
+        return one_line(RuntimeError(line))
+    return one_line(error)
 
 
 def check_first_record(path: str, joint_set) -> None:
@@ -209,7 +209,7 @@ def check_first_record(path: str, joint_set) -> None:
     except tf.errors.OpError as e:
         raise ValueError(
             f"{path}: cannot read its first record as a person of {joint_set.num_joints} "
-            f"joints ({joint_set.name}; see --dataset): {first_line(e)}"
+            f"joints ({joint_set.name}; see --dataset): {one_line(e)}"
         ) from None
 
 
@@ -273,7 +273,7 @@ def _check_file(path: str, check, report: CheckReport, max_records: int | None =
         except tf.errors.DataLossError as e:
             add(
                 index,
-                f"cannot be read ({first_line(e)}): the shard is corrupted or truncated; the "
+                f"cannot be read ({one_line(e)}): the shard is corrupted or truncated; the "
                 "rest of it is lost",
                 False,
             )

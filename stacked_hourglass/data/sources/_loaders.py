@@ -19,7 +19,7 @@ from collections.abc import Iterator
 
 import h5py
 
-from stacked_hourglass.data.records.items import first_line
+from stacked_hourglass.utils.errors import one_line
 
 
 def require_file(path: pathlib.Path | str, what: str) -> pathlib.Path:
@@ -78,7 +78,7 @@ def load_mat(path: pathlib.Path | str, what: str = "MATLAB .mat file", **kwargs)
             f"{path}: a MATLAB v7.3 (HDF5) file, which scipy cannot read; save it with -v7"
         )
     if status == "error":
-        raise ValueError(f"{path}: not a readable {what} ({first_line(RuntimeError(value))})")
+        raise ValueError(f"{path}: not a readable {what} ({one_line(RuntimeError(value))})")
     return value
 
 
@@ -96,14 +96,14 @@ def open_h5(path: pathlib.Path | str, what: str = "HDF5 file") -> Iterator[h5py.
     try:
         f = h5py.File(path, "r")
     except (OSError, RuntimeError) as e:
-        raise ValueError(f"{path}: not a readable {what} ({first_line(e)})") from None
+        raise ValueError(f"{path}: not a readable {what} ({one_line(e)})") from None
     with f:
         try:
             yield f
         except KeyError as e:  # h5py's message is its only argument (str() would quote it)
-            raise ValueError(f"{path}: {e.args[0] if e.args else first_line(e)}") from None
+            raise ValueError(f"{path}: {e.args[0] if e.args else one_line(e)}") from None
         except (OSError, RuntimeError) as e:
-            raise ValueError(f"{path}: a damaged {what} ({first_line(e)})") from None
+            raise ValueError(f"{path}: a damaged {what} ({one_line(e)})") from None
 
 
 def load_json(path: pathlib.Path | str, what: str = "JSON file"):
@@ -112,4 +112,4 @@ def load_json(path: pathlib.Path | str, what: str = "JSON file"):
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, RecursionError) as e:  # JSONDecodeError, UnicodeDecodeError, digit limit
-        raise ValueError(f"{path}: not a valid {what} ({first_line(e)})") from None
+        raise ValueError(f"{path}: not a valid {what} ({one_line(e)})") from None

@@ -13,6 +13,7 @@ import tensorflow as tf
 import stacked_hourglass
 from stacked_hourglass.data import features
 from stacked_hourglass.data.records import items, shards
+from stacked_hourglass.utils import digest
 
 
 def _read(paths, num_joints=16):
@@ -48,7 +49,7 @@ def test_shards_manifest_and_round_trip(tmp_path, person_example):
     assert manifest["joint_names"][0] == "r_ankle" and len(manifest["joint_names"]) == 16
     assert manifest["package_version"] == stacked_hourglass.__version__
     for shard in manifest["shards"]:
-        assert shard["sha256"] == shards.file_sha256(tmp_path / shard["file"])
+        assert shard["sha256"] == digest.sha256_file(tmp_path / shard["file"])
     records = _read(result.shard_paths)
     assert [r[features.SOURCE_INDEX] for r in records] == list(range(10))  # source order
     for record, example in zip(records, examples, strict=True):

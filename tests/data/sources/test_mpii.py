@@ -14,6 +14,7 @@ from stacked_hourglass.data import features
 from stacked_hourglass.data.records import items as item_types
 from stacked_hourglass.data.records import shards
 from stacked_hourglass.data.sources import mpii
+from stacked_hourglass.utils import digest
 
 DATA = pathlib.Path(__file__).resolve().parents[3] / ".." / "shared" / "data"
 VALID_H5 = DATA / "pose-hg-train" / "data" / "mpii" / "annot" / "valid.h5"
@@ -65,7 +66,7 @@ def test_valid_h5_subset_round_trip(tmp_path):
     rows = [i for i, n in enumerate(names) if n in set(present)]
     assert result.num_records == len(rows) >= 50
     assert result.manifest["skipped_by_reason"] == {item_types.MISSING_IMAGE: 2958 - len(rows)}
-    assert result.manifest["sources"][0]["sha256"] == shards.file_sha256(VALID_H5)
+    assert result.manifest["sources"][0]["sha256"] == digest.sha256_file(VALID_H5)
 
     records = _read(result.shard_paths)
     assert [r[features.SOURCE_INDEX] for r in records] == [int(h5["index"][i]) for i in rows]
