@@ -244,10 +244,20 @@ class TrainConfig:
     )
     seed: int = _field(0, "Seed of initialisation, data order and augmentation.")
     verbose: int = _field(1, "0 silent, 1 progress bar, 2 a line per epoch.")
+    allow_config_change: tuple[str, ...] = _field(
+        (),
+        "On resume, fields (e.g. epochs,lr_patience) that may differ from the stored "
+        "config.json; any other difference is refused. Architecture, joint set, input size, "
+        "batch size, seed, steps per epoch and training files can never change.",
+    )
 
     def __post_init__(self):
         object.__setattr__(self, "lr_drop_epochs", tuple(int(e) for e in self.lr_drop_epochs))
         object.__setattr__(self, "loss_weights", tuple(float(w) for w in self.loss_weights))
+        object.__setattr__(self, "allow_config_change", tuple(self.allow_config_change))
+        unknown = [n for n in self.allow_config_change if not _is_field_name(n)]
+        if unknown:
+            raise ValueError(f"allow_config_change names no config field: {', '.join(unknown)}")
         _one_of("supervise", self.supervise, ("all", "last"))
         _one_of("mixed_precision", self.mixed_precision, PRECISIONS)
         _one_of("distribution", self.distribution, DISTRIBUTIONS)
@@ -328,6 +338,87 @@ class ExperimentConfig:
             except (TypeError, ValueError) as e:
                 raise ValueError(f"{source}: {name}: {e}") from None
         return cls(**sections)
+
+
+# --- resuming -----------------------------------------------------------------------------------
+
+# Fields a resumed run may change without saying so: they change no result.
+_RESUME_FREE = {
+    "model.sync_batch_norm",  # follows train.sync_batch_norm and the replica count
+    "train.model_dir",
+    "train.verbose",
+    "train.cluster_timeout",
+    "train.tensorboard_images",
+    "train.allow_config_change",
+}
+# Fields a resumed run can never change, and why; every other field may, when named in
+# --allow_config_change.
+_RESUME_FIXED_REASONS = {
+    "model": "the weights are of the stored architecture",
+    "data.dataset": "the heatmaps are of the stored joint set",
+    "data.train_files": "the data position is a place in the stored training files",
+    "data.shuffle_buffer": "the data position is a place in the stored record order",
+    "train.batch_size": "the data position is counted in batches of the stored size",
+    "train.steps_per_epoch": "the data position is counted in the stored epoch length",
+    "train.seed": "the data position is a place in the stored seed's record order",
+    "train.supervise": "the model's supervised outputs would change",
+}
+
+
+def _is_field_name(name: str) -> bool:
+    """Whether `name` is `field` or `section.field` of the config tree."""
+    section, _, field = name.rpartition(".")
+    sections = [section] if section else list(_SECTIONS)
+    return any(
+        s in _SECTIONS and field in {f.name for f in dataclasses.fields(_SECTIONS[s])}
+        for s in sections
+    )
+
+
+def _fixed_reason(key: str) -> str | None:
+    return _RESUME_FIXED_REASONS.get(key) or _RESUME_FIXED_REASONS.get(key.split(".")[0])
+
+
+def config_differences(stored: ExperimentConfig, new: ExperimentConfig) -> list[tuple]:
+    """(section.field, stored value, new value) of every field that differs, free ones aside."""
+    changes = []
+    for section in _SECTIONS:
+        before, after = getattr(stored, section), getattr(new, section)
+        for field in dataclasses.fields(before):
+            key = f"{section}.{field.name}"
+            old, value = getattr(before, field.name), getattr(after, field.name)
+            if key not in _RESUME_FREE and old != value:
+                changes.append((key, old, value))
+    return changes
+
+
+def check_resume(stored: ExperimentConfig, new: ExperimentConfig) -> list[str]:
+    """Checks that `new` may resume a run of `stored`; returns the changed fields' keys.
+
+    Args:
+        stored: the resumed run's config (`config.json`, resolved as it was written).
+        new: this run's resolved config; its `train.allow_config_change` names the fields
+            (`epochs` or `train.epochs`) that may differ.
+
+    Raises:
+        ValueError: one line listing every difference that is refused: fields that can never
+            change (with the reason) and fields not named in --allow_config_change.
+    """
+    allowed = set(new.train.allow_config_change)
+    refused, changed = [], []
+    for key, old, value in config_differences(stored, new):
+        reason = _fixed_reason(key)
+        named = key in allowed or key.split(".", 1)[1] in allowed
+        if reason:
+            refused.append(f"{key} {old!r} -> {value!r} (cannot change: {reason})")
+        elif not named:
+            name = key.split(".", 1)[1]
+            refused.append(f"{key} {old!r} -> {value!r} (--allow_config_change={name} allows it)")
+        else:
+            changed.append(key)
+    if refused:
+        raise ValueError("this run's config differs from the one it resumes: " + "; ".join(refused))
+    return changed
 
 
 # --- flags -----------------------------------------------------------------------------------

@@ -312,3 +312,46 @@ def test_section_validation_shows_values():
         TrainConfig(distribution="gpu")
     with pytest.raises(ValueError, match="learning_rate must be > 0, got -1"):
         TrainConfig(learning_rate=-1)
+
+
+def _resumable(**train):
+    return config_lib.ExperimentConfig(train=config_lib.TrainConfig(**train)).resolve()
+
+
+def test_resume_with_the_same_config_or_free_fields_changed_passes():
+    stored = _resumable()
+    assert config_lib.check_resume(stored, _resumable(verbose=0, model_dir="elsewhere")) == []
+
+
+def test_resume_refuses_fixed_fields_even_when_named():
+    stored = _resumable(batch_size=32)
+    new = _resumable(batch_size=64, allow_config_change=("batch_size",))
+    with pytest.raises(ValueError, match=r"train.batch_size 32 -> 64 \(cannot change: the data "):
+        config_lib.check_resume(stored, new)
+    other_model = dataclasses.replace(stored, model=dataclasses.replace(stored.model, num_stacks=2))
+    with pytest.raises(ValueError, match="model.num_stacks 8 -> 2 .cannot change: the weights"):
+        config_lib.check_resume(stored, other_model)
+
+
+def test_resume_lists_every_unnamed_change_and_accepts_named_ones():
+    stored = _resumable()
+    new = _resumable(epochs=200, lr_patience=3, checkpoint_every_steps=100)
+    with pytest.raises(ValueError) as error:
+        config_lib.check_resume(stored, new)
+    message = str(error.value)
+    assert "\n" not in message
+    for name, old, value in [("epochs", 100, 200), ("lr_patience", 5, 3),
+                             ("checkpoint_every_steps", 500, 100)]:  # fmt: skip
+        assert f"train.{name} {old} -> {value} (--allow_config_change={name} allows it)" in message
+    allowed = _resumable(
+        epochs=200, lr_patience=3, checkpoint_every_steps=100,
+        allow_config_change=("epochs", "train.lr_patience", "checkpoint_every_steps"),
+    )  # fmt: skip
+    assert config_lib.check_resume(stored, allowed) == [
+        "train.epochs", "train.lr_patience", "train.checkpoint_every_steps"
+    ]  # fmt: skip
+
+
+def test_allow_config_change_names_fields():
+    with pytest.raises(ValueError, match="names no config field: epoch, data.nope"):
+        config_lib.TrainConfig(allow_config_change=("epoch", "data.nope", "data.sigma"))
