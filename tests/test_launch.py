@@ -273,3 +273,27 @@ def test_one_failed_worker_stops_the_others_and_their_temporary_files_go(tmp_pat
     assert "['--epochs=1', '--distribution=multi_worker']" in log
     assert os.listdir(scratch) == []
     assert time.monotonic() - start < 30
+
+
+def test_a_worker_killed_by_a_signal_is_reported_by_name_and_exit_139(tmp_path, monkeypatch):
+    (tmp_path / "segv_worker.py").write_text(
+        textwrap.dedent(
+            """
+            import json, os, signal, time
+            if json.loads(os.environ["TF_CONFIG"])["task"]["index"] == 1:
+                os.kill(os.getpid(), signal.SIGSEGV)
+            time.sleep(60)
+            """
+        )
+    )
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    out = io.StringIO()
+    status = launch_lib.launch(2, [], module="segv_worker", grace_seconds=5, out=out)
+    assert status == 128 + 11
+    assert "launch: worker 1 was killed by signal SIGSEGV (11); stopping all" in out.getvalue()
+
+
+def test_exit_status_and_description():
+    assert launch_lib.exit_status(3) == 3 and launch_lib.exit_status(-9) == 137
+    assert launch_lib.describe_exit(-15) == "was killed by signal SIGTERM (15)"
+    assert launch_lib.describe_exit(0) == "exited with status 0"

@@ -58,6 +58,22 @@ def _stream(process: subprocess.Popen, prefix: str, out) -> None:
         out.flush()
 
 
+def exit_status(returncode: int) -> int:
+    """A worker's status as a shell reports it: 128 + n for a death by signal n (Popen: -n)."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+def describe_exit(returncode: int) -> str:
+    """ "exited with status 2" or "was killed by signal SIGSEGV (11)"."""
+    if returncode >= 0:
+        return f"exited with status {returncode}"
+    try:
+        name = signal.Signals(-returncode).name
+    except ValueError:
+        name = "an unknown signal"
+    return f"was killed by signal {name} ({-returncode})"
+
+
 def _stop(processes: list[subprocess.Popen], grace_seconds: float) -> None:
     for p in processes:
         if p.poll() is None:
@@ -85,7 +101,8 @@ def launch(
 
     Every worker gets `--distribution=multi_worker` (unless the arguments set a distribution)
     and its `TF_CONFIG`. The first worker to exit non-zero stops the others (SIGTERM, then
-    SIGKILL after `grace_seconds`) and its status is returned; 0 when all finish. Every worker's
+    SIGKILL after `grace_seconds`) and its status is returned (128 + n for a worker killed by
+    signal n, as a shell reports it); 0 when all finish. Every worker's
     TMPDIR is a fresh folder under the launcher's temporary folder, removed at the end.
     """
     out = out or sys.stdout
@@ -115,9 +132,10 @@ def launch(
         while any(p.poll() is None for p in processes):
             failed = [p for p in processes if p.poll() not in (None, 0)]
             if failed:
-                status = failed[0].returncode
+                status = exit_status(failed[0].returncode)
                 index = processes.index(failed[0])
-                out.write(f"launch: worker {index} exited with status {status}; stopping all\n")
+                what = describe_exit(failed[0].returncode)
+                out.write(f"launch: worker {index} {what}; stopping all\n")
                 break
             time.sleep(0.2)
     except KeyboardInterrupt:
@@ -129,5 +147,5 @@ def launch(
             thread.join()
         shutil.rmtree(scratch, ignore_errors=True)
     if status == 0:
-        status = next((p.returncode for p in processes if p.returncode), 0)
+        status = next((exit_status(p.returncode) for p in processes if p.returncode), 0)
     return status
