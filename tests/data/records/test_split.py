@@ -147,7 +147,7 @@ def test_training_start_reads_one_record_per_shard_with_a_manifest(
     # Building every epoch's dataset from the opened split lists nothing and reads nothing.
     count_reads.clear()
     codec = HeatmapCodec(64, 16)
-    for epoch in range(3):
+    for epoch in range(2):
         pipeline.make_train_dataset(config, codec, 2, ["h"], seed=epoch, split=data.train)
     assert count_reads == {}
 
