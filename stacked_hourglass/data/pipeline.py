@@ -320,6 +320,37 @@ def _shard_files(split: Split, input_context):
     return _files_and_sizes(split), True
 
 
+def _shuffled_records(config: DataConfig, split: Split, seed: int, input_context):
+    """The checked records of this input pipeline's shards, shards shuffled every pass, read
+    interleaved, forever (before the record shuffle)."""
+    warned = None
+    if config.on_bad_record == "skip":
+        warned = tf.lookup.experimental.MutableHashTable(tf.string, tf.int64, default_value=0)
+
+    def read(path, size):
+        return checked_records(
+            path,
+            size,
+            config.joint_set.num_joints,
+            on_bad_record=config.on_bad_record,
+            max_pixels=config.max_pixels,
+            warned=warned,
+            count_bytes=not split.vouched,
+        )
+
+    ds, shard_records = _shard_files(split, input_context)
+    ds = ds.shuffle(len(split.files), seed=seed, reshuffle_each_iteration=True).repeat()
+    ds = ds.interleave(
+        read,
+        cycle_length=min(len(split.files), 8),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=False,
+    )
+    if shard_records:
+        ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+    return ds
+
+
 def open_train_split(config: DataConfig) -> Split:
     """The training split, listed and start-checked (`Split.check_start`, one record per shard).
 
@@ -423,33 +454,7 @@ def make_train_dataset(
     if input_context is not None:
         batch_size = input_context.get_per_replica_batch_size(batch_size)
     skip = config.on_bad_record == "skip"
-    warned = (
-        tf.lookup.experimental.MutableHashTable(tf.string, tf.int64, default_value=0)
-        if skip
-        else None
-    )
-
-    def read(path, size):
-        return checked_records(
-            path,
-            size,
-            num_joints,
-            on_bad_record=config.on_bad_record,
-            max_pixels=config.max_pixels,
-            warned=warned,
-            count_bytes=not split.vouched,
-        )
-
-    ds, shard_records = _shard_files(split, input_context)
-    ds = ds.shuffle(len(split.files), seed=seed, reshuffle_each_iteration=True).repeat()
-    ds = ds.interleave(
-        read,
-        cycle_length=min(len(split.files), 8),
-        num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=False,
-    )
-    if shard_records:
-        ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+    ds = _shuffled_records(config, split, seed, input_context)
     ds = ds.shuffle(config.shuffle_buffer, seed=seed)
     # Per-sample stateless seeds make the augmentation reproducible for a given record order.
     seeds = tf.data.Dataset.random(seed=seed).batch(2)

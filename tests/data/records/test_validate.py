@@ -218,7 +218,7 @@ def test_empty_shards_and_splits(person_example, tmp_path):
     assert [p.reason for p in report.problems] == ["no records in any of the 1 shard(s)"]
 
 
-def test_check_split_lists_and_names(synthetic_records, tmp_path, person_example):
+def test_check_split_lists_and_names(synthetic_records, tmp_path):
     report = Split.open(synthetic_records["valid"]).check(
         K, need_normalizer=True, max_pixels=50_000_000
     )
