@@ -1,7 +1,9 @@
 """Sharded, atomic, deterministic TFRecord writing: `write_split` and its manifest.
 
 `write_split` turns a source's items (`data.records.items`) into `SPLIT-00000-of-000NN.tfrecord`
-shards plus a `SPLIT.manifest.json`.
+shards plus a `SPLIT.manifest.json` (the names and the `Manifest` are `data.records.split`'s,
+which readers open the split with). `output_dir` may be a URL (`gs://`, `ram://`): every file
+goes through `utils.files` and `tf.io`.
 
 Order. The items are written in one of two orders (`ORDERS`), recorded in the manifest's `order`:
 
@@ -25,7 +27,9 @@ Atomicity: every shard and the manifest are written under a hidden temporary nam
 (`.NAME.PID.tmp`, which no documented glob such as `valid-*` matches) and renamed to their final
 names only when all of them are complete; a run killed midway leaves no file under a final name
 and does not touch the outputs of an earlier run. The temporaries a killed run leaves behind are
-removed by the next run of the same split into the same folder.
+removed by the next run of the same split into the same folder. On object stores (`gs://`) a
+rename is a copy and a delete (`utils.files.rename`): each file still appears whole, the manifest
+last, so a reader that finds the manifest finds every shard it lists.
 """
 
 from __future__ import annotations
@@ -72,11 +76,11 @@ ORDERS = (SHUFFLED_ORDER, SOURCE_ORDER)
 # How `shuffled_order` ranks the items, as recorded in the manifest.
 SHUFFLE_METHOD = "ascending sha256(b'stacked_hourglass.shuffle' + int64le(seed) + int64le(i))"
 
-__all__ = ["manifest_name", "shard_name", "summarize_skips"]  # also the writer's names
-
 # A temporary's name: `.NAME.PID.tmp`, or `NAME.tmpPID` from older versions.
-_TEMPORARY_NAMES = (re.compile(r"\.(?P<name>.+)\.(?P<pid>\d+)\.tmp"),
-                    re.compile(r"(?P<name>.+)\.tmp(?P<pid>\d+)"))  # fmt: skip
+_TEMPORARY_NAMES = (
+    re.compile(r"\.(?P<name>.+)\.(?P<pid>\d+)\.tmp"),
+    re.compile(r"(?P<name>.+)\.tmp(?P<pid>\d+)"),
+)
 
 
 class NothingWrittenError(RuntimeError):
