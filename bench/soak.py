@@ -26,7 +26,6 @@ to `--output`. Asserts nothing. Linux only (/proc).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 
@@ -58,16 +57,14 @@ def write_split(output_dir: str, split: str, count: int, seed: int, config) -> t
     """(glob, seconds) of `count` synthetic people written as SPLIT-*.tfrecord (0 seconds when
     the folder already holds that split with that count)."""
     from stacked_hourglass.data.records import shards
+    from stacked_hourglass.data.records.split import Manifest, manifest_name
     from stacked_hourglass.data.sources import synthetic
 
     pattern = os.path.join(output_dir, f"{split}-*.tfrecord")
-    manifest = os.path.join(output_dir, f"{split}.manifest.json")
-    if os.path.isfile(manifest):
-        with open(manifest, encoding="utf-8") as f:
-            written = sum(s.get("records", 0) for s in json.load(f).get("shards", []))
-        if written == count:
-            print(f"Reusing {count} {split} records in {output_dir}")
-            return pattern, 0.0
+    manifest = os.path.join(output_dir, manifest_name(split))
+    if os.path.isfile(manifest) and Manifest.read(manifest).num_records == count:
+        print(f"Reusing {count} {split} records in {output_dir}")
+        return pattern, 0.0
     start = time.perf_counter()
     shards.write_split(
         synthetic.generate_examples(split, count, seed=seed, config=config),

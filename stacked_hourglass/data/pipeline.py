@@ -11,7 +11,8 @@ gives the crop of earlier versions: the whole image decoded, one bilinear warp f
 resolution (it aliases when the crop shrinks the image); kept for comparisons
 (`bench/bench_pipeline.py`) and to reproduce older runs.
 
-Records are not trusted (`checked_records`). Every shard is read with its byte count known, and
+Records are not trusted (`checked_records`). A shard no manifest vouches for
+(`data.records.split`) is read with its byte count known, and
 every record goes through `features.record_problem` (fields present with the right lengths,
 finite centre and annotated keypoints, scale > 0, an image whose header gives at most
 `DataConfig.max_pixels` pixels) before anything decodes it. With `on_bad_record="fail"` a bad
@@ -26,14 +27,18 @@ that lies wholly above the cut reads intact pixels and is used). With "fail" the
 with TF's own message (and, when the bytes TF quotes in a parse error are not UTF-8, Python
 reports a UnicodeDecodeError instead); with "skip" they are dropped with TF's one-line warning,
 which does not name the shard.
-`data.records.validate.check_split` names every one of them, by shard and record, before
+`data.records.split.Split.check` names every one of them, by shard and record, before
 training starts.
+
+The shards are listed once per run (`split.Split.open`); the trainer passes the opened `Split`
+to every epoch's dataset (`open_splits`).
 
 Evaluation never skips: it scores every record, in order.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 
 import tensorflow as tf
@@ -42,20 +47,9 @@ from stacked_hourglass.config import DataConfig
 from stacked_hourglass.data import features, geometry, images
 from stacked_hourglass.data.codec import HeatmapCodec
 from stacked_hourglass.data.records import validate
-from stacked_hourglass.utils.errors import one_line
+from stacked_hourglass.data.records.split import Split
 
 ON_BAD_RECORD = ("fail", "skip")
-
-
-def list_files(patterns: str) -> list[str]:
-    """Sorted files matching comma-separated glob patterns.
-
-    Raises:
-        FileNotFoundError: if none match.
-        ValueError: naming a shard of 0 bytes (a failed copy; a reader would wait forever for its
-            records), unless the split's manifest says the writer left it empty.
-    """
-    return validate.list_shards(patterns)
 
 
 def decode_image(encoded):
@@ -157,48 +151,26 @@ def make_eval_example(record, codec: HeatmapCodec, *, antialias: bool = True):
     return image, info
 
 
-def _files_and_sizes(files):
-    """Dataset of (path, size in bytes) of `files`."""
-    sizes = [validate.file_size(f) for f in files]
-    return tf.data.Dataset.from_tensor_slices((list(files), tf.constant(sizes, tf.int64)))
+def _files_and_sizes(split: Split):
+    """Dataset of (path, size in bytes) of the split's shards."""
+    return tf.data.Dataset.from_tensor_slices(
+        (list(split.files), tf.constant(split.sizes, tf.int64))
+    )
 
 
-def checked_records(
-    path,
-    size,
-    num_joints: int,
-    *,
-    on_bad_record: str = "fail",
-    need_normalizer: bool = False,
-    max_pixels: int = images.DEFAULT_MAX_PIXELS,
-    warned: tf.lookup.experimental.MutableHashTable | None = None,
-) -> tf.data.Dataset:
-    """The usable serialised records of one shard, in order (usable in `interleave`).
+def _numbered(path, size, count_bytes: bool) -> tf.data.Dataset:
+    """(number, is_end, serialized, bytes read) of every record of a shard, in order.
 
-    Every record is checked with `features.record_problem`; the bytes read are counted so that a
-    shard TF stops reading early (a corrupted or truncated record: the rest of the shard is
-    lost) or with bytes after its last record is noticed at its end.
-
-    Args:
-        path, size: the shard and its size in bytes (string and int64 scalars).
-        num_joints: K.
-        on_bad_record: "fail": the first problem raises `InvalidArgumentError` whose message
-            names the shard, the record and the problem; "skip": bad records are dropped, with
-            one warning on stderr per shard (per pass over it without `warned`).
-        need_normalizer, max_pixels: see `features.record_problem`.
-        warned: "skip" only: shards already warned about (a `MutableHashTable` string -> int64
-            created next to the dataset), so each is named once, not once per epoch.
-
-    Returns:
-        Dataset of string scalars.
+    With `count_bytes`, TF's errors end the shard, and one element more (is_end) carries the
+    bytes read with their framing: a shard TF stopped reading early (a corrupted or truncated
+    record) or with bytes after its last record does not add up to `size`. Without, the shard is
+    read as it is (a manifest vouches for its size) and a CRC error raises TF's own error.
     """
-    if on_bad_record not in ON_BAD_RECORD:
-        raise ValueError(f"on_bad_record must be one of {', '.join(ON_BAD_RECORD)}")
-    path = tf.convert_to_tensor(path, tf.string)
-    size = tf.cast(size, tf.int64)
-    # TF ends a shard at a record it cannot read; the byte count below says that it did.
-    records = tf.data.TFRecordDataset(path).ignore_errors()
-    records = records.map(lambda s: (tf.constant(False), s))
+    records = tf.data.TFRecordDataset(path)
+    if not count_bytes:
+        zero = tf.constant(0, tf.int64)
+        return records.enumerate().map(lambda n, s: (n, tf.constant(False), s, zero))
+    records = records.ignore_errors().map(lambda s: (tf.constant(False), s))
     records = records.concatenate(
         tf.data.Dataset.from_tensors((tf.constant(True), tf.constant("")))
     )
@@ -208,14 +180,14 @@ def checked_records(
         is_end, serialized = element
         length = tf.cast(tf.strings.length(serialized), tf.int64) + validate.RECORD_OVERHEAD
         new_total = total + tf.where(is_end, tf.constant(0, tf.int64), length)
-        return (number + 1 - tf.cast(is_end, tf.int64), new_total), (
-            number,
-            is_end,
-            serialized,
-            new_total,
-        )
+        state = (number + 1 - tf.cast(is_end, tf.int64), new_total)
+        return state, (number, is_end, serialized, new_total)
 
-    ds = records.scan((tf.constant(0, tf.int64), tf.constant(0, tf.int64)), count)
+    return records.scan((tf.constant(0, tf.int64), tf.constant(0, tf.int64)), count)
+
+
+def _with_messages(ds, path, size, num_joints, need_normalizer, max_pixels) -> tf.data.Dataset:
+    """(is_end, serialized, message): "" for a usable record, else "SHARD: record N: problem"."""
 
     def check(number, is_end, serialized, total):
         problem = tf.cond(
@@ -240,24 +212,29 @@ def checked_records(
         )
         return is_end, serialized, message
 
-    ds = ds.map(check, num_parallel_calls=tf.data.AUTOTUNE)
-    if on_bad_record == "fail":
+    return ds.map(check, num_parallel_calls=tf.data.AUTOTUNE)
 
-        def assert_usable(is_end, serialized, message):
-            usable = tf.debugging.Assert(tf.equal(message, ""), [message])
-            with tf.control_dependencies([usable]):
-                return is_end, tf.identity(serialized)
 
-        ds = ds.map(assert_usable)
-        return ds.filter(lambda is_end, _: tf.logical_not(is_end)).map(lambda _, s: s)
+def _fail_on_problems(ds) -> tf.data.Dataset:
+    """The records, raising `InvalidArgumentError` with the message of the first bad one."""
 
+    def assert_usable(is_end, serialized, message):
+        usable = tf.debugging.Assert(tf.equal(message, ""), [message])
+        with tf.control_dependencies([usable]):
+            return is_end, tf.identity(serialized)
+
+    ds = ds.map(assert_usable)
+    return ds.filter(lambda is_end, _: tf.logical_not(is_end)).map(lambda _, s: s)
+
+
+def _skip_problems(ds, path, warned) -> tf.data.Dataset:
+    """The usable records; the first bad one of the shard is named on stderr (once per shard
+    with `warned`, else once per pass), the end of the shard on its own."""
     # Records the parser itself rejects (not an Example, a key of another type, an invalid JPEG
-    # header) raise inside `check`: dropped here, with TF's warning (which cannot name them).
+    # header) raise inside the check: dropped here, with TF's warning (which cannot name them).
     ds = ds.ignore_errors(log_warning=True)
 
     def warn_once(pass_warned, element):
-        # pass_warned: a bad record of this shard was named in this pass already. The end of the
-        # shard (its bytes do not add up) is named on its own.
         is_end, serialized, message = element
         bad = tf.not_equal(message, "")
         key = tf.strings.join([path, tf.where(is_end, "#end", "")])
@@ -289,38 +266,145 @@ def checked_records(
     return ds.filter(lambda is_end, _, bad: tf.logical_not(is_end | bad)).map(lambda _, s, b: s)
 
 
-def _check_first_records(files: list[str], num_joints: int, config: DataConfig) -> None:
-    """Reads the first record of every shard: a bad one fails at once ("fail"); with "skip",
-    at least one shard must start with a usable record, or training would wait forever."""
-    report = validate.check_records(
-        files,
-        num_joints,
-        need_normalizer=False,
-        max_pixels=config.max_pixels,
-        max_records_per_file=1,
-    )
-    if report.ok:
-        return
-    first = report.problems[0]
-    hint = "python -m stacked_hourglass.inspect_records lists every problem"
-    if config.on_bad_record == "fail":
-        raise ValueError(f"{first} (on_bad_record=fail; {hint})")
-    bad = {p.shard for p in report.problems if p.record == 0}
-    if all(report.records[f] == 0 or f in bad for f in files):
-        raise ValueError(
-            f"no shard of {config.train_files!r} starts with a usable record, training would "
-            f"wait forever: {first} ({hint})"
-        )
+def checked_records(
+    path,
+    size,
+    num_joints: int,
+    *,
+    on_bad_record: str = "fail",
+    need_normalizer: bool = False,
+    max_pixels: int = images.DEFAULT_MAX_PIXELS,
+    warned: tf.lookup.experimental.MutableHashTable | None = None,
+    count_bytes: bool = True,
+) -> tf.data.Dataset:
+    """The usable serialised records of one shard, in order (usable in `interleave`).
+
+    Every record is checked with `features.record_problem` (what a manifest does not vouch for:
+    this run's `max_pixels` and `need_normalizer`). With `count_bytes`, the bytes read are
+    counted so that a shard TF stops reading early (a corrupted or truncated record: the rest of
+    the shard is lost) or with bytes after its last record is noticed at its end; without (the
+    split's manifest vouches for every shard's size), a record TF cannot read raises TF's error.
+
+    Args:
+        path, size: the shard and its size in bytes (string and int64 scalars).
+        num_joints: K.
+        on_bad_record: "fail": the first problem raises `InvalidArgumentError` whose message
+            names the shard, the record and the problem; "skip": bad records are dropped, with
+            one warning on stderr per shard (per pass over it without `warned`).
+        need_normalizer, max_pixels: see `features.record_problem`.
+        warned: "skip" only: shards already warned about (a `MutableHashTable` string -> int64
+            created next to the dataset), so each is named once, not once per epoch.
+        count_bytes: see above (`Split.vouched` turns it off).
+
+    Returns:
+        Dataset of string scalars.
+    """
+    if on_bad_record not in ON_BAD_RECORD:
+        raise ValueError(f"on_bad_record must be one of {', '.join(ON_BAD_RECORD)}")
+    path = tf.convert_to_tensor(path, tf.string)
+    size = tf.cast(size, tf.int64)
+    ds = _numbered(path, size, count_bytes)
+    ds = _with_messages(ds, path, size, num_joints, need_normalizer, max_pixels)
+    if on_bad_record == "fail":
+        return _fail_on_problems(ds)
+    return _skip_problems(ds, path, warned)
 
 
-def _shard_files(files, input_context):
+def _shard_files(split: Split, input_context):
     if input_context is None or input_context.num_input_pipelines <= 1:
-        return _files_and_sizes(files), False
-    if len(files) >= input_context.num_input_pipelines:
-        ds = _files_and_sizes(files)
+        return _files_and_sizes(split), False
+    if len(split.files) >= input_context.num_input_pipelines:
+        ds = _files_and_sizes(split)
         return ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id), False
     # Fewer files than workers: every worker reads all files and keeps every n-th record.
-    return _files_and_sizes(files), True
+    return _files_and_sizes(split), True
+
+
+def _shuffled_records(config: DataConfig, split: Split, seed: int, input_context):
+    """The checked records of this input pipeline's shards, shards shuffled every pass, read
+    interleaved, forever (before the record shuffle)."""
+    warned = None
+    if config.on_bad_record == "skip":
+        warned = tf.lookup.experimental.MutableHashTable(tf.string, tf.int64, default_value=0)
+
+    def read(path, size):
+        return checked_records(
+            path,
+            size,
+            config.joint_set.num_joints,
+            on_bad_record=config.on_bad_record,
+            max_pixels=config.max_pixels,
+            warned=warned,
+            count_bytes=not split.vouched,
+        )
+
+    ds, shard_records = _shard_files(split, input_context)
+    ds = ds.shuffle(len(split.files), seed=seed, reshuffle_each_iteration=True).repeat()
+    ds = ds.interleave(
+        read,
+        cycle_length=min(len(split.files), 8),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=False,
+    )
+    if shard_records:
+        ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+    return ds
+
+
+def open_train_split(config: DataConfig) -> Split:
+    """The training split, listed and start-checked (`Split.check_start`, one record per shard).
+
+    Raises:
+        FileNotFoundError: when no file matches `config.train_files`.
+        ValueError: one line naming the shard or manifest (see `make_train_dataset`).
+    """
+    if config.on_bad_record not in ON_BAD_RECORD:
+        raise ValueError(
+            f"on_bad_record must be one of {', '.join(ON_BAD_RECORD)}, got {config.on_bad_record!r}"
+        )
+    split = Split.open(config.train_files)
+    split.check_start(
+        config.joint_set, max_pixels=config.max_pixels, on_bad_record=config.on_bad_record
+    )
+    return split
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingData:
+    """The splits a training run reads, opened and checked once (`open_splits`)."""
+
+    train: Split
+    valid: Split
+    steps_per_epoch: int
+
+
+def open_splits(config: DataConfig, batch_size: int, steps_per_epoch: int = 0) -> TrainingData:
+    """Opens and checks the training and validation splits before anything is built.
+
+    Reads one record per shard, and the manifests. The validation split is read in full
+    (`Split.check`, which names every bad record and a missing PCK normalizer before the first
+    epoch) only where no manifest vouches for its shards: a vouched shard holds the records the
+    writer checked, and its records are checked again as validation reads them.
+
+    Args:
+        config: `DataConfig` (`train_files`, `valid_files`, joints, `max_pixels`, `on_bad_record`).
+        batch_size: the global batch size.
+        steps_per_epoch: 0: one pass over the training split (`Split.num_records`: the
+            manifest's count; shards without one are counted by reading them).
+
+    Raises:
+        FileNotFoundError / ValueError: one line naming the glob, shard, record or manifest.
+    """
+    train = open_train_split(config)
+    valid = Split.open(config.valid_files)
+    valid.check_start(config.joint_set, need_normalizer=True, max_pixels=config.max_pixels)
+    if not valid.vouched:
+        report = valid.check(
+            config.joint_set.num_joints, need_normalizer=True, max_pixels=config.max_pixels
+        )
+        validate.raise_for_problems(report)
+    steps = steps_per_epoch or max(1, train.num_records // batch_size)
+    return TrainingData(train, valid, steps)
 
 
 def make_train_dataset(
@@ -333,6 +417,7 @@ def make_train_dataset(
     *,
     antialias: bool = True,
     skip_steps: int = 0,
+    split: Split | None = None,
 ) -> tf.data.Dataset:
     """Infinite shuffled, augmented batches for `model.fit`.
 
@@ -350,6 +435,8 @@ def make_train_dataset(
             run left it (record for record when tf.data runs deterministically, e.g. under op
             determinism; with "skip", each record dropped after the checks, an image that fails
             to decode, shifts it by one).
+        split: the training split as `open_train_split` returns it (listed and checked once per
+            run); None: `open_train_split(config)`.
 
     Returns:
         Dataset of (image [B, S, S, 3], {name: heatmaps [B, H, H, K]}), repeated forever.
@@ -362,42 +449,12 @@ def make_train_dataset(
 
     Bad records met later: see the module docstring and `checked_records`.
     """
-    if config.on_bad_record not in ON_BAD_RECORD:
-        raise ValueError(
-            f"on_bad_record must be one of {', '.join(ON_BAD_RECORD)}, got {config.on_bad_record!r}"
-        )
-    files = list_files(config.train_files)
+    split = split or open_train_split(config)
     num_joints = config.joint_set.num_joints
-    _check_first_records(files, num_joints, config)
     if input_context is not None:
         batch_size = input_context.get_per_replica_batch_size(batch_size)
     skip = config.on_bad_record == "skip"
-    warned = (
-        tf.lookup.experimental.MutableHashTable(tf.string, tf.int64, default_value=0)
-        if skip
-        else None
-    )
-
-    def read(path, size):
-        return checked_records(
-            path,
-            size,
-            num_joints,
-            on_bad_record=config.on_bad_record,
-            max_pixels=config.max_pixels,
-            warned=warned,
-        )
-
-    ds, shard_records = _shard_files(files, input_context)
-    ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True).repeat()
-    ds = ds.interleave(
-        read,
-        cycle_length=min(len(files), 8),
-        num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=False,
-    )
-    if shard_records:
-        ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+    ds = _shuffled_records(config, split, seed, input_context)
     ds = ds.shuffle(config.shuffle_buffer, seed=seed)
     # Per-sample stateless seeds make the augmentation reproducible for a given record order.
     seeds = tf.data.Dataset.random(seed=seed).batch(2)
@@ -427,7 +484,7 @@ def make_train_dataset(
 
 
 def make_eval_dataset(
-    files: str | list[str],
+    files: str | list[str] | Split,
     num_joints: int,
     codec: HeatmapCodec,
     batch_size: int,
@@ -438,14 +495,20 @@ def make_eval_dataset(
 ):
     """Unaugmented, ordered batches (image, info) for evaluation; see `make_eval_example`.
 
-    Every record is checked (`checked_records`, "fail"): a bad one raises
-    `InvalidArgumentError` naming the shard and the record. `need_normalizer`: require a
-    positive `person/normalizer` (PCK divides by it).
+    `files`: comma-separated globs, a list of shards, or an opened `Split`. Every record is
+    checked (`checked_records`, "fail"): a bad one raises `InvalidArgumentError` naming the
+    shard and the record. `need_normalizer`: require a positive `person/normalizer` (PCK
+    divides by it).
     """
-    file_list = list_files(files) if isinstance(files, str) else list(files)
-    ds = _files_and_sizes(file_list).flat_map(
+    split = files if isinstance(files, Split) else Split.open(files)
+    ds = _files_and_sizes(split).flat_map(
         lambda path, size: checked_records(
-            path, size, num_joints, need_normalizer=need_normalizer, max_pixels=max_pixels
+            path,
+            size,
+            num_joints,
+            need_normalizer=need_normalizer,
+            max_pixels=max_pixels,
+            count_bytes=not split.vouched,
         )
     )
     ds = ds.map(
@@ -455,16 +518,3 @@ def make_eval_dataset(
         num_parallel_calls=tf.data.AUTOTUNE,
     )
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
-
-
-def count_records(files: str | list[str]) -> int:
-    """Number of records in TFRecord files (reads them once); `ValueError` naming a shard that
-    cannot be read to its end (`validate.check_split` says more: which record, and why)."""
-    file_list = list_files(files) if isinstance(files, str) else list(files)
-    total = 0
-    for path in file_list:
-        try:
-            total += int(tf.data.TFRecordDataset(path).reduce(0, lambda n, _: n + 1))
-        except tf.errors.OpError as e:
-            raise ValueError(f"{path}: cannot be read ({one_line(e)})") from None
-    return total

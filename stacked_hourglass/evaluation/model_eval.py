@@ -5,8 +5,8 @@ sources become a heatmaps function (crops -> last-stack heatmaps) and go through
 prediction path (`model.inference.predict_dataset`), so the numbers are those of training's
 validation and of the served model.
 
-Before any model is loaded, the records are checked once (`data.records.validate.check_split`,
-the trainer's check of its validation split): a corrupt shard, a record that is not a person of
+Before any model is loaded, the records are checked once (`data.records.split.Split.check`,
+the trainer's full check of a validation split): a corrupt shard, a record that is not a person of
 the joint set, or a split without PCK normalisers fails first, in one line naming the shard and
 the record.
 """
@@ -24,6 +24,7 @@ from stacked_hourglass import run_dir
 from stacked_hourglass.data import images, pipeline
 from stacked_hourglass.data.codec import HeatmapCodec
 from stacked_hourglass.data.records import validate
+from stacked_hourglass.data.records.split import Split
 from stacked_hourglass.evaluation import formats
 from stacked_hourglass.evaluation.report import report_figures
 from stacked_hourglass.joints import JointSet, get_joint_set
@@ -123,7 +124,9 @@ def check_data(data: str, joint_set: JointSet, max_pixels: int) -> None:
         FileNotFoundError: no file matches `data`.
         ValueError: see above.
     """
-    report = validate.check_split(data, joint_set.num_joints, True, max_pixels)
+    report = Split.open(data).check(
+        joint_set.num_joints, need_normalizer=True, max_pixels=max_pixels
+    )
     validate.raise_for_problems(report)
 
 

@@ -30,7 +30,6 @@ from stacked_hourglass.config import (
 )
 from stacked_hourglass.data import pipeline
 from stacked_hourglass.data.codec import HeatmapCodec
-from stacked_hourglass.data.records import validate
 from stacked_hourglass.evaluation import pck
 from stacked_hourglass.model.hourglass import build_model
 from stacked_hourglass.training import callbacks as callbacks_lib
@@ -199,27 +198,13 @@ def _train(config, callbacks, strategy, tf_config, write_dir, watchdog, start) -
     set_graph_optimizer(train_config.graph_optimizer)
     config = config.resolve(num_replicas=strategy.num_replicas_in_sync)
     # Fail before building or writing anything when the data is not there or not of
-    # --dataset's joints. (After the strategy: MultiWorkerMirroredStrategy must come before
-    # the first TensorFlow op of the process.)
-    for pattern in (config.data.train_files, config.data.valid_files):
-        validate.check_first_record(pipeline.list_files(pattern)[0], config.data.joint_set)
+    # --dataset's joints; list the shards once for the run. (After the strategy:
+    # MultiWorkerMirroredStrategy must come before the first TensorFlow op of the process.)
+    data = pipeline.open_splits(config.data, train_config.batch_size, train_config.steps_per_epoch)
+    steps_per_epoch = data.steps_per_epoch
     if chief:
         run_dir.save_config(model_dir, config)
     codec = HeatmapCodec.for_model(config.model.input_size, config.data.sigma)
-
-    # One cheap pass over the validation split before the first epoch: a corrupt record or a
-    # split without PCK normalisers fails now, naming shard and record, not after an epoch.
-    validate.raise_for_problems(
-        validate.check_split(
-            config.data.valid_files,
-            config.model.num_joints,
-            need_normalizer=True,
-            max_pixels=config.data.max_pixels,
-        )
-    )
-    steps_per_epoch = train_config.steps_per_epoch or max(
-        1, pipeline.count_records(config.data.train_files) // train_config.batch_size
-    )
 
     def epoch_dataset(epoch: int, skip_steps: int = 0):
         """The batches of epoch `epoch` (0-based), less its first `skip_steps` steps' worth.
@@ -238,6 +223,7 @@ def _train(config, callbacks, strategy, tf_config, write_dir, watchdog, start) -
                 _epoch_seed(train_config.seed, epoch),
                 input_context=input_context,
                 skip_steps=skip_steps,
+                split=data.train,
             )
 
         if multi_worker or strategy.num_replicas_in_sync > 1:
@@ -247,7 +233,7 @@ def _train(config, callbacks, strategy, tf_config, write_dir, watchdog, start) -
         return dataset_fn()
 
     eval_ds = pipeline.make_eval_dataset(
-        config.data.valid_files,
+        data.valid,
         config.model.num_joints,
         codec,
         train_config.eval_batch_size,

@@ -8,6 +8,7 @@ from stacked_hourglass import joints
 from stacked_hourglass.config import DataConfig
 from stacked_hourglass.data import features, geometry, pipeline
 from stacked_hourglass.data.codec import HeatmapCodec, decode_heatmaps
+from stacked_hourglass.data.records.split import Split
 
 
 def _record(keypoints, status, center=(120.0, 100.0), scale=0.32, index=0, image=None):
@@ -209,7 +210,7 @@ def test_make_eval_dataset_targets_decode_to_the_annotation(tmp_path):
         # 0.25 heatmap px = 1 crop px = 1 original px (side 64 original px onto 64).
         np.testing.assert_allclose(preds, info["keypoints"], atol=1.0 + 1e-4)
         np.testing.assert_allclose(info["keypoints"], keypoints[info["index"].numpy()], atol=1e-4)
-    assert pipeline.count_records(str(path)) == 5
+    assert Split.open(str(path)).num_records == 5
 
 
 @pytest.mark.parametrize("num_files", [1, 2])

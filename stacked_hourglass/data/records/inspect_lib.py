@@ -28,6 +28,7 @@ from google.protobuf.message import DecodeError
 from stacked_hourglass import joints
 from stacked_hourglass.data import features, images
 from stacked_hourglass.data.records import validate
+from stacked_hourglass.data.records.split import Split
 from stacked_hourglass.utils import drawing
 from stacked_hourglass.utils.errors import one_line
 
@@ -135,11 +136,12 @@ def summarize(files: Sequence[str], max_pixels: int = images.DEFAULT_MAX_PIXELS)
             no_normalizer[name] += int(not normalizer > 0)
         shards[path] = count
     check = validate.CheckReport(list(files), max_pixels=max_pixels)
+    empty_ok = Split.from_files(files).empty_ok  # the shards the manifest lists as empty
     for path in files:
         name = file_dataset.get(path)
         num_joints = joints.get_joint_set(name).num_joints if name else 1
         one = validate.check_records(
-            [path], num_joints, need_normalizer=False, max_pixels=max_pixels
+            [path], num_joints, need_normalizer=False, max_pixels=max_pixels, empty_ok=empty_ok
         )
         check.records.update(one.records)
         check.problems += [p for p in one.problems if not p.reason.startswith("no records in")]

@@ -1,7 +1,9 @@
 """Sharded, atomic, deterministic TFRecord writing: `write_split` and its manifest.
 
 `write_split` turns a source's items (`data.records.items`) into `SPLIT-00000-of-000NN.tfrecord`
-shards plus a `SPLIT.manifest.json`.
+shards plus a `SPLIT.manifest.json` (the names and the `Manifest` are `data.records.split`'s,
+which readers open the split with). `output_dir` may be a URL (`gs://`, `ram://`): every file
+goes through `utils.files` and `tf.io`.
 
 Order. The items are written in one of two orders (`ORDERS`), recorded in the manifest's `order`:
 
@@ -25,16 +27,18 @@ Atomicity: every shard and the manifest are written under a hidden temporary nam
 (`.NAME.PID.tmp`, which no documented glob such as `valid-*` matches) and renamed to their final
 names only when all of them are complete; a run killed midway leaves no file under a final name
 and does not touch the outputs of an earlier run. The temporaries a killed run leaves behind are
-removed by the next run of the same split into the same folder.
+removed by the next run of the same split into the same folder. On object stores (`gs://`) a
+rename is a copy and a delete (`utils.files.rename`): each file still appears whole, the manifest
+last, so a reader that finds the manifest finds every shard it lists.
 """
 
 from __future__ import annotations
 
 import collections
 import concurrent.futures
+import contextlib
 import dataclasses
 import hashlib
-import json
 import math
 import os
 import pathlib
@@ -49,6 +53,17 @@ import tensorflow as tf
 import stacked_hourglass
 from stacked_hourglass import joints
 from stacked_hourglass.data.records.items import Item, Skipped, prepare_record
+from stacked_hourglass.data.records.split import (
+    SPLIT_NAME,
+    Manifest,
+    ShardEntry,
+    is_shard_name,
+    manifest_name,
+    shard_name,
+    split_of,
+    summarize_skips,
+)
+from stacked_hourglass.utils import files
 from stacked_hourglass.utils.digest import sha256_file
 
 # Default number of records per shard when `num_shards` is not given (~100-200 MB for MPII).
@@ -61,8 +76,11 @@ ORDERS = (SHUFFLED_ORDER, SOURCE_ORDER)
 # How `shuffled_order` ranks the items, as recorded in the manifest.
 SHUFFLE_METHOD = "ascending sha256(b'stacked_hourglass.shuffle' + int64le(seed) + int64le(i))"
 
-_SHARD_RE = r"{split}-\d{{5}}-of-\d{{5}}\.tfrecord"
-_MANIFEST_RE = r"{split}\.manifest\.json"
+# A temporary's name: `.NAME.PID.tmp`, or `NAME.tmpPID` from older versions.
+_TEMPORARY_NAMES = (
+    re.compile(r"\.(?P<name>.+)\.(?P<pid>\d+)\.tmp"),
+    re.compile(r"(?P<name>.+)\.tmp(?P<pid>\d+)"),
+)
 
 
 class NothingWrittenError(RuntimeError):
@@ -77,23 +95,17 @@ class EmptySplitError(NothingWrittenError):
     """Raised by `write_split` when no record would be written (no people, or all skipped)."""
 
 
-def shard_name(split: str, shard: int, num_shards: int) -> str:
-    """`SPLIT-XXXXX-of-NNNNN.tfrecord`."""
-    return f"{split}-{shard:05d}-of-{num_shards:05d}.tfrecord"
-
-
-def manifest_name(split: str) -> str:
-    """`SPLIT.manifest.json`."""
-    return f"{split}.manifest.json"
-
-
-def temporary_path(path: pathlib.Path, pid: int | None = None) -> pathlib.Path:
-    """The hidden name `path` is written under until it is complete: `.NAME.PID.tmp`.
+def temporary_path(path: str, pid: int | None = None) -> str:
+    """The hidden name `path` (local or URL) is written under until it is complete:
+    `.NAME.PID.tmp`.
 
     The leading "." keeps globs like `valid-*` or `*.json` from matching it; the pid keeps two
     concurrent runs from writing into each other's files and tells later runs whose it is.
+    (`utils.files.atomic_path` publishes one file; a split is published as a set, shards first
+    and the manifest last, once all are complete.)
     """
-    return path.with_name(f".{path.name}.{os.getpid() if pid is None else pid}.tmp")
+    folder, name = os.path.split(os.fspath(path))
+    return files.join(folder, f".{name}.{os.getpid() if pid is None else pid}.tmp")
 
 
 def shuffled_order(num_items: int, seed: int = 0) -> list[int]:
@@ -162,26 +174,25 @@ class Progress:
 class SplitResult:
     """What `write_split` did: final paths, counts, the manifest it wrote, what it cleaned up."""
 
-    shard_paths: list[pathlib.Path]
-    manifest_path: pathlib.Path
-    manifest: dict
-    removed_stale: list[pathlib.Path]
+    shard_paths: list[pathlib.Path | str]  # `pathlib.Path`s, or URL strings
+    manifest_path: pathlib.Path | str
+    manifest: Manifest
+    removed_stale: list[pathlib.Path | str]
     seconds: float = 0.0  # wall time of the conversion (kept out of the manifest: determinism)
-    removed_temporaries: list[pathlib.Path] = dataclasses.field(default_factory=list)
+    removed_temporaries: list[pathlib.Path | str] = dataclasses.field(default_factory=list)
 
     @property
     def num_records(self) -> int:
-        return self.manifest["num_records"]
+        return self.manifest.num_records
 
     @property
     def skipped(self) -> list[dict]:
-        return self.manifest["skipped"]
+        return self.manifest.skipped
 
 
-def summarize_skips(skipped: Sequence[Skipped | dict]) -> dict[str, int]:
-    """Reason → count, sorted by reason."""
-    counts = collections.Counter(s["reason"] if isinstance(s, dict) else s.reason for s in skipped)
-    return dict(sorted(counts.items()))
+def _path(path: str) -> pathlib.Path | str:
+    """A `pathlib.Path` for a local path; a URL as it is (pathlib would fold its "//")."""
+    return path if files.is_url(path) else pathlib.Path(path)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -198,22 +209,26 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def remove_orphaned_temporaries(output_dir: pathlib.Path, split: str) -> list[pathlib.Path]:
+def remove_orphaned_temporaries(
+    output_dir: os.PathLike | str, split: str
+) -> list[pathlib.Path | str]:
     """Removes the temporaries of `split` that killed runs left in `output_dir`; returns them.
 
     Temporaries of a process that is still running (a concurrent run on this machine) are kept.
     Also removes the `NAME.tmpPID` temporaries of older versions, which `SPLIT-*` globs match.
     """
-    names = f"(?:{_SHARD_RE}|{_MANIFEST_RE})".format(split=re.escape(split))
-    patterns = [re.compile(rf"\.{names}\.(\d+)\.tmp"), re.compile(rf"{names}\.tmp(\d+)")]
+    output_dir = os.fspath(output_dir)
     removed = []
-    if not output_dir.is_dir():
+    if not files.isdir(output_dir):
         return removed
-    for path in sorted(output_dir.iterdir()):
-        match = next((m for m in (p.fullmatch(path.name) for p in patterns) if m), None)
-        if match and path.is_file() and not _pid_alive(int(match.group(1))):
-            path.unlink(missing_ok=True)
-            removed.append(path)
+    for name in files.listdir(output_dir):
+        match = next((m for m in (p.fullmatch(name) for p in _TEMPORARY_NAMES) if m), None)
+        path = files.join(output_dir, name)
+        if not match or split_of(match["name"]) != split or files.isdir(path):
+            continue
+        if not _pid_alive(int(match["pid"])):
+            files.remove(path)
+            removed.append(_path(path))
     return removed
 
 
@@ -240,13 +255,19 @@ def _ordered_map(fn: Callable, items: Iterable, num_workers: int) -> Iterable:
                 future.cancel()
 
 
-def _make_output_dir(output_dir: pathlib.Path) -> list[pathlib.Path]:
+def _make_output_dir(output_dir: str) -> list[str]:
     """Creates `output_dir`; returns the folders created, innermost first (to undo on failure)."""
-    if output_dir.exists() and not output_dir.is_dir():
+    if files.exists(output_dir) and not files.isdir(output_dir):
         raise NotADirectoryError(f"output folder {output_dir} is a file, not a folder")
-    created = [d for d in [output_dir, *output_dir.parents] if not d.exists()]
+    created, folder = [], output_dir.rstrip("/")
+    while folder and not files.exists(folder):
+        created.append(folder)
+        parent = os.path.dirname(folder)
+        if parent == folder or (files.is_url(folder) and not files.is_url(parent + "/")):
+            break
+        folder = parent
     try:
-        output_dir.mkdir(parents=True, exist_ok=True)
+        files.makedirs(output_dir)
     except OSError as e:
         raise type(e)(f"cannot create output folder {output_dir}: {e.strerror or e}") from None
     return created
@@ -335,51 +356,89 @@ def _order_entry(order: str, seed: int, positions: Sequence[int] | None) -> dict
     }
 
 
-def _manifest(dataset, split, final, temp, counts, sources, options, skipped, order) -> dict:
-    return {
-        "dataset": dataset,
-        "split": split,
-        "package_version": stacked_hourglass.__version__,
-        "joint_names": list(joints.get_joint_set(dataset).names),
-        "num_records": int(sum(counts)),
-        "num_shards": len(final),
-        "order": order,
-        "shards": [
-            {"file": p.name, "records": n, "bytes": t.stat().st_size, "sha256": sha256_file(t)}
+def _manifest(dataset, split, final, temp, counts, sources, options, skipped, order) -> Manifest:
+    """The manifest of the shards written under the temporary names `temp`."""
+    return Manifest(
+        dataset=dataset,
+        split=split,
+        joint_names=list(joints.get_joint_set(dataset).names),
+        shards=[
+            ShardEntry(os.path.basename(p), n, files.size(t), sha256_file(t, files.open_file))
             for p, t, n in zip(final, temp, counts, strict=True)
         ],
-        "sources": [{"path": str(s), "sha256": sha256_file(s)} for s in sources if s is not None],
-        "options": dict(sorted((options or {}).items())),
-        "num_skipped": len(skipped),
-        "skipped_by_reason": summarize_skips(skipped),
-        "skipped": [s.as_dict() for s in skipped],
-    }
+        package_version=stacked_hourglass.__version__,
+        order=order,
+        sources=[
+            {"path": str(s), "sha256": sha256_file(s, files.open_file)}
+            for s in sources
+            if s is not None
+        ],
+        options=dict(sorted((options or {}).items())),
+        skipped=[s.as_dict() for s in skipped],
+    )
 
 
-def _remove_stale(output_dir: pathlib.Path, split: str, final) -> list[pathlib.Path]:
+def _remove_stale(output_dir: str, split: str, final: Sequence[str]) -> list[pathlib.Path | str]:
     """Removes shards of `split` with another shard count (a superseded run's, which a `SPLIT-*`
     glob would pick up next to the new ones)."""
-    pattern = re.compile(_SHARD_RE.format(split=re.escape(split)))
-    keep = {p.name for p in final}
-    stale = sorted(
-        p for p in output_dir.iterdir() if pattern.fullmatch(p.name) and p.name not in keep
-    )
-    for p in stale:
-        p.unlink()
-    return stale
+    keep = {os.path.basename(p) for p in final}
+    stale = [
+        files.join(output_dir, name)
+        for name in files.listdir(output_dir)
+        if is_shard_name(name) and split_of(name) == split and name not in keep
+    ]
+    for path in stale:
+        files.remove(path)
+    return [_path(p) for p in stale]
 
 
-def _discard(writers, temporaries: Sequence[pathlib.Path], created: Sequence[pathlib.Path]):
-    """Undoes a failed run: closes the writers, removes its temporaries and the folders it made."""
-    for w in writers:
-        w.close()
+def _discard(temporaries: Sequence[str], created: Sequence[str]) -> None:
+    """Undoes a failed run: removes its temporaries and the folders it made."""
     for t in temporaries:
-        t.unlink(missing_ok=True)
+        files.remove(t)
     for d in created:  # innermost first; leave no trace of a failed run
-        try:
-            d.rmdir()
-        except OSError:
+        if files.isdir(d) and files.listdir(d):
             break
+        files.rmtree(d)
+
+
+def _check_arguments(split, num_items, dataset, num_shards, order, shuffle_seed) -> int:
+    """Fails before anything is written; returns the number of shards."""
+    if not re.fullmatch(SPLIT_NAME, split):
+        raise ValueError(f"split must be a simple name, got {split!r}")
+    if num_items < 1:
+        raise EmptySplitError(f"no records: the {dataset} source has no people for split {split}")
+    num_shards = num_shards or default_num_shards(num_items)
+    if num_shards < 1:
+        raise ValueError(f"num_shards must be >= 1, got {num_shards}")
+    if order not in ORDERS:
+        raise ValueError(f"order must be one of {', '.join(ORDERS)}, got {order!r}")
+    if order == SHUFFLED_ORDER:
+        shuffled_order(0, shuffle_seed)  # a bad seed fails before anything is written
+    joints.get_joint_set(dataset)  # unknown dataset: fail before writing anything
+    return num_shards
+
+
+def _write_shards(items, num_items, temp, order, seed, num_workers, verify_images, progress):
+    """Writes the records to the shard temporaries `temp`.
+
+    Returns:
+        (records per shard, the skipped items in source order, the manifest's `order`).
+    """
+    with contextlib.ExitStack() as stack:
+        writers = [stack.enter_context(tf.io.TFRecordWriter(t)) for t in temp]
+        items, positions = _in_order(items, num_items, order, seed)
+        records = _ordered_map(lambda item: prepare_record(item, verify_images), items, num_workers)
+        counts, skipped = _write_records(records, writers, num_items, progress)
+    if positions is not None:  # list the skips in source order, as in a source-order run
+        skipped = sorted((positions[i], s) for i, s in skipped)
+    return counts, [s for _, s in skipped], _order_entry(order, seed, positions)
+
+
+def _publish(temporaries: Sequence[str], finals: Sequence[str]) -> None:
+    """Renames every temporary onto its final name, in order (the manifest last)."""
+    for t, p in zip(temporaries, finals, strict=True):
+        files.rename(t, p)
 
 
 def write_split(
@@ -403,7 +462,7 @@ def write_split(
     Args:
         items: the persons, in source order (see `data.records.items` for the item types).
         num_items: how many items `items` yields (fixes the shard of each item up front).
-        output_dir: created if missing.
+        output_dir: a local folder or a URL (`gs://`, `ram://`); created if missing.
         split: "train", "valid" or "test"; the shard/manifest name prefix.
         dataset: "mpii", "flic" or "synthetic" (the joint names in the manifest come from it).
         num_shards: number of shards; None → about `DEFAULT_RECORDS_PER_SHARD` records per shard.
@@ -418,7 +477,7 @@ def write_split(
         shuffle_seed: the seed of the shuffled order (not used in source order).
 
     Returns:
-        A `SplitResult`.
+        A `SplitResult` (its `manifest` a `split.Manifest`).
 
     Raises:
         EmptySplitError: when there is nothing to write (no items, or every one was skipped).
@@ -428,90 +487,69 @@ def write_split(
             than `num_items`.
         Any exception from `items`: temporary files are removed, no final name is created.
     """
-    if not re.fullmatch(r"[A-Za-z0-9_]+", split):
-        raise ValueError(f"split must be a simple name, got {split!r}")
-    if num_items < 1:
-        raise EmptySplitError(f"no records: the {dataset} source has no people for split {split}")
-    num_shards = num_shards or default_num_shards(num_items)
-    if num_shards < 1:
-        raise ValueError(f"num_shards must be >= 1, got {num_shards}")
-    if order not in ORDERS:
-        raise ValueError(f"order must be one of {', '.join(ORDERS)}, got {order!r}")
-    if order == SHUFFLED_ORDER:
-        shuffled_order(0, shuffle_seed)  # a bad seed fails before anything is written
-    output_dir = pathlib.Path(output_dir)
-    joints.get_joint_set(dataset)  # unknown dataset: fail before writing anything
+    num_shards = _check_arguments(split, num_items, dataset, num_shards, order, shuffle_seed)
+    output_dir = os.fspath(output_dir)
     created = _make_output_dir(output_dir)
     orphans = remove_orphaned_temporaries(output_dir, split)
-
-    final = [output_dir / shard_name(split, s, num_shards) for s in range(num_shards)]
-    temp = [temporary_path(p) for p in final]
-    manifest_path = output_dir / manifest_name(split)
-    manifest_temp = temporary_path(manifest_path)
+    final = [files.join(output_dir, shard_name(split, s, num_shards)) for s in range(num_shards)]
+    manifest_path = files.join(output_dir, manifest_name(split))
+    temp = [temporary_path(p) for p in [*final, manifest_path]]
     start = time.monotonic()
     progress = Progress(num_items, f"{dataset}/{split}") if show_progress else None
-    writers = []
     try:
-        writers = [tf.io.TFRecordWriter(str(p)) for p in temp]
-        items, positions = _in_order(items, num_items, order, shuffle_seed)
-        records = _ordered_map(lambda item: prepare_record(item, verify_images), items, num_workers)
-        counts, skipped = _write_records(records, writers, num_items, progress)
-        for w in writers:
-            w.close()
-        writers = []
-        if positions is not None:  # list the skips in source order, as in a source-order run
-            skipped = sorted((positions[i], s) for i, s in skipped)
-        skipped = [s for _, s in skipped]
+        counts, skipped, order_entry = _write_shards(
+            items, num_items, temp[:-1], order, shuffle_seed, num_workers, verify_images, progress
+        )
         _check_something_written(counts, skipped, strict)
         manifest = _manifest(
-            dataset, split, final, temp, counts, sources, options, skipped,
-            _order_entry(order, shuffle_seed, positions),
-        )  # fmt: skip
-        manifest_temp.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-        for t, p in zip(temp, final, strict=True):
-            os.replace(t, p)
-        os.replace(manifest_temp, manifest_path)
+            dataset, split, final, temp[:-1], counts, sources, options, skipped, order_entry
+        )
+        with files.open_file(temp[-1], "w") as f:
+            f.write(manifest.to_json())
+        _publish(temp, [*final, manifest_path])
     except BaseException:
-        _discard(writers, [*temp, manifest_temp], created)
+        _discard(temp, created)
         raise
     stale = _remove_stale(output_dir, split, final)
     return SplitResult(
-        final, manifest_path, manifest, stale, time.monotonic() - start, removed_temporaries=orphans
-    )
+        [_path(p) for p in final], _path(manifest_path), manifest, stale,
+        time.monotonic() - start, removed_temporaries=orphans,
+    )  # fmt: skip
 
 
 def format_summary(result: SplitResult, max_lines: int = 5) -> str:
     """A few lines for stdout: what was written and what was skipped, by reason."""
     m = result.manifest
-    total_bytes = sum(s["bytes"] for s in m["shards"])
+    total_bytes = sum(s.bytes for s in m.shards)
+    folder = os.path.dirname(os.fspath(result.shard_paths[0]))
     lines = [
-        f"Wrote {m['num_records']} {m['dataset']}/{m['split']} records "
+        f"Wrote {m.num_records} {m.dataset}/{m.split} records "
         f"({total_bytes / 1e6:.1f} MB) to {len(result.shard_paths)} shard(s): "
-        f"{result.shard_paths[0].parent}/{m['split']}-*-of-{m['num_shards']:05d}.tfrecord",
+        f"{folder}/{m.split}-*-of-{m.num_shards:05d}.tfrecord",
         f"Manifest: {result.manifest_path}",
     ]
-    order = m.get("order", {})
+    order = m.order or {}
     if order.get("kind") == SHUFFLED_ORDER:
         lines.append(
             f"Records in shuffled order (seed {order['seed']}); source/index and source/person "
             "give each record's source row."
         )
-    if result.seconds > 0 and m["num_records"]:
+    if result.seconds > 0 and m.num_records:
         lines.append(
-            f"Took {result.seconds:.1f} s: {m['num_records'] / result.seconds:.0f} records/s, "
+            f"Took {result.seconds:.1f} s: {m.num_records / result.seconds:.0f} records/s, "
             f"{total_bytes / 1e6 / result.seconds:.1f} MB/s, "
-            f"{total_bytes / m['num_records'] / 1e3:.1f} kB/record"
+            f"{total_bytes / m.num_records / 1e3:.1f} kB/record"
         )
-    if m["num_skipped"]:
-        by_reason = ", ".join(f"{k}: {v}" for k, v in m["skipped_by_reason"].items())
-        lines.append(f"Skipped {m['num_skipped']} person(s): {by_reason}")
-        for s in m["skipped"][:max_lines]:
+    if m.skipped:
+        by_reason = ", ".join(f"{k}: {v}" for k, v in m.skipped_by_reason.items())
+        lines.append(f"Skipped {len(m.skipped)} person(s): {by_reason}")
+        for s in m.skipped[:max_lines]:
             lines.append(
                 f"  {s['filename']} (index {s['index']}, person {s['person']}): "
                 f"{s['reason']}: {s['detail']}"
             )
-        if m["num_skipped"] > max_lines:
-            lines.append(f"  ... (all listed in {result.manifest_path.name})")
+        if len(m.skipped) > max_lines:
+            lines.append(f"  ... (all listed in {os.path.basename(result.manifest_path)})")
     else:
         lines.append("Skipped nobody.")
     if result.removed_stale:

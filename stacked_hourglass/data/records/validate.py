@@ -15,22 +15,19 @@ every problem:
     plus, with `decode_images`, a full decode (a truncated JPEG's header still reads fine);
   * a split with no record at all.
 
-    report = check_split("tfrecords/mpii/valid-*.tfrecord", 16, need_normalizer=True,
-                         max_pixels=config.data.max_pixels)
+    report = Split.open("tfrecords/mpii/valid-*.tfrecord").check(
+        16, need_normalizer=True, max_pixels=config.data.max_pixels)
     raise_for_problems(report)   # ValueError, one line: first bad shard + record, and the count
 
-`check_split` is what the trainer and `evaluate` call at start-up (`need_normalizer=True` for a
-split PCK is computed on); `inspect_records` prints the problems of `check_records`.
+`records.split.Split` runs these checks (`check` reads every record; `check_start` one record
+per shard); `inspect_records` prints the problems of `check_records`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import json
-import os
-import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import tensorflow as tf
 
@@ -39,8 +36,6 @@ from stacked_hourglass.utils.errors import one_line
 
 # TFRecord framing around each record's bytes: length (8), length CRC (4), data CRC (4).
 RECORD_OVERHEAD = 16
-
-_SHARD_NAME = re.compile(r"^(?P<split>.+)-\d{5}-of-\d{5}\.tfrecord$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,70 +114,22 @@ def raise_for_problems(report: CheckReport) -> None:
     )
 
 
-# --- shards and their manifest ---------------------------------------------------------------
+# --- the check -------------------------------------------------------------------------------
 
-
-def manifest_record_count(path: str) -> int | None:
-    """Records the split's manifest (`SPLIT.manifest.json` beside `SPLIT-*-of-*.tfrecord`) says
-    shard `path` holds; None when there is no manifest or it does not list the shard."""
-    name = os.path.basename(path)
-    match = _SHARD_NAME.match(name)
-    if not match:
-        return None
-    manifest = os.path.join(os.path.dirname(path), f"{match['split']}.manifest.json")
-    try:
-        with tf.io.gfile.GFile(manifest, "r") as f:
-            entries = json.load(f).get("shards", [])
-        counts = [
-            e.get("records") for e in entries if isinstance(e, dict) and e.get("file") == name
-        ]
-    except (OSError, ValueError, AttributeError, tf.errors.OpError):
-        return None
-    return counts[0] if len(counts) == 1 and isinstance(counts[0], int) else None
-
-
-def empty_shard_problem(path: str, size: int) -> str | None:
-    """Why a 0-byte shard is a problem (None when it has bytes or its manifest says it is empty:
-    the writer leaves a shard empty when every person of its block was skipped)."""
-    if size > 0 or manifest_record_count(path) == 0:
-        return None
-    return (
-        "the file is empty (0 bytes): a failed or interrupted copy? (a reader would wait "
-        "forever for its records)"
-    )
+# Why a 0-byte shard is a problem (unless its manifest says the writer left it empty: every
+# person of its block was skipped).
+EMPTY_SHARD = (
+    "the file is empty (0 bytes): a failed or interrupted copy? (a reader would wait forever "
+    "for its records)"
+)
 
 
 def file_size(path: str) -> int:
-    """Size in bytes; `FileNotFoundError` naming the file when there is none."""
+    """Size in bytes (local path or URL); `FileNotFoundError` naming the file when there is none."""
     try:
         return int(tf.io.gfile.stat(path).length)
     except tf.errors.NotFoundError:
         raise FileNotFoundError(f"no such file: {path}") from None
-
-
-def list_shards(patterns: str, *, reject_empty: bool = True) -> list[str]:
-    """Sorted files matching comma-separated glob patterns (`pipeline.list_files`).
-
-    Raises:
-        FileNotFoundError: when no file matches.
-        ValueError: with `reject_empty`, naming a 0-byte shard (`empty_shard_problem`).
-    """
-    files = []
-    for pattern in (p.strip() for p in patterns.split(",")):
-        if pattern:
-            files.extend(tf.io.gfile.glob(pattern))
-    if not files:
-        raise FileNotFoundError(f"No TFRecord files match {patterns!r}")
-    files = sorted(set(files))
-    if reject_empty:
-        for path in files:
-            problem = empty_shard_problem(path, file_size(path))
-            if problem:
-                raise ValueError(f"{path}: {problem}")
-    return files
-
-
-# --- the check -------------------------------------------------------------------------------
 
 
 def tf_error_line(error: tf.errors.OpError) -> str:
@@ -197,20 +144,6 @@ def tf_error_line(error: tf.errors.OpError) -> str:
             continue
         return one_line(RuntimeError(line))
     return one_line(error)
-
-
-def check_first_record(path: str, joint_set) -> None:
-    """Raises a one-line `ValueError` when the first record of `path` is not a person record
-    of `joint_set`'s joints (`joints.JointSet`): the start-up check that data of another
-    dataset (or no TFRecords at all) fails before anything is built or written."""
-    try:
-        for serialized in tf.data.TFRecordDataset(path).take(1):
-            features.parse_example_numpy(serialized.numpy(), joint_set.num_joints)
-    except tf.errors.OpError as e:
-        raise ValueError(
-            f"{path}: cannot read its first record as a person of {joint_set.num_joints} "
-            f"joints ({joint_set.name}; see --dataset): {one_line(e)}"
-        ) from None
 
 
 def _decode_check(encoded):
@@ -249,7 +182,9 @@ def _checker(num_joints: int, need_normalizer: bool, max_pixels: int, decode_ima
     return check
 
 
-def _check_file(path: str, check, report: CheckReport, max_records: int | None = None) -> None:
+def _check_file(
+    path: str, check, report: CheckReport, max_records: int | None, empty_ok: bool
+) -> None:
     """Adds one shard's record count and problems to `report`."""
 
     def add(record: int, reason: str, bad_record: bool) -> None:
@@ -259,9 +194,8 @@ def _check_file(path: str, check, report: CheckReport, max_records: int | None =
     size = file_size(path)
     report.records[path] = 0
     if size == 0:
-        problem = empty_shard_problem(path, size)
-        if problem:
-            add(0, problem, False)
+        if not empty_ok:
+            add(0, EMPTY_SHARD, False)
         return
     records = iter(tf.data.TFRecordDataset(path))
     index, consumed = 0, 0  # consumed: bytes of the records read, with their framing
@@ -309,6 +243,7 @@ def check_records(
     max_pixels: int,
     decode_images: bool = False,
     max_records_per_file: int | None = None,
+    empty_ok: Collection[str] = (),
 ) -> CheckReport:
     """Reads every record of `files`, in order, and lists what is wrong with each (module doc).
 
@@ -321,6 +256,8 @@ def check_records(
             header reads fine; costs a few ms per image).
         max_records_per_file: read only the first records of each shard (a quick look; the
             checks of what lies beyond, trailing bytes included, are then skipped).
+        empty_ok: shards that may be empty (0 bytes): those the split's manifest lists with no
+            record (`records.split.Split.empty_ok`).
 
     Returns:
         A `CheckReport`; nothing is raised for bad records (`raise_for_problems` does that).
@@ -333,46 +270,9 @@ def check_records(
     )
     check = _checker(int(num_joints), bool(need_normalizer), int(max_pixels), bool(decode_images))
     for path in report.files:
-        _check_file(path, check, report, max_records_per_file)
+        _check_file(path, check, report, max_records_per_file, path in empty_ok)
     if report.files and report.num_records == 0 and report.ok:
         report.problems.append(
             Problem(report.files[0], 0, f"no records in any of the {len(report.files)} shard(s)")
         )
     return report
-
-
-def check_split(
-    files_glob: str,
-    num_joints: int,
-    need_normalizer: bool,
-    max_pixels: int,
-    *,
-    decode_images: bool = False,
-) -> CheckReport:
-    """`check_records` of the shards matching `files_glob` (comma-separated globs): the check to
-    run before training (`need_normalizer=False` for the training split, True for the
-    validation split) or evaluating (True).
-
-    Args:
-        files_glob: e.g. `config.data.valid_files`.
-        num_joints: `config.data.joint_set.num_joints`.
-        need_normalizer: whether PCK is computed on the split.
-        max_pixels: `config.data.max_pixels`.
-        decode_images: see `check_records` (a slower, complete check; the one to run when
-            training stopped on an image the decoder rejected, to find which record it was).
-
-    Returns:
-        The `CheckReport` (`raise_for_problems(report)` turns it into one error line;
-        `report.num_good` is the number of usable records).
-
-    Raises:
-        FileNotFoundError: when no file matches.
-    """
-    files = list_shards(files_glob, reject_empty=False)
-    return check_records(
-        files,
-        num_joints,
-        need_normalizer=need_normalizer,
-        max_pixels=max_pixels,
-        decode_images=decode_images,
-    )

@@ -41,7 +41,7 @@ def test_shards_manifest_and_round_trip(tmp_path, person_example):
         "train.manifest.json",
     ]
     manifest = json.loads((tmp_path / "train.manifest.json").read_text())
-    assert manifest == result.manifest
+    assert manifest == result.manifest.to_dict()
     # Contiguous blocks: items 0-3, 4-6, 7-9.
     assert [s["records"] for s in manifest["shards"]] == [4, 3, 3]
     assert manifest["num_records"] == 10 and manifest["num_skipped"] == 0
@@ -92,7 +92,7 @@ def test_bad_records_are_skipped_and_listed(tmp_path, person_example):
         person_example(8),
     ]
     result = _write(examples, tmp_path / "out", num_shards=2, num_workers=2)
-    manifest = result.manifest
+    manifest = result.manifest.to_dict()
     assert manifest["num_records"] == 2
     assert manifest["skipped_by_reason"] == {
         items.CORRUPT_IMAGE: 1,
@@ -298,8 +298,8 @@ def test_shuffled_split_is_a_seeded_permutation_of_the_items(tmp_path, person_ex
         example = examples[record[features.SOURCE_INDEX]]
         np.testing.assert_allclose(record[features.KEYPOINTS], example.keypoints, rtol=1e-6)
     # Position p goes to shard p * 3 // 20, as in source order.
-    assert [s["records"] for s in result.manifest["shards"]] == [7, 7, 6]
-    assert result.manifest["order"] == {
+    assert [s["records"] for s in result.manifest.to_dict()["shards"]] == [7, 7, 6]
+    assert result.manifest.order == {
         "kind": "shuffled",
         "seed": 7,
         "method": shards.SHUFFLE_METHOD,
@@ -307,7 +307,7 @@ def test_shuffled_split_is_a_seeded_permutation_of_the_items(tmp_path, person_ex
     }
     assert "shuffled order (seed 7)" in shards.format_summary(result)
     source = _write(examples, tmp_path / "source", num_shards=3)
-    assert source.manifest["order"] == {"kind": "source"}
+    assert source.manifest.order == {"kind": "source"}
     assert "shuffled order" not in shards.format_summary(source)
 
 
@@ -318,15 +318,15 @@ def test_shuffled_is_deterministic_and_depends_on_the_seed(tmp_path, person_exam
     c = _write(examples, tmp_path / "c", num_shards=2, order="shuffled", shuffle_seed=1)
     for name in [p.name for p in a.shard_paths] + ["train.manifest.json"]:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
-    assert a.manifest["order"]["seed"] == 0
+    assert a.manifest.order["seed"] == 0
     assert a.shard_paths[0].read_bytes() != c.shard_paths[0].read_bytes()
-    assert a.manifest["order"]["permutation_sha256"] != c.manifest["order"]["permutation_sha256"]
+    assert a.manifest.order["permutation_sha256"] != c.manifest.order["permutation_sha256"]
 
 
 def test_shuffled_skips_are_listed_in_source_order(tmp_path, person_example):
     examples = [person_example(i, scale=-1.0 if i % 3 == 0 else 0.5) for i in range(12)]
     result = _write(examples, tmp_path, num_shards=2, order="shuffled", shuffle_seed=3)
-    assert [s["index"] for s in result.manifest["skipped"]] == [0, 3, 6, 9]
+    assert [s["index"] for s in result.manifest.skipped] == [0, 3, 6, 9]
     kept = [i for i in shards.shuffled_order(12, 3) if i % 3]
     assert [r[features.SOURCE_INDEX] for r in _read(result.shard_paths)] == kept
     assert result.num_records == 8

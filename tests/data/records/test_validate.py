@@ -1,7 +1,6 @@
 """Tests of the shard check (data/records/validate.py): shards broken the ways copies, disks and
 other writers break them; each problem named by shard and record index, in one line."""
 
-import json
 import pathlib
 import struct
 import zlib
@@ -10,8 +9,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from stacked_hourglass import joints
 from stacked_hourglass.data import features
 from stacked_hourglass.data.records import validate
+from stacked_hourglass.data.records.split import Manifest, ShardEntry, Split
 
 K = 16
 
@@ -187,8 +188,8 @@ def test_normalizer_is_required_only_where_pck_is_computed(person_example, tmp_p
     records = [features.serialize_example(person_example(i, normalizer=0.0)) for i in range(3)]
     path = _write(tmp_path / "valid-00000-of-00001.tfrecord", records)
     assert _check([path]).ok
-    report = validate.check_split(
-        str(tmp_path / "valid-*.tfrecord"), K, need_normalizer=True, max_pixels=50_000_000
+    report = Split.open(str(tmp_path / "valid-*.tfrecord")).check(
+        K, need_normalizer=True, max_pixels=50_000_000
     )
     assert len(report.problems) == 3
     with pytest.raises(ValueError) as error:
@@ -206,26 +207,28 @@ def test_empty_shards_and_splits(person_example, tmp_path):
     assert [(p.shard, p.record) for p in report.problems] == [(empty, 0)]
     # The writer leaves a shard empty when every person of its block was skipped: its manifest
     # says so, and that is no problem.
-    manifest = {"shards": [{"file": "train-00001-of-00002.tfrecord", "records": 0}]}
-    (tmp_path / "train.manifest.json").write_text(json.dumps(manifest))
-    assert validate.manifest_record_count(empty) == 0
-    assert _check([full, empty]).ok
+    manifest = Manifest(
+        "synthetic", "train", ["j"] * K, [ShardEntry("train-00001-of-00002.tfrecord", 0, 0)]
+    )
+    (tmp_path / "train.manifest.json").write_text(manifest.to_json())
+    assert Split.from_files([empty]).counts == [0]
+    assert Split.from_files([full, empty]).check(K, need_normalizer=False, max_pixels=0).ok
     # ... but a split with no record at all is.
-    report = _check([empty])
+    report = Split.from_files([empty]).check(K, need_normalizer=False, max_pixels=0)
     assert [p.reason for p in report.problems] == ["no records in any of the 1 shard(s)"]
 
 
 def test_check_split_lists_and_names(synthetic_records, tmp_path):
-    report = validate.check_split(synthetic_records["valid"], K, True, 50_000_000)
+    report = Split.open(synthetic_records["valid"]).check(
+        K, need_normalizer=True, max_pixels=50_000_000
+    )
     assert report.ok and report.num_records == 16 and len(report.files) == 2
     with pytest.raises(FileNotFoundError, match="nothing-"):
-        validate.check_split(str(tmp_path / "nothing-*"), K, False, 0)
+        Split.open(str(tmp_path / "nothing-*"))
     (tmp_path / "x-0.tfrecord").write_bytes(b"")
     with pytest.raises(ValueError, match="x-0.tfrecord: the file is empty"):
-        validate.list_shards(str(tmp_path / "x-*"))
-    assert validate.list_shards(str(tmp_path / "x-*"), reject_empty=False) == [
-        str(tmp_path / "x-0.tfrecord")
-    ]
+        Split.open(str(tmp_path / "x-*")).check_start(joints.get_joint_set("mpii"))
+    assert Split.open(str(tmp_path / "x-*")).files == [str(tmp_path / "x-0.tfrecord")]
 
 
 def test_report_format_lists_problems(person_example, tmp_path):

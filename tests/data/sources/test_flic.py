@@ -119,8 +119,8 @@ def test_round_trip_subset(tmp_path, flic_items):
     )  # fmt: skip
     rows = [i for i, n in enumerate(names) if n in set(present)]
     assert result.num_records == len(rows) >= 20
-    assert result.manifest["skipped_by_reason"] == {item_types.MISSING_IMAGE: 1016 - len(rows)}
-    assert result.manifest["joint_names"][0] == "l_shoulder"
+    assert result.manifest.skipped_by_reason == {item_types.MISSING_IMAGE: 1016 - len(rows)}
+    assert result.manifest.joint_names[0] == "l_shoulder"
     records = [
         features.parse_example_numpy(raw.numpy(), 11)
         for path in result.shard_paths

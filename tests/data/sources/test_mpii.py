@@ -65,8 +65,8 @@ def test_valid_h5_subset_round_trip(tmp_path):
     )  # fmt: skip
     rows = [i for i, n in enumerate(names) if n in set(present)]
     assert result.num_records == len(rows) >= 50
-    assert result.manifest["skipped_by_reason"] == {item_types.MISSING_IMAGE: 2958 - len(rows)}
-    assert result.manifest["sources"][0]["sha256"] == digest.sha256_file(VALID_H5)
+    assert result.manifest.skipped_by_reason == {item_types.MISSING_IMAGE: 2958 - len(rows)}
+    assert result.manifest.sources[0]["sha256"] == digest.sha256_file(VALID_H5)
 
     records = _read(result.shard_paths)
     assert [r[features.SOURCE_INDEX] for r in records] == [int(h5["index"][i]) for i in rows]
@@ -178,7 +178,7 @@ def test_official_mat_train_excludes_valid_and_skips(official_mpii):
         items, len(items), official_mpii / "out", "train", "mpii", num_shards=1, show_progress=False
     )
     assert result.num_records == 3
-    assert result.manifest["skipped_by_reason"] == {item_types.NO_CENTER: 1}
+    assert result.manifest.skipped_by_reason == {item_types.NO_CENTER: 1}
     records = _read(result.shard_paths)
     np.testing.assert_allclose(records[0][features.KEYPOINTS][9], (100.5, 29.25))
     np.testing.assert_allclose(records[0][features.HEADBOX], (89, 19, 109, 44))
