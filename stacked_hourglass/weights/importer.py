@@ -17,7 +17,7 @@ The directory is assembled under a temporary name next to MODEL_DIR and renamed 
 `verify` runs an imported model on a reference `NAME.io.npz` (the input the reference network
 saw and its heatmaps) and returns the largest absolute difference per stack.
 `export_reference_state` is the inverse mapping: our Keras model as a reference-layout state dict
-(e.g. to write a checkpoint of any size with `torch_pickle.save_checkpoint`).
+(e.g. to write a checkpoint of any size with `torch_pickle_writer.save_checkpoint`).
 
 Input normalisation: princeton's network is fed RGB in [0, 1]. bearpaw's subtracts a per-channel
 dataset mean (its `data/mpii/mean.pth.tar`, computed over the MPII training images) from the
