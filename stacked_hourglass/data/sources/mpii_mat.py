@@ -155,49 +155,58 @@ def read_mat(
         raise ValueError(
             f"{path}: RELEASE.img_train has {len(img_train)} entries, annolist {len(annolist)}"
         )
-
-    def image_name(i):
-        return str(_field(annolist[i].image, "name") or "")
-
-    def rects(i):
-        return _as_list(_field(annolist[i], "annorect"))
-
     if split == "valid":
-        items = []
-        for entry in split_entries:
-            if not 0 <= entry.index < len(annolist) or not 0 <= entry.person < len(
-                rects(entry.index)
-            ):
-                items.append(
-                    Skipped(
-                        entry.imgname,
-                        entry.index,
-                        entry.person,
-                        NOT_IN_ANNOTATIONS,
-                        f"{path} has no annolist({entry.index + 1}).annorect({entry.person + 1})",
-                    )
-                )
-                continue
-            name = image_name(entry.index)
-            if name != entry.imgname:
-                raise ValueError(
-                    f"split file says index {entry.index} is {entry.imgname}, {path} says {name}"
-                )
-            items.append(
-                _mat_person(rects(entry.index)[entry.person], images_dir, name, entry.index,
-                            entry.person, with_joints=True)
-            )  # fmt: skip
-        return items
-
+        return _listed_people(path, images_dir, annolist, split_entries)
     excluded = {(e.index, e.person) for e in split_entries or ()}
     want_train = split == "train"
     items = []
     for i in range(len(annolist)):
         if bool(img_train[i]) != want_train:
             continue
-        name = image_name(i)
-        for p, rect in enumerate(rects(i)):
+        name = _image_name(annolist, i)
+        for p, rect in enumerate(_rects(annolist, i)):
             if (i, p) in excluded:
                 continue
             items.append(_mat_person(rect, images_dir, name, i, p, with_joints=want_train))
+    return items
+
+
+def _image_name(annolist: list, i: int) -> str:
+    return str(_field(annolist[i].image, "name") or "")
+
+
+def _rects(annolist: list, i: int) -> list:
+    return _as_list(_field(annolist[i], "annorect"))
+
+
+def _listed_people(
+    path: pathlib.Path,
+    images_dir: pathlib.Path,
+    annolist: list,
+    split_entries: Sequence[SplitEntry],
+) -> list[Item]:
+    """The split file's people, in its order; `Skipped` for those the `.mat` does not have."""
+    items = []
+    for entry in split_entries:
+        rects = _rects(annolist, entry.index) if 0 <= entry.index < len(annolist) else []
+        if not 0 <= entry.person < len(rects):
+            items.append(
+                Skipped(
+                    entry.imgname,
+                    entry.index,
+                    entry.person,
+                    NOT_IN_ANNOTATIONS,
+                    f"{path} has no annolist({entry.index + 1}).annorect({entry.person + 1})",
+                )
+            )
+            continue
+        name = _image_name(annolist, entry.index)
+        if name != entry.imgname:
+            raise ValueError(
+                f"split file says index {entry.index} is {entry.imgname}, {path} says {name}"
+            )
+        items.append(
+            _mat_person(rects[entry.person], images_dir, name, entry.index, entry.person,
+                        with_joints=True)
+        )  # fmt: skip
     return items
