@@ -1,7 +1,7 @@
 """Sharded, atomic, deterministic TFRecord writing: `write_split` and its manifest.
 
-`write_split` turns a source's items (`data.records.items`) into `SPLIT-00000-of-000NN.tfrecord`
-shards plus a `SPLIT.manifest.json`.
+`write_split` turns a source's items (`data.sources.source_items`) into
+`SPLIT-00000-of-000NN.tfrecord` shards plus a `SPLIT.manifest.json`.
 
 Order. The items are written in one of two orders (`ORDERS`), recorded in the manifest's `order`:
 
@@ -48,7 +48,8 @@ import tensorflow as tf
 
 import stacked_hourglass
 from stacked_hourglass import joints
-from stacked_hourglass.data.records.items import Item, Skipped, prepare_record
+from stacked_hourglass.data.records.items import prepare_record
+from stacked_hourglass.data.sources.source_items import Item, Skipped
 from stacked_hourglass.utils.digest import sha256_file
 
 # Default number of records per shard when `num_shards` is not given (~100-200 MB for MPII).
@@ -401,7 +402,7 @@ def write_split(
     """Writes items to `SPLIT-XXXXX-of-NNNNN.tfrecord` shards and `SPLIT.manifest.json`.
 
     Args:
-        items: the persons, in source order (see `data.records.items` for the item types).
+        items: the persons, in source order (see `data.sources.source_items` for the types).
         num_items: how many items `items` yields (fixes the shard of each item up front).
         output_dir: created if missing.
         split: "train", "valid" or "test"; the shard/manifest name prefix.

@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import pathlib
 
-from stacked_hourglass.data.records.items import Item
 from stacked_hourglass.data.sources import _loaders
 from stacked_hourglass.data.sources.mpii_common import (
     CENTER_SHIFT_Y,
@@ -68,6 +67,7 @@ from stacked_hourglass.data.sources.mpii_h5 import is_raw_h5, read_h5
 from stacked_hourglass.data.sources.mpii_json import read_headboxes, read_json
 from stacked_hourglass.data.sources.mpii_mat import read_mat
 from stacked_hourglass.data.sources.mpii_split_file import SplitEntry, read_split_file
+from stacked_hourglass.data.sources.source_items import Item
 
 __all__ = [
     "CENTER_SHIFT_Y",

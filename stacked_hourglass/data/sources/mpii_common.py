@@ -12,7 +12,7 @@ import numpy as np
 
 from stacked_hourglass import joints
 from stacked_hourglass.data import features
-from stacked_hourglass.data.records.items import PendingExample
+from stacked_hourglass.data.sources.source_items import PendingExample
 
 DATASET = "mpii"
 NUM_JOINTS = joints.MPII.num_joints  # 16

@@ -12,7 +12,6 @@ from collections.abc import Sequence
 import numpy as np
 
 from stacked_hourglass.data import features
-from stacked_hourglass.data.records.items import NO_KEYPOINTS, Item, Skipped
 from stacked_hourglass.data.sources import _loaders
 from stacked_hourglass.data.sources.mpii_common import (
     NOT_IN_ANNOTATIONS,
@@ -27,6 +26,7 @@ from stacked_hourglass.data.sources.mpii_common import (
     pending,
 )
 from stacked_hourglass.data.sources.mpii_split_file import SplitEntry
+from stacked_hourglass.data.sources.source_items import NO_KEYPOINTS, Item, Skipped
 
 
 def is_raw_h5(path: pathlib.Path | str) -> bool:

@@ -12,13 +12,18 @@ import pathlib
 import numpy as np
 
 from stacked_hourglass.data import features
-from stacked_hourglass.data.records.items import BAD_ANNOTATION, NAN_ANNOTATION, Item, Skipped
 from stacked_hourglass.data.sources import _loaders
 from stacked_hourglass.data.sources.mpii_common import (
     NUM_JOINTS,
     adjust_center_scale,
     head_size,
     pending,
+)
+from stacked_hourglass.data.sources.source_items import (
+    BAD_ANNOTATION,
+    NAN_ANNOTATION,
+    Item,
+    Skipped,
 )
 
 

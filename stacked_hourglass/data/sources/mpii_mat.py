@@ -11,13 +11,6 @@ from collections.abc import Sequence
 import numpy as np
 
 from stacked_hourglass.data import features
-from stacked_hourglass.data.records.items import (
-    NAN_ANNOTATION,
-    NO_CENTER,
-    NO_KEYPOINTS,
-    Item,
-    Skipped,
-)
 from stacked_hourglass.data.sources import _loaders
 from stacked_hourglass.data.sources.mpii_common import (
     NOT_IN_ANNOTATIONS,
@@ -28,6 +21,13 @@ from stacked_hourglass.data.sources.mpii_common import (
     pending,
 )
 from stacked_hourglass.data.sources.mpii_split_file import SplitEntry
+from stacked_hourglass.data.sources.source_items import (
+    NAN_ANNOTATION,
+    NO_CENTER,
+    NO_KEYPOINTS,
+    Item,
+    Skipped,
+)
 
 
 def _as_list(value) -> list:
