@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import importlib
 import importlib.abc
-import importlib.util
 import sys
 
 # Importing this package (`model/__init__.py`) imports `model/hourglass.py` and `model/layers.py`,
-# whose decorators register every Keras class a model directory's `model.keras` holds.
+# whose decorators register every class of the network. A trainer's model.keras also names its
+# optimizer and metric (training/) in its compile config; `run_dir.load_model` and
+# `keras.saving.load_model(path, compile=False)` skip that, as inference needs.
 MODEL_PACKAGE = "stacked_hourglass.model"
 
 
