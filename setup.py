@@ -20,7 +20,9 @@ setuptools.setup(
     package_data={"stacked_hourglass": ["configs/*.flags"]},
     install_requires=[
         "tensorflow==2.21.*",
-        "keras>=3.10,<4",
+        # The trainer and the optimizer use private Keras hooks (training/keras_hooks.py checks
+        # them at import): the releases they were tested with, as keras_hooks.TESTED_KERAS.
+        "keras>=3.15,<3.16",
         "numpy>=1.26,<3",
         "scipy>=1.11,<2",
         "matplotlib>=3.8,<4",

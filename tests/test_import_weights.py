@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from stacked_hourglass import import_weights
-from stacked_hourglass.weights.torch_pickle import save_checkpoint
+from stacked_hourglass.weights.torch_pickle_writer import save_checkpoint
 
 REFERENCE = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "reference-weights"
 PRINCETON = REFERENCE / "princeton_2hg_f64.pt"

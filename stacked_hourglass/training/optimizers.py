@@ -5,6 +5,10 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from stacked_hourglass.training import keras_hooks
+
+keras_hooks.check()
+
 
 @keras.saving.register_keras_serializable(package="stacked_hourglass")
 class TorchRMSprop(keras.optimizers.RMSprop):
@@ -55,6 +59,8 @@ class TorchRMSprop(keras.optimizers.RMSprop):
                 )
             self._scratch.append(by_shape[key])
 
+    # `_all_reduce_sum_gradients`, `_backend_update_step`, `_get_variable_index` and
+    # `_velocities` are private to Keras; `keras_hooks.check` fails the import without them.
     def _all_reduce_sum_gradients(self, grads_and_vars):
         # Without a distribution strategy the sum over the one replica is the gradient itself,
         # but Keras's all-reduce still wraps every gradient in an Identity (1,464 graph nodes

@@ -33,11 +33,13 @@ from stacked_hourglass.data.codec import HeatmapCodec
 from stacked_hourglass.evaluation import pck
 from stacked_hourglass.model.hourglass import build_model
 from stacked_hourglass.training import callbacks as callbacks_lib
-from stacked_hourglass.training import cluster
+from stacked_hourglass.training import cluster, keras_hooks
 from stacked_hourglass.training.cluster import make_strategy
 from stacked_hourglass.training.metrics import HeatmapPCK
 from stacked_hourglass.training.optimizers import TorchRMSprop
 from stacked_hourglass.utils import files
+
+keras_hooks.check()
 
 
 class TrainingDiverged(RuntimeError):
@@ -124,6 +126,7 @@ def _build_training_state(model: keras.Model) -> None:
     """
     model.optimizer.build(model.trainable_variables)
     outputs = model.output  # {heatmaps_i: KerasTensor}, the structure `model(x)` returns
+    # Private attributes of Keras's compile, checked at import (`keras_hooks.check`).
     for compiled in (model._compile_loss, model._compile_metrics):
         if compiled is not None and not compiled.built:
             compiled.build(outputs, outputs)
@@ -386,13 +389,14 @@ def _fit_epochs(model, epoch_dataset, callbacks, start, epochs, steps_per_epoch,
 
 
 def _peek_local_batch(model: keras.Model, strategy: tf.distribute.Strategy) -> None:
-    """Works around Keras 3.15's `_maybe_symbolic_build` under a multi-worker strategy.
+    """Works around Keras's `_maybe_symbolic_build` under a multi-worker strategy.
 
     Before training, `fit` peeks one distributed batch to build the metrics and calls
     `strategy.reduce("MEAN", (x, y), axis=None)` on the whole nested batch, which
     MultiWorkerMirroredStrategy rejects ("Attempt to convert a value (PerReplica...) to a
     Tensor"). The peeked batch only gives shapes and dtypes to a symbolic build, so this
-    instance's hook takes the first local replica's values instead (no collective).
+    instance's hook takes the first local replica's values instead (no collective). The hook
+    is private: `keras_hooks.check` fails the import on a Keras without it.
     """
     import types
 
@@ -412,11 +416,12 @@ def _peek_local_batch(model: keras.Model, strategy: tf.distribute.Strategy) -> N
 
 
 def _vector_logs(model: keras.Model) -> None:
-    """Works around Keras 3.15's reduction of the step logs under MultiWorkerMirroredStrategy.
+    """Works around the reduction of the step logs under MultiWorkerMirroredStrategy.
 
     `fit` reduces every replica's logs with `strategy.reduce("MEAN", value, axis=0)`, which
     fails on the scalars `train_step` returns ("Invalid reduction dimension 0 for input with 0
-    dimensions"). Returned as [1] vectors, the same reduction is the mean over the replicas.
+    dimensions") in the tested Keras releases (`keras_hooks.TESTED_KERAS`). Returned as [1]
+    vectors, the same reduction is the mean over the replicas.
     """
     train_step = model.train_step
 

@@ -11,12 +11,13 @@ the source's input normalisation inside the model) and writes
                             unused tensors, input mean, package version, seconds taken
 
 so that `evaluate --model_dir`, `export` and the serving signatures use it like a trained one.
-The directory is assembled under a temporary name next to MODEL_DIR and renamed when complete.
+The directory is assembled under a temporary name next to MODEL_DIR and renamed when complete
+(`utils.files.atomic_dir`); MODEL_DIR may be a URL (gs://..., staged locally, then copied).
 
 `verify` runs an imported model on a reference `NAME.io.npz` (the input the reference network
 saw and its heatmaps) and returns the largest absolute difference per stack.
 `export_reference_state` is the inverse mapping: our Keras model as a reference-layout state dict
-(e.g. to write a checkpoint of any size with `torch_pickle.save_checkpoint`).
+(e.g. to write a checkpoint of any size with `torch_pickle_writer.save_checkpoint`).
 
 Input normalisation: princeton's network is fed RGB in [0, 1]. bearpaw's subtracts a per-channel
 dataset mean (its `data/mpii/mean.pth.tar`, computed over the MPII training images) from the
@@ -30,8 +31,6 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import os
-import secrets
-import shutil
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -160,8 +159,8 @@ def _check_joint_count(num_joints: int, dataset: str) -> joints.JointSet:
     return joint_set
 
 
-def _check_target(model_dir: Path) -> None:
-    if model_dir.exists() and (not model_dir.is_dir() or any(model_dir.iterdir())):
+def _check_target(model_dir: str) -> None:
+    if files.exists(model_dir) and (not files.isdir(model_dir) or files.listdir(model_dir)):
         raise FileExistsError(
             f"{model_dir} already exists and is not an empty directory; import_weights never "
             "overwrites: choose a new --model_dir or remove it"
@@ -226,7 +225,8 @@ def import_checkpoint(
     Args:
         fmt: "princeton", "bearpaw" or "auto" (detected from the tensor names).
         checkpoint: the PyTorch file (zip or legacy format), e.g. `checkpoint.pt`.
-        model_dir: the directory to write; must not exist or be empty.
+        model_dir: the directory to write (a path or a URL such as gs://...); must not exist
+            or be empty.
         dataset: the joint set the checkpoint predicts (data.dataset of config.json); its joint
             count must equal the checkpoint's heatmap count.
         input_mean: RGB mean the source subtracts from its [0, 1] input, subtracted inside the
@@ -246,90 +246,29 @@ def import_checkpoint(
         OSError: the checkpoint cannot be read or the directory written.
     """
     start = time.perf_counter()
-    if fmt not in FORMAT_CHOICES:
-        raise ValueError(f"format must be one of {', '.join(FORMAT_CHOICES)}, got {fmt!r}")
-    target = Path(model_dir)
-    _check_target(target)
+    target = os.fspath(model_dir)
     checkpoint = Path(checkpoint)
-    if not checkpoint.is_file():
-        raise FileNotFoundError(f"{checkpoint}: no such checkpoint file")
-    if fmt != "auto":  # a bad mean is a usage error: say so before reading a large file
-        resolve_input_mean(fmt, input_mean)
-
+    _check_arguments(fmt, checkpoint, target, input_mean)
     state = extract_state_dict(load_checkpoint(checkpoint), checkpoint)
-    if fmt == "auto":
-        fmt = detect_format(state, checkpoint)
-    else:
-        try:
-            detected = detect_format(state, checkpoint)
-        except CheckpointError:
-            detected = fmt  # let the layout name the first tensor that does not fit
-        if detected != fmt:
-            raise CheckpointError(
-                f"{checkpoint}: a {detected} checkpoint, not {fmt}: pass --format={detected} "
-                "(or --format=auto)"
-            )
+    fmt = _resolve_format(fmt, state, checkpoint)
     mean, mean_source = resolve_input_mean(fmt, input_mean)
     architecture = infer_architecture(fmt, state, checkpoint)
     joint_set = _check_joint_count(architecture["num_joints"], dataset)
     layers, unused = reference_layouts.to_keras_layers(fmt, state, checkpoint)
-    loaded = time.perf_counter()
-
+    timings = {}
+    _lap(timings, "load", start)
     model = build_imported_model(architecture, mean, input_size)
-    built = time.perf_counter()
+    _lap(timings, "build", start)
     assign_weights(model, layers, checkpoint)
     del layers
-    assigned = time.perf_counter()
-
+    _lap(timings, "assign", start)
     config = ExperimentConfig(
         model=model.hourglass_config,
         data=DataConfig(dataset=joint_set.name),
-        train=TrainConfig(model_dir=os.fspath(target)),
+        train=TrainConfig(model_dir=target),
     )
-    from stacked_hourglass import run_dir
-
-    tmp = target.parent / f".{target.name}.import-{os.getpid()}-{secrets.token_hex(4)}.tmp"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp.mkdir()
-    try:
-        run_dir.save_config(str(tmp), config)
-        model.save(run_dir.path(str(tmp), run_dir.FINAL_MODEL_FILE))
-        saved = time.perf_counter()
-        timings = {
-            "load": loaded - start,
-            "build": built - loaded,
-            "assign": assigned - built,
-            "save": saved - assigned,
-        }
-        seconds = saved - start
-        files.write_json(
-            tmp / IMPORT_FILE,
-            {
-                "source_format": fmt,
-                "checkpoint": os.path.abspath(checkpoint),
-                "checkpoint_sha256": sha256_file(checkpoint),
-                "checkpoint_bytes": checkpoint.stat().st_size,
-                "architecture": architecture,
-                "dataset": joint_set.name,
-                "input_size": input_size,
-                "stem_padding": "symmetric",
-                "input_mean": list(mean),
-                "input_mean_source": mean_source,
-                "num_tensors": len(state),
-                "unused_keys": unused,
-                "package_version": stacked_hourglass.__version__,
-                "imported_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-                "seconds": seconds,
-                "timings": timings,
-            },
-        )
-        _check_target(target)
-        os.replace(tmp, target)  # onto a missing or empty directory
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return ImportResult(
-        model_dir=os.fspath(target),
+    result = ImportResult(
+        model_dir=target,
         format=fmt,
         architecture=architecture,
         config=config,
@@ -337,10 +276,80 @@ def import_checkpoint(
         input_mean_source=mean_source,
         unused=unused,
         num_tensors=len(state),
-        seconds=time.perf_counter() - start,
+        seconds=0.0,
         timings=timings,
         model=model,
     )
+    _write_model_dir(result, checkpoint, start)
+    return dataclasses.replace(result, seconds=time.perf_counter() - start)
+
+
+def _lap(timings: dict, phase: str, start: float) -> None:
+    """Records the seconds `phase` took: the time since `start` not taken by earlier phases."""
+    timings[phase] = time.perf_counter() - start - sum(timings.values())
+
+
+def _check_arguments(fmt: str, checkpoint: Path, target: str, input_mean) -> None:
+    """Usage errors, found before a large checkpoint is read."""
+    if fmt not in FORMAT_CHOICES:
+        raise ValueError(f"format must be one of {', '.join(FORMAT_CHOICES)}, got {fmt!r}")
+    _check_target(target)
+    if not checkpoint.is_file():
+        raise FileNotFoundError(f"{checkpoint}: no such checkpoint file")
+    if fmt != "auto":
+        resolve_input_mean(fmt, input_mean)
+
+
+def _resolve_format(fmt: str, state: Mapping, checkpoint: Path) -> str:
+    """The detected format for "auto"; else `fmt`, refused if the tensors are another's."""
+    if fmt == "auto":
+        return detect_format(state, checkpoint)
+    try:
+        detected = detect_format(state, checkpoint)
+    except CheckpointError:
+        detected = fmt  # let the layout name the first tensor that does not fit
+    if detected != fmt:
+        raise CheckpointError(
+            f"{checkpoint}: a {detected} checkpoint, not {fmt}: pass --format={detected} "
+            "(or --format=auto)"
+        )
+    return fmt
+
+
+def _write_model_dir(result: ImportResult, checkpoint: Path, start: float) -> None:
+    """Writes config.json, model.keras and import.json to `result.model_dir`, all or nothing.
+
+    Assembled in a folder next to the target and renamed when complete (`files.atomic_dir`);
+    the Keras zip writer needs a local file, so a URL's folder is staged locally, then copied.
+    Adds the "save" phase to `result.timings`.
+    """
+    from stacked_hourglass import run_dir
+
+    target = result.model_dir
+    with files.atomic_dir(target, local=True) as tmp:
+        run_dir.save_config(tmp, result.config)
+        result.model.save(run_dir.path(tmp, run_dir.FINAL_MODEL_FILE))
+        _lap(result.timings, "save", start)
+        provenance = {
+            "source_format": result.format,
+            "checkpoint": os.path.abspath(checkpoint),
+            "checkpoint_sha256": sha256_file(checkpoint),
+            "checkpoint_bytes": checkpoint.stat().st_size,
+            "architecture": result.architecture,
+            "dataset": result.config.data.dataset,
+            "input_size": result.config.model.input_size,
+            "stem_padding": result.config.model.stem_padding,
+            "input_mean": list(result.input_mean),
+            "input_mean_source": result.input_mean_source,
+            "num_tensors": result.num_tensors,
+            "unused_keys": result.unused,
+            "package_version": stacked_hourglass.__version__,
+            "imported_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "seconds": time.perf_counter() - start,
+            "timings": result.timings,
+        }
+        files.write_json(run_dir.path(tmp, IMPORT_FILE), provenance)
+        _check_target(target)
 
 
 def verify(model, io_npz_path: str | os.PathLike, fmt: str, input_mean=None) -> dict[int, float]:

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from stacked_hourglass.data import features, pipeline
 from stacked_hourglass.data.codec import HeatmapCodec
 from stacked_hourglass.data.records import items, validate
-from stacked_hourglass.data.sources import _loaders, flic, mpii
+from stacked_hourglass.data.sources import _loaders, flic, mpii, source_items
 
 K = 16
 EXAMPLES = int(os.environ.get("HYPOTHESIS_EXAMPLES", 50))
@@ -36,9 +36,10 @@ VALID_H5 = DATA / "pose-hg-train" / "data" / "mpii" / "annot" / "valid.h5"
 FLIC_MAT = DATA / "joint-cnn-mrf" / "data_FLIC.mat"
 
 REASONS = {
-    items.MISSING_IMAGE, items.CORRUPT_IMAGE, items.NAN_ANNOTATION, items.BAD_ANNOTATION,
-    items.BAD_SCALE, items.FAR_OUTSIDE, items.NO_CENTER, items.NO_KEYPOINTS,
-    items.IMAGE_TOO_LARGE, mpii.NOT_IN_ANNOTATIONS,
+    source_items.MISSING_IMAGE, source_items.CORRUPT_IMAGE, source_items.NAN_ANNOTATION,
+    source_items.BAD_ANNOTATION, source_items.BAD_SCALE, source_items.FAR_OUTSIDE,
+    source_items.NO_CENTER, source_items.NO_KEYPOINTS, source_items.IMAGE_TOO_LARGE,
+    mpii.NOT_IN_ANNOTATIONS,
 }  # fmt: skip
 
 
@@ -246,10 +247,10 @@ def test_eval_pipeline_on_mutated_records_large(tmp_path_factory, records):
 
 def _check_items(result, num_joints=K):
     for item in result:
-        if isinstance(item, items.Skipped):
+        if isinstance(item, source_items.Skipped):
             assert item.reason in REASONS and isinstance(item.detail, str)
             continue
-        assert isinstance(item, items.PendingExample), type(item)
+        assert isinstance(item, source_items.PendingExample), type(item)
         example = item.example
         assert np.asarray(example.keypoints).shape == (num_joints, 2)
         assert np.asarray(example.keypoint_status).shape == (num_joints,)

@@ -20,8 +20,8 @@ from stacked_hourglass.weights.torch_pickle import (
     CheckpointError,
     extract_state_dict,
     load_checkpoint,
-    save_checkpoint,
 )
+from stacked_hourglass.weights.torch_pickle_writer import save_checkpoint
 
 REFERENCE = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "reference-weights"
 FIXTURES = {"princeton": "princeton_2hg_f64.pt", "bearpaw": "bearpaw_hg_s2_b1.pth.tar"}
@@ -348,3 +348,21 @@ def test_eight_stack_checkpoint_round_trip(tmp_path):
     assert result.architecture["num_stacks"] == 8 and len(result.unused) == 226
     image = np.random.default_rng(0).uniform(0, 1, (1, 256, 256, 3)).astype(np.float32)
     assert max(max_diffs(original, result.model, image).values()) <= 1e-5
+
+
+def test_model_dir_url_is_written_through_the_storage_facade(tiny_checkpoints):
+    """A URL --model_dir (here TensorFlow's in-memory file system) gets the three files."""
+    from stacked_hourglass import run_dir
+    from stacked_hourglass.utils import files
+
+    url = "ram://importer_test/run"
+    result = importer.import_checkpoint("auto", tiny_checkpoints["princeton"], url, input_size=64)
+    assert result.model_dir == url and result.config.train.model_dir == url
+    assert sorted(files.listdir(url)) == ["config.json", importer.IMPORT_FILE, "model.keras"]
+    assert [n for n in files.listdir("ram://importer_test") if n.endswith(".tmp")] == []
+    config = files.read_json(run_dir.path(url, run_dir.CONFIG_FILE))
+    assert config["model"]["input_size"] == 64 and config["train"]["model_dir"] == url
+    provenance = files.read_json(run_dir.path(url, importer.IMPORT_FILE))
+    assert provenance["source_format"] == "princeton" and provenance["input_size"] == 64
+    with pytest.raises(FileExistsError, match="not an empty directory"):
+        importer.import_checkpoint("auto", tiny_checkpoints["princeton"], url, input_size=64)

@@ -22,8 +22,8 @@ from stacked_hourglass.weights.torch_pickle import (
     CheckpointError,
     extract_state_dict,
     load_checkpoint,
-    save_checkpoint,
 )
+from stacked_hourglass.weights.torch_pickle_writer import save_checkpoint
 
 REFERENCE = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "reference-weights"
 FIXTURES = {"princeton": "princeton_2hg_f64.pt", "bearpaw": "bearpaw_hg_s2_b1.pth.tar"}

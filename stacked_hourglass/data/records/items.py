@@ -1,83 +1,35 @@
-"""What a dataset source hands to the shard writer: one item per person, and the per-item checks.
+"""The per-item checks between a dataset source and the shard writer.
 
-A source (`data.sources.mpii`, `flic`, `synthetic`) turns its annotation file into a list of
-items, in source order:
-
-  * `PendingExample`: a person whose annotation is fine; its image has not been read yet (the
-    file is read lazily, by a worker, when the record is written);
-  * `features.PersonExample`: a complete person (the synthetic generator yields these);
-  * `Skipped`: a person left out, with a reason (e.g. no objpos/scale, NaN in the annotation).
-
-`prepare_record` turns one item into serialised `tf.train.Example` bytes or a `Skipped`; the
-writer (`data.records.shards`) calls it. This module imports nothing of the writer or of any
-source, so sources can depend on it without a cycle.
+A source yields items (`data.sources.source_items`: `PendingExample`, `features.PersonExample`,
+`Skipped`); `prepare_record` turns one into serialised `tf.train.Example` bytes or a `Skipped`
+(reading a pending person's image, checking the annotation); the writer (`data.records.shards`)
+calls it.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import pathlib
-from typing import Union
 
 import numpy as np
 import tensorflow as tf
 
 from stacked_hourglass.data import features, images
+from stacked_hourglass.data.sources.source_items import (
+    BAD_SCALE,
+    CORRUPT_IMAGE,
+    FAR_OUTSIDE,
+    IMAGE_TOO_LARGE,
+    MISSING_IMAGE,
+    NAN_ANNOTATION,
+    Item,
+    PendingExample,
+    Skipped,
+)
 from stacked_hourglass.utils.errors import one_line
 
 # A joint (or the crop centre) more than one image size outside the image is an annotation error
 # (e.g. a wrong image or a sign error), not a person partly out of frame.
 FAR_OUTSIDE_IMAGE_SIZES = 1.0
-
-# Reason keys used in manifests (free-form details go with them).
-MISSING_IMAGE = "missing_image"
-CORRUPT_IMAGE = "corrupt_image"
-NAN_ANNOTATION = "nan_in_annotation"
-BAD_ANNOTATION = "bad_annotation"  # a field that is missing, unreadable or of the wrong length
-IMAGE_TOO_LARGE = "image_too_large"  # more pixels than max_pixels (read from the header)
-BAD_SCALE = "non_positive_scale"
-FAR_OUTSIDE = "joint_far_outside_image"
-NO_CENTER = "no_objpos_or_scale"
-NO_KEYPOINTS = "no_keypoints"
-
-
-@dataclasses.dataclass(frozen=True)
-class Skipped:
-    """A person left out of the output.
-
-    Attributes:
-        filename: image file name (relative to the images folder), "" if unknown.
-        index: image index in the source annotation (0-based), -1 if unknown.
-        person: person index in the source annotation (0-based), -1 if unknown.
-        reason: a short key (`MISSING_IMAGE`, `NAN_ANNOTATION`, ...), used to count skips.
-        detail: a human-readable explanation naming the file/field.
-    """
-
-    filename: str
-    index: int
-    person: int
-    reason: str
-    detail: str = ""
-
-    def as_dict(self) -> dict:
-        """The manifest entry of this skip."""
-        return dataclasses.asdict(self)
-
-
-@dataclasses.dataclass
-class PendingExample:
-    """A person whose annotation has been read but whose image has not.
-
-    `example.image_encoded`, `example.height` and `example.width` are placeholders (b"", 0, 0)
-    until `load_example` fills them from `image_path`. Coordinates in `example` are already
-    0-based (the source converted them).
-    """
-
-    example: features.PersonExample
-    image_path: pathlib.Path
-
-
-Item = Union[PendingExample, features.PersonExample, Skipped]  # noqa: UP007
 
 
 def image_size(data: bytes, name: str = "") -> tuple[int, int]:

@@ -1,9 +1,9 @@
 """Sharded, atomic, deterministic TFRecord writing: `write_split` and its manifest.
 
-`write_split` turns a source's items (`data.records.items`) into `SPLIT-00000-of-000NN.tfrecord`
-shards plus a `SPLIT.manifest.json` (the names and the `Manifest` are `data.records.split`'s,
-which readers open the split with). `output_dir` may be a URL (`gs://`, `ram://`): every file
-goes through `utils.files` and `tf.io`.
+`write_split` turns a source's items (`data.sources.source_items`) into
+`SPLIT-00000-of-000NN.tfrecord` shards plus a `SPLIT.manifest.json` (the names and the `Manifest`
+are `data.records.split`'s, which readers open the split with). `output_dir` may be a URL
+(`gs://`, `ram://`): every file goes through `utils.files` and `tf.io`.
 
 Order. The items are written in one of two orders (`ORDERS`), recorded in the manifest's `order`:
 
@@ -52,7 +52,7 @@ import tensorflow as tf
 
 import stacked_hourglass
 from stacked_hourglass import joints
-from stacked_hourglass.data.records.items import Item, Skipped, prepare_record
+from stacked_hourglass.data.records.items import prepare_record
 from stacked_hourglass.data.records.split import (
     SPLIT_NAME,
     Manifest,
@@ -63,6 +63,7 @@ from stacked_hourglass.data.records.split import (
     split_of,
     summarize_skips,
 )
+from stacked_hourglass.data.sources.source_items import Item, Skipped
 from stacked_hourglass.utils import files
 from stacked_hourglass.utils.digest import sha256_file
 
@@ -460,7 +461,7 @@ def write_split(
     """Writes items to `SPLIT-XXXXX-of-NNNNN.tfrecord` shards and `SPLIT.manifest.json`.
 
     Args:
-        items: the persons, in source order (see `data.records.items` for the item types).
+        items: the persons, in source order (see `data.sources.source_items` for the types).
         num_items: how many items `items` yields (fixes the shard of each item up front).
         output_dir: a local folder or a URL (`gs://`, `ram://`); created if missing.
         split: "train", "valid" or "test"; the shard/manifest name prefix.

@@ -66,7 +66,7 @@ def is_shard_name(name: str) -> bool:
 
 
 def summarize_skips(skipped: Sequence) -> dict[str, int]:
-    """Reason → count, sorted by reason (of `items.Skipped`s or their manifest entries)."""
+    """Reason → count, sorted by reason (of `source_items.Skipped`s or their manifest entries)."""
     counts = collections.Counter(s["reason"] if isinstance(s, dict) else s.reason for s in skipped)
     return dict(sorted(counts.items()))
 
@@ -94,7 +94,7 @@ class Manifest:
         order: how the records were ordered (`records.shards`); None in old manifests.
         sources: [{"path", "sha256"}] of the annotation files read.
         options: the conversion options.
-        skipped: [`items.Skipped.as_dict()`] of the persons not written, in source order.
+        skipped: [`source_items.Skipped.as_dict()`] of the persons not written, in source order.
     """
 
     dataset: str

@@ -5,9 +5,9 @@
   * `flic`: FLIC `examples.mat`, observer- or person-centric labels;
   * `synthetic`: generated people (no files).
 
-`read_items(dataset, split, ...)` picks the source by name. Sources build on
-`data.records.items` (the item types and per-person checks) and never on the shard writer
-(`data.records.shards`), which consumes what they produce.
+`read_items(dataset, split, ...)` picks the source by name. Sources yield the items of
+`source_items` (`PendingExample`, `Skipped`, ...) and import nothing of `data.records`: the shard
+writer (`data.records.shards`) and its per-person checks (`data.records.items`) consume them.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import os
 import pathlib
 from collections.abc import Callable, Iterable
 
-from stacked_hourglass.data.records.items import Item
+from stacked_hourglass.data.sources.source_items import Item
 
 PathLike = os.PathLike | str
 

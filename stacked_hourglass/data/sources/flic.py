@@ -41,8 +41,13 @@ import numpy as np
 
 from stacked_hourglass import joints
 from stacked_hourglass.data import features
-from stacked_hourglass.data.records.items import NAN_ANNOTATION, Item, PendingExample, Skipped
 from stacked_hourglass.data.sources import _loaders
+from stacked_hourglass.data.sources.source_items import (
+    NAN_ANNOTATION,
+    Item,
+    PendingExample,
+    Skipped,
+)
 
 DATASET = "flic"
 

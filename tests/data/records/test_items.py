@@ -6,6 +6,7 @@ import tensorflow as tf
 
 from stacked_hourglass.data import features
 from stacked_hourglass.data.records import items
+from stacked_hourglass.data.sources import source_items
 
 
 def _jpeg(height, width) -> bytes:
@@ -17,7 +18,7 @@ def test_pending_example_reads_image_size(tmp_path, person_example):
     png = tf.io.encode_png(tf.zeros([7, 9, 3], tf.uint8)).numpy()
     (tmp_path / "b.png").write_bytes(png)
     for name, size in (("a.jpg", (30, 40)), ("b.png", (7, 9))):
-        pending = items.PendingExample(
+        pending = source_items.PendingExample(
             person_example(0, image=b"", height=0, width=0, center=(5.0, 5.0)), tmp_path / name
         )
         pending.example.keypoints[:] = 1.0
@@ -32,15 +33,15 @@ def test_check_example_reasons(person_example):
     nan = person_example(0).keypoints.copy()
     nan[2, 0] = np.nan
     skipped = items.check_example(person_example(1, keypoints=nan))
-    assert skipped.reason == items.NAN_ANNOTATION and "person/keypoints" in skipped.detail
+    assert skipped.reason == source_items.NAN_ANNOTATION and "person/keypoints" in skipped.detail
     assert (skipped.filename, skipped.index, skipped.person) == ("img_0001.jpg", 1, 0)
-    assert items.check_example(person_example(2, scale=0.0)).reason == items.BAD_SCALE
+    assert items.check_example(person_example(2, scale=0.0)).reason == source_items.BAD_SCALE
     far = person_example(0).keypoints.copy()
     far[1] = (500.0, 10.0)  # image is 64 wide: > 1 image width outside
     skipped = items.check_example(person_example(3, keypoints=far))
-    assert skipped.reason == items.FAR_OUTSIDE and "joint 1" in skipped.detail
+    assert skipped.reason == source_items.FAR_OUTSIDE and "joint 1" in skipped.detail
     skipped = items.check_example(person_example(4, center=(-100.0, 20.0)))
-    assert skipped.reason == items.FAR_OUTSIDE and "center" in skipped.detail
+    assert skipped.reason == source_items.FAR_OUTSIDE and "center" in skipped.detail
     # A NaN at a joint that is not annotated does not matter.
     unannotated = person_example(0).keypoints.copy()
     unannotated[5] = np.nan
@@ -48,24 +49,28 @@ def test_check_example_reasons(person_example):
 
 
 def test_bad_images_are_skips_naming_the_file(tmp_path, person_example):
-    missing = items.complete_item(items.PendingExample(person_example(0), tmp_path / "nope.jpg"))
-    assert missing.reason == items.MISSING_IMAGE and "nope.jpg" in missing.detail
+    missing = items.complete_item(
+        source_items.PendingExample(person_example(0), tmp_path / "nope.jpg")
+    )
+    assert missing.reason == source_items.MISSING_IMAGE and "nope.jpg" in missing.detail
     (tmp_path / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not a jpeg")
-    corrupt = items.complete_item(items.PendingExample(person_example(0), tmp_path / "corrupt.jpg"))
-    assert corrupt.reason == items.CORRUPT_IMAGE and "corrupt.jpg" in corrupt.detail
+    corrupt = items.complete_item(
+        source_items.PendingExample(person_example(0), tmp_path / "corrupt.jpg")
+    )
+    assert corrupt.reason == source_items.CORRUPT_IMAGE and "corrupt.jpg" in corrupt.detail
     with pytest.raises(ValueError, match="x.png: not a readable image"):
         items.image_size(b"\x89PNG garbage", "x.png")
 
 
 def test_annotation_is_checked_before_the_image_is_read(tmp_path, person_example):
     # A bad annotation is reported as such even when the image is missing too.
-    pending = items.PendingExample(person_example(0, scale=-1.0), tmp_path / "nope.jpg")
-    assert items.complete_item(pending).reason == items.BAD_SCALE
-    skipped = items.Skipped("x.jpg", 7, 1, items.NO_CENTER, "no objpos")
+    pending = source_items.PendingExample(person_example(0, scale=-1.0), tmp_path / "nope.jpg")
+    assert items.complete_item(pending).reason == source_items.BAD_SCALE
+    skipped = source_items.Skipped("x.jpg", 7, 1, source_items.NO_CENTER, "no objpos")
     assert items.complete_item(skipped) is skipped
     assert items.prepare_record(skipped) is skipped
     assert skipped.as_dict() == {
-        "filename": "x.jpg", "index": 7, "person": 1, "reason": items.NO_CENTER,
+        "filename": "x.jpg", "index": 7, "person": 1, "reason": source_items.NO_CENTER,
         "detail": "no objpos",
     }  # fmt: skip
 

@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from stacked_hourglass.data import features
 from stacked_hourglass.data.records import items
+from stacked_hourglass.data.sources import source_items
 
 
 def _png(width, height) -> bytes:
@@ -32,17 +33,19 @@ def no_decoding(monkeypatch):
 
 def test_image_above_the_limit_is_skipped_without_decoding(tmp_path, person_example, no_decoding):
     (tmp_path / "bomb.png").write_bytes(_png(20000, 20000))
-    pending = items.PendingExample(
+    pending = source_items.PendingExample(
         person_example(0, image=b"", height=0, width=0), tmp_path / "bomb.png"
     )
     skipped = items.complete_item(pending, verify_images=True)
-    assert isinstance(skipped, items.Skipped) and skipped.reason == items.IMAGE_TOO_LARGE
+    assert (
+        isinstance(skipped, source_items.Skipped) and skipped.reason == source_items.IMAGE_TOO_LARGE
+    )
     assert "bomb.png: 20000x20000 (width x height) = 400000000 pixels" in skipped.detail
     assert "max_pixels = 50000000" in skipped.detail
     assert isinstance(items.prepare_record(pending, max_pixels=10**9), bytes)  # header only
     # A complete example (the synthetic source's) is held to the limit too.
     complete = person_example(1, image=_png(9000, 9000))
-    assert items.complete_item(complete).reason == items.IMAGE_TOO_LARGE
+    assert items.complete_item(complete).reason == source_items.IMAGE_TOO_LARGE
     assert items.complete_item(complete, max_pixels=0) is complete  # 0: no limit
 
 
@@ -57,6 +60,6 @@ def test_image_size_reads_headers_only(no_decoding):
 
 def test_a_complete_example_without_an_image_is_skipped(person_example):
     skipped = items.complete_item(person_example(2, image=b"<html>404</html>"))
-    assert skipped.reason == items.CORRUPT_IMAGE and "img_0002.jpg" in skipped.detail
+    assert skipped.reason == source_items.CORRUPT_IMAGE and "img_0002.jpg" in skipped.detail
     record = items.prepare_record(person_example(3))
     assert features.parse_example_numpy(record, 16)[features.SOURCE_INDEX] == 3

@@ -12,7 +12,8 @@ import tensorflow as tf
 
 import stacked_hourglass
 from stacked_hourglass.data import features
-from stacked_hourglass.data.records import items, shards
+from stacked_hourglass.data.records import shards
+from stacked_hourglass.data.sources import source_items
 from stacked_hourglass.utils import digest
 
 
@@ -78,9 +79,9 @@ def test_bad_records_are_skipped_and_listed(tmp_path, person_example):
     nan_keypoints[2, 0] = np.nan
     far = person_example(0).keypoints.copy()
     far[1] = (500.0, 10.0)  # image is 64 wide: > 1 image width outside
-    missing = items.PendingExample(person_example(4), tmp_path / "nope.jpg")
+    missing = source_items.PendingExample(person_example(4), tmp_path / "nope.jpg")
     (tmp_path / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not a jpeg")
-    corrupt = items.PendingExample(person_example(5), tmp_path / "corrupt.jpg")
+    corrupt = source_items.PendingExample(person_example(5), tmp_path / "corrupt.jpg")
     examples = [
         person_example(0),
         person_example(1, keypoints=nan_keypoints),
@@ -88,19 +89,19 @@ def test_bad_records_are_skipped_and_listed(tmp_path, person_example):
         person_example(3, keypoints=far),
         missing,
         corrupt,
-        items.Skipped("x.jpg", 7, 1, items.NO_CENTER, "annorect has no objpos"),
+        source_items.Skipped("x.jpg", 7, 1, source_items.NO_CENTER, "annorect has no objpos"),
         person_example(8),
     ]
     result = _write(examples, tmp_path / "out", num_shards=2, num_workers=2)
     manifest = result.manifest.to_dict()
     assert manifest["num_records"] == 2
     assert manifest["skipped_by_reason"] == {
-        items.CORRUPT_IMAGE: 1,
-        items.FAR_OUTSIDE: 1,
-        items.MISSING_IMAGE: 1,
-        items.NAN_ANNOTATION: 1,
-        items.NO_CENTER: 1,
-        items.BAD_SCALE: 1,
+        source_items.CORRUPT_IMAGE: 1,
+        source_items.FAR_OUTSIDE: 1,
+        source_items.MISSING_IMAGE: 1,
+        source_items.NAN_ANNOTATION: 1,
+        source_items.NO_CENTER: 1,
+        source_items.BAD_SCALE: 1,
     }
     by_index = {s["index"]: s for s in manifest["skipped"]}
     assert "person/keypoints" in by_index[1]["detail"]

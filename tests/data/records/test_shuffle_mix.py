@@ -12,8 +12,8 @@ import pytest
 import tensorflow as tf
 
 from stacked_hourglass.data import features
-from stacked_hourglass.data.records import items as item_types
 from stacked_hourglass.data.records import shards
+from stacked_hourglass.data.sources import source_items
 
 DATA = pathlib.Path(__file__).resolve().parents[3] / ".." / "shared" / "data"
 FLIC_MAT = DATA / "joint-cnn-mrf" / "data_FLIC.mat"
@@ -84,7 +84,7 @@ def test_flic_training_set_is_mixed_like_a_uniform_permutation(tmp_path, capsys)
     frame.write_bytes(tf.io.encode_jpeg(tf.fill([480, 720, 3], tf.constant(70, tf.uint8))).numpy())
     for name in sorted(set(item.example.filename for item in items)):
         os.link(frame, tmp_path / "images" / name)
-    assert all(isinstance(item, item_types.PendingExample) for item in items)
+    assert all(isinstance(item, source_items.PendingExample) for item in items)
 
     uniform = expected_distinct(sizes.values(), BATCH)  # 15.43 movies of the 30
     movie_of = {item.example.index: movie for item, movie in zip(items, movies, strict=True)}

@@ -13,7 +13,7 @@ from stacked_hourglass import joints
 from stacked_hourglass.data import features
 from stacked_hourglass.data.records import items as item_types
 from stacked_hourglass.data.records import shards
-from stacked_hourglass.data.sources import flic
+from stacked_hourglass.data.sources import flic, source_items
 
 DATA = pathlib.Path(__file__).resolve().parents[3] / ".." / "shared" / "data"
 FLIC_MAT = DATA / "joint-cnn-mrf" / "data_FLIC.mat"
@@ -119,7 +119,7 @@ def test_round_trip_subset(tmp_path, flic_items):
     )  # fmt: skip
     rows = [i for i, n in enumerate(names) if n in set(present)]
     assert result.num_records == len(rows) >= 20
-    assert result.manifest.skipped_by_reason == {item_types.MISSING_IMAGE: 1016 - len(rows)}
+    assert result.manifest.skipped_by_reason == {source_items.MISSING_IMAGE: 1016 - len(rows)}
     assert result.manifest.joint_names[0] == "l_shoulder"
     records = [
         features.parse_example_numpy(raw.numpy(), 11)
@@ -181,7 +181,9 @@ def test_nan_joint_is_skipped(tmp_path):
     (item,) = flic.read_examples_mat(tmp_path / "examples.mat", tmp_path, "valid")
     assert item.example.center == (19.0, 239.0)  # (10 + 30) / 2 - 1, 240 - 1
     skipped = item_types.complete_item(item)
-    assert isinstance(skipped, item_types.Skipped) and skipped.reason == item_types.NAN_ANNOTATION
+    assert (
+        isinstance(skipped, source_items.Skipped) and skipped.reason == source_items.NAN_ANNOTATION
+    )
     assert skipped.filename == "a.jpg" and "person/keypoints" in skipped.detail
     assert flic.read_examples_mat(tmp_path / "examples.mat", tmp_path, "train") == []
     with pytest.raises(ValueError, match="split"):

@@ -11,9 +11,8 @@ import scipy.io
 import tensorflow as tf
 
 from stacked_hourglass.data import features
-from stacked_hourglass.data.records import items as item_types
 from stacked_hourglass.data.records import shards
-from stacked_hourglass.data.sources import mpii
+from stacked_hourglass.data.sources import mpii, source_items
 from stacked_hourglass.utils import digest
 
 DATA = pathlib.Path(__file__).resolve().parents[3] / ".." / "shared" / "data"
@@ -65,7 +64,7 @@ def test_valid_h5_subset_round_trip(tmp_path):
     )  # fmt: skip
     rows = [i for i, n in enumerate(names) if n in set(present)]
     assert result.num_records == len(rows) >= 50
-    assert result.manifest.skipped_by_reason == {item_types.MISSING_IMAGE: 2958 - len(rows)}
+    assert result.manifest.skipped_by_reason == {source_items.MISSING_IMAGE: 2958 - len(rows)}
     assert result.manifest.sources[0]["sha256"] == digest.sha256_file(VALID_H5)
 
     records = _read(result.shard_paths)
@@ -156,7 +155,7 @@ def test_official_mat_train_excludes_valid_and_skips(official_mpii):
         official_mpii / "mpii.mat", official_mpii / "images", "train", official_mpii / "split.txt"
     )
     kinds = [
-        (type(i).__name__, *((i.index, i.person) if isinstance(i, item_types.Skipped)
+        (type(i).__name__, *((i.index, i.person) if isinstance(i, source_items.Skipped)
                              else (i.example.index, i.example.person)))
         for i in items
     ]  # fmt: skip
@@ -166,7 +165,7 @@ def test_official_mat_train_excludes_valid_and_skips(official_mpii):
         ("PendingExample", 1, 1),
         ("PendingExample", 1, 2),
     ]
-    assert items[1].reason == item_types.NO_CENTER and "annorect(1)" in items[1].detail
+    assert items[1].reason == source_items.NO_CENTER and "annorect(1)" in items[1].detail
     a0 = items[0].example
     assert a0.center == (99.0, 119.0 + 15.0) and a0.scale == 1.25
     np.testing.assert_array_equal(a0.keypoints[9], (100.5, 29.25))
@@ -178,7 +177,7 @@ def test_official_mat_train_excludes_valid_and_skips(official_mpii):
         items, len(items), official_mpii / "out", "train", "mpii", num_shards=1, show_progress=False
     )
     assert result.num_records == 3
-    assert result.manifest.skipped_by_reason == {item_types.NO_CENTER: 1}
+    assert result.manifest.skipped_by_reason == {source_items.NO_CENTER: 1}
     records = _read(result.shard_paths)
     np.testing.assert_allclose(records[0][features.KEYPOINTS][9], (100.5, 29.25))
     np.testing.assert_allclose(records[0][features.HEADBOX], (89, 19, 109, 44))
@@ -242,7 +241,7 @@ def test_json_bad_row_is_skipped(tmp_path):
              "joints_vis": [1] * 16}]  # fmt: skip
     (tmp_path / "bad.json").write_text(json.dumps(rows))
     (item,) = mpii.read_json(tmp_path / "bad.json", tmp_path)
-    assert isinstance(item, item_types.Skipped) and "row 0" in item.detail
+    assert isinstance(item, source_items.Skipped) and "row 0" in item.detail
 
 
 # --- files broken the ways users break them: one error naming the file, or a skip naming the field
@@ -255,7 +254,7 @@ def test_json_field_that_is_not_a_float_is_a_skip_naming_the_field(tmp_path):
     del rows[3]["joints_vis"]
     (tmp_path / "a.json").write_text(json.dumps(rows))
     skipped = mpii.read_json(tmp_path / "a.json", tmp_path)
-    assert all(isinstance(s, item_types.Skipped) for s in skipped)
+    assert all(isinstance(s, source_items.Skipped) for s in skipped)
     assert "row 0: field 'scale'" in skipped[0].detail and "OverflowError" in skipped[0].detail
     assert "row 1: field 'center'" in skipped[1].detail
     assert "row 2: expected an object, got list" in skipped[2].detail

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from stacked_hourglass.data.records import items
-from stacked_hourglass.data.sources import mpii
+from stacked_hourglass.data.sources import mpii, source_items
 
 GOOD = {"image": "x.jpg", "center": [100, 120], "scale": 1.0, "joints": [[1, 1]] * 16,
         "joints_vis": [1] * 16}  # fmt: skip
@@ -31,8 +31,10 @@ GOOD = {"image": "x.jpg", "center": [100, 120], "scale": 1.0, "joints": [[1, 1]]
 def test_malformed_field_is_a_bad_annotation_naming_it(tmp_path, change, field, problem):
     (tmp_path / "a.json").write_text(json.dumps([GOOD, dict(GOOD, **change)]))
     good, skipped = mpii.read_json(tmp_path / "a.json", tmp_path)
-    assert isinstance(good, items.PendingExample)
-    assert isinstance(skipped, items.Skipped) and skipped.reason == items.BAD_ANNOTATION
+    assert isinstance(good, source_items.PendingExample)
+    assert (
+        isinstance(skipped, source_items.Skipped) and skipped.reason == source_items.BAD_ANNOTATION
+    )
     assert f"row 1: field '{field}'" in skipped.detail and problem in skipped.detail
     assert skipped.filename == ("x.jpg" if field != "image" else "")
 
@@ -43,8 +45,8 @@ def test_missing_field_is_a_bad_annotation_and_overflow_a_non_finite_value(tmp_p
     rows = [missing, dict(GOOD, scale=10**400), dict(GOOD, center=[float("nan"), 1])]
     (tmp_path / "a.json").write_text(json.dumps(rows))
     first, second, third = mpii.read_json(tmp_path / "a.json", tmp_path)
-    assert first.reason == items.BAD_ANNOTATION and "field 'scale': missing" in first.detail
+    assert first.reason == source_items.BAD_ANNOTATION and "field 'scale': missing" in first.detail
     # A number too large for a float is infinite: the reason NaN/inf values get.
-    assert second.reason == items.NAN_ANNOTATION and "OverflowError" in second.detail
+    assert second.reason == source_items.NAN_ANNOTATION and "OverflowError" in second.detail
     # NaN reads (json allows it) and is caught by the per-person check.
-    assert items.complete_item(third).reason == items.NAN_ANNOTATION
+    assert items.complete_item(third).reason == source_items.NAN_ANNOTATION

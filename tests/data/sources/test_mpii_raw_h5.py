@@ -10,8 +10,7 @@ import pytest
 
 from stacked_hourglass import convert
 from stacked_hourglass.data import features
-from stacked_hourglass.data.records import items as item_types
-from stacked_hourglass.data.sources import mpii
+from stacked_hourglass.data.sources import mpii, source_items
 
 DATA = pathlib.Path(__file__).resolve().parents[3] / ".." / "shared" / "data"
 VALID_H5 = DATA / "pose-hg-train" / "data" / "mpii" / "annot" / "valid.h5"
@@ -77,8 +76,8 @@ def test_tiny_raw_h5_train_valid_test(raw_h5):
     assert a0.keypoint_status[9] == features.VISIBLE and a0.keypoint_status[0] == features.OCCLUDED
     assert (a0.keypoint_status == features.NOT_ANNOTATED).sum() == 14
     assert [(s.index, s.person, s.reason) for s in train[1:]] == [
-        (1, 0, item_types.NO_KEYPOINTS),
-        (1, 1, item_types.NO_KEYPOINTS),
+        (1, 0, source_items.NO_KEYPOINTS),
+        (1, 1, source_items.NO_KEYPOINTS),
     ]
     # Without a split file train has the validation person too.
     all_train = mpii.read_h5(raw_h5 / "annot.h5", raw_h5, "train")
