@@ -97,6 +97,18 @@ def test_cli_missing_flags_and_model(flip_export, run_predict, tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+def test_cli_two_models_is_one_line_before_loading_anything(run_predict, tmp_path):
+    status, out, err = run_predict(
+        f"--saved_model={tmp_path / 'a'}",
+        f"--litert={tmp_path / 'b.tflite'}",
+        f"--image={tmp_path / 'c.jpg'}",
+        f"--output_dir={tmp_path / 'out'}",
+    )
+    assert status == 1 and out == ""
+    assert err == ["predict: error: give exactly one of --saved_model and --litert"]
+    assert os.listdir(tmp_path) == []
+
+
 @pytest.fixture
 def mixed_folder(flip_export, tmp_path):
     """A folder of two good images, a truncated JPEG and a text file named .jpg."""
