@@ -89,16 +89,7 @@ def run_model_evaluation(
         data, joint_set.num_joints, info.codec(), batch_size, max_pixels=max_pixels
     )
     result = _predict_records(model, dataset, data, joint_set)
-    name = (Path(path).stem if kind == "litert" else Path(path).name) + (
-        "_flip" if info.flip_test else ""
-    )
-    source = {
-        **{k: (path if k == kind else None) for k in predictor.KINDS},
-        "decoder": info.decoder,
-        "data": data,
-        "flip_test": info.flip_test,
-        "coordinates": "0-based original pixels for both predictions and ground truth",
-    }
+    name, source = _name_and_sources(info, path, data)
     figures = report_figures(
         result["preds"],
         result["keypoints"],
@@ -120,6 +111,19 @@ def run_model_evaluation(
         )
         print(f"Wrote {written}")
     return figures
+
+
+def _name_and_sources(info: predictor.ModelInfo, path: str, data: str) -> tuple[str, dict]:
+    """(NAME of the output files, the figures' "sources") of an evaluation of `path`."""
+    name = Path(path).stem if info.kind == "litert" else Path(path).name
+    source = {
+        **{k: (path if k == info.kind else None) for k in predictor.KINDS},
+        "decoder": info.decoder,
+        "data": data,
+        "flip_test": info.flip_test,
+        "coordinates": "0-based original pixels for both predictions and ground truth",
+    }
+    return name + ("_flip" if info.flip_test else ""), source
 
 
 def _predict_records(model, dataset, data: str, joint_set: JointSet) -> dict:

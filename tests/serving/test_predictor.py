@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 
-from stacked_hourglass.serving import client, keras_predictor, litert, predictor
+from stacked_hourglass.serving import box_crop, client, keras_predictor, litert, predictor
 
 KINDS = ["model_dir", "saved_model", "litert"]
 
@@ -114,3 +114,27 @@ def test_every_kind_gives_the_keras_keypoints(opened, random_image, kind):
     sure = decisive(expected, tolerance)
     assert sure.mean() >= 0.5, sure  # else this test would compare little
     np.testing.assert_array_equal(keypoints[sure], expected_keypoints[sure])
+
+
+def test_host_crop_is_the_box_rule(random_image):
+    """`box_crop.crop_on_host`: four zeros or None is the whole image; the crop's matrix is the
+    rule's (centre, 1.25 x the longer side); a bad box gets the graph's message."""
+    image = random_image((96, 72), 3)
+    _, matrix, used = box_crop.crop_on_host(image, None, 64)
+    np.testing.assert_array_equal(used, [-0.5, -0.5, 71.5, 95.5])
+    _, zeros_matrix, _ = box_crop.crop_on_host(image, np.zeros(4, np.float32), 64)
+    np.testing.assert_array_equal(zeros_matrix, matrix)
+    crop, matrix, used = box_crop.crop_on_host(image, np.array([5, 10, 60, 90], np.float32), 64)
+    assert crop.shape == (64, 64, 3) and crop.dtype == np.float32
+    # The box centre lands on the crop centre; the crop side 1.25 * 80 px spans 64 crop pixels.
+    centre = box_crop.to_original(np.array([[31.5, 31.5]], np.float32), matrix)
+    np.testing.assert_allclose(centre, [[32.5, 50.0]], atol=1e-4)
+    np.testing.assert_allclose(matrix[0, 0], 64 / (1.25 * 80), rtol=1e-6)
+    with pytest.raises(ValueError) as info:
+        box_crop.crop_on_host(image, np.array([10, 5, 3, 40], np.float32), 64)
+    assert str(info.value) == (
+        "box[0] = [10 5 3 40] has zero or negative area or is not finite (need x1 < x2 and "
+        "y1 < y2; four zeros mean the whole image)"
+    )
+    with pytest.raises(ValueError, match=r"^box\[0\] = \[500 500 600 600\] lies outside the 72x96"):
+        box_crop.crop_on_host(image, np.array([500, 500, 600, 600], np.float32), 64)
