@@ -326,7 +326,9 @@ def predict_files(model: Predictor, paths: list[str], box=None) -> list[Predicti
     past bad files).
 
     Raises:
-        tf.errors.InvalidArgumentError: with the message prefixed by the file's path.
+        tf.errors.InvalidArgumentError: a SavedModel's check, the message prefixed by the file's
+            path.
+        ValueError: a check of the host path (`predict_on_host`), naming the file.
     """
     predictions = []
     for path in paths:
