@@ -37,66 +37,23 @@ from __future__ import annotations
 
 from absl import flags
 
-from stacked_hourglass.joints import JOINT_SET_NAMES, get_joint_set
+from stacked_hourglass.evaluation import released, report
+from stacked_hourglass.joints import get_joint_set
+from stacked_hourglass.serving import predictor
 from stacked_hourglass.utils import cli
 
 
 def define_flags(fv: flags.FlagValues) -> None:
-    def string(name, help_text):
-        flags.DEFINE_string(name, None, help_text, flag_values=fv)
-
-    # Released-predictions mode.
-    string("predictions", "Prediction file (.h5 or .mat with `preds`); selects released mode.")
-    string("ground_truth", "Ground-truth file: detections_our_format.mat or a pose-hg .h5.")
-    flags.DEFINE_boolean(
-        "posehg_label_filter",
-        False,
-        "Also skip ground-truth labels with x <= 1 or y <= 1, as pose-hg's calcDists does.",
-        flag_values=fv,
-    )
-    # Model mode.
-    string("model_dir", "Training (or weight-import) directory.")
-    string("saved_model", "Exported SavedModel directory (or its versioned base).")
-    string("litert", "A .tflite file from export --format=litert.")
-    flags.DEFINE_enum(
-        "decoder", None, ["quarter", "dark"],
-        "Heatmap decoder for --model_dir (default quarter); an export uses its own.",
-        flag_values=fv,
-    )  # fmt: skip
-    string("data", "TFRecord glob of the evaluation split.")
-    flags.DEFINE_boolean(
-        "flip_test", False, "Average with the heatmaps of the flipped image.", flag_values=fv
-    )
+    released.define_flags(fv)
+    predictor.define_flags(fv, options=True)
+    flags.DEFINE_string("data", None, "TFRecord glob of the evaluation split.", flag_values=fv)
     flags.DEFINE_integer("batch_size", 32, "Evaluation batch size.", lower_bound=1, flag_values=fv)
-    # Shared.
-    string("output_dir", "Where NAME.pck.json and NAME.pck_curves.png go; unset: print only.")
-    flags.DEFINE_enum(
-        "dataset",
-        None,
-        list(JOINT_SET_NAMES),
-        "Joint set; default: the model's training dataset (mpii for --predictions).",
-        flag_values=fv,
-    )
-    flags.DEFINE_enum(
-        "head",
-        "head_top",
-        ["head_top", "neck_and_top"],
-        "MPII 'Head' column: head_top (HRNet/mmpose/bearpaw) or the mean of upper_neck and "
-        "head_top (MPII's own evaluation, pose-hg).",
-        flag_values=fv,
-    )
-    flags.DEFINE_float(
-        "threshold", None, "PCK threshold; default the dataset's (0.5 PCKh, 0.2 FLIC PCK).",
-        flag_values=fv,
-    )  # fmt: skip
+    report.define_flags(fv)
 
 
 def run(fv: flags.FlagValues) -> None:
-    common = {"head": fv["head"].value, "threshold": fv["threshold"].value,
-              "output_dir": fv["output_dir"].value}  # fmt: skip
+    common = {k: fv[k].value for k in ("head", "threshold", "output_dir")}
     if fv["predictions"].value:
-        from stacked_hourglass.evaluation import released  # numpy only: no TF start-up
-
         cli.require(fv, "ground_truth")
         released.run_released_evaluation(
             fv["predictions"].value,
@@ -106,18 +63,10 @@ def run(fv: flags.FlagValues) -> None:
             **common,
         )
         return
-    from stacked_hourglass.evaluation import model_eval
+    from stacked_hourglass.evaluation import model_eval  # TensorFlow: only for a model
 
-    sources = {k: fv[k].value for k in ("model_dir", "saved_model", "litert")}
-    model_eval.evaluate_sources(
-        **sources,
-        data=fv["data"].value,
-        dataset=fv["dataset"].value,
-        flip_test=fv["flip_test"].value,
-        batch_size=fv["batch_size"].value,
-        decoder=fv["decoder"].value,
-        **common,
-    )
+    names = (*predictor.KINDS, "data", "dataset", "flip_test", "batch_size", "decoder")
+    model_eval.evaluate_sources(**{k: fv[k].value for k in names}, **common)
 
 
 def main(argv=None) -> int:

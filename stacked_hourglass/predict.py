@@ -4,9 +4,9 @@ r"""Predicts poses on one's own images with an exported SavedModel or a LiteRT m
       --image=FILE[,FILE...]|DIR [--box=x1,y1,x2,y2] --output_dir=DIR
   python -m stacked_hourglass.predict --litert=FILE.tflite --image=... [--box=...] --output_dir=DIR
 
-With --litert the image is decoded and cropped on the host (the crop rule of the SavedModel's
-`serving_box`) and the crop goes through the LiteRT interpreter. The heatmap decoder is the
-export's (recorded in its metadata) and is printed.
+With --litert the image is decoded and cropped on the host (`serving.box_crop`, the crop rule of
+the SavedModel's `serving_box`) and the crop goes through the LiteRT interpreter. The heatmap
+decoder is the export's (recorded in its metadata) and is printed.
 
 Writes NAME.json (joint name -> x, y, score in 0-based original pixels, image size, box) and
 NAME.png (skeleton overlay) per image and prints the keypoints table. Without --box the whole
@@ -24,13 +24,15 @@ import os
 
 from absl import flags
 
+from stacked_hourglass.serving import predictor
 from stacked_hourglass.utils import cli
+
+KINDS = ("saved_model", "litert")
 
 
 def define_flags(fv: flags.FlagValues) -> None:
+    predictor.define_flags(fv, KINDS)
     for name, help_text in (
-        ("saved_model", "SavedModel version dir, or an export dir (its highest version)."),
-        ("litert", "A .tflite file from export --format=litert (instead of --saved_model)."),
         ("image", "Image file(s), comma-separated, or a directory of .jpg/.png/.bmp/.gif."),
         ("box", "Person box x1,y1,x2,y2 in original pixels (default: the whole image)."),
         ("output_dir", "Where NAME.json and NAME.png go."),
@@ -39,10 +41,9 @@ def define_flags(fv: flags.FlagValues) -> None:
 
 
 def run(fv: flags.FlagValues) -> int:
-    if fv["saved_model"].value and fv["litert"].value:
-        raise cli.UsageError("give only one of --saved_model and --litert")
-    if not fv["litert"].value:
-        cli.require(fv, "saved_model")
+    kind, path = predictor.choose_model(
+        {k: fv[k].value for k in KINDS}, missing="--saved_model is required"
+    )
     cli.require(fv, "image", "output_dir")
     # TF's per-call C++ warnings (e.g. "Local rendezvous is aborting" on a failed assertion)
     # would bury the one-line error; the user can still ask for them.
@@ -56,17 +57,9 @@ def run(fv: flags.FlagValues) -> int:
     output_dir = fv["output_dir"].value
     if os.path.exists(output_dir) and not os.path.isdir(output_dir):
         raise NotADirectoryError(f"--output_dir={output_dir}: not a directory")
-    if fv["litert"].value:
-        model = client.load_litert_model(fv["litert"].value)
-        kind = f"LiteRT, quantize={model.metadata.get('quantize', 'none')}"
-    else:
-        model = client.load_serving_model(fv["saved_model"].value)
-        kind = "SavedModel"
-    metadata = model.metadata
-    print(
-        f"{model.path} ({kind}): decoder={metadata.get('decoder', 'quarter')}, "
-        f"flip_test={metadata.get('flip_test', False)}"
-    )
+    model = predictor.open_predictor(kind, path)
+    info = model.info
+    print(f"{info.path} ({info.describe()}): decoder={info.decoder}, flip_test={info.flip_test}")
     failures = []
     for result, name in zip(client.predict_each(model, paths, box), names, strict=True):
         if isinstance(result, client.Failure):

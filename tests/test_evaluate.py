@@ -19,7 +19,8 @@ import pytest
 from stacked_hourglass import evaluate
 from stacked_hourglass.data.records import shards
 from stacked_hourglass.data.sources import synthetic
-from stacked_hourglass.evaluation import formats, model_eval
+from stacked_hourglass.evaluation import formats
+from stacked_hourglass.serving import predictor
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 DETECTIONS_GT = DATA / "pytorch-pose/evaluation/data/detections_our_format.mat"
@@ -204,7 +205,7 @@ def no_inference(monkeypatch):
     def load(*args, **kwargs):
         raise AssertionError("the model was loaded before the records were checked")
 
-    monkeypatch.setattr(model_eval, "load_heatmaps_fn", load)
+    monkeypatch.setattr(predictor, "load", load)
 
 
 def _copy_split(pattern, folder):

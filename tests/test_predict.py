@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 from stacked_hourglass import joints, predict
-from stacked_hourglass.serving import client
+from stacked_hourglass.serving import client, litert
 
 
 def test_cli_writes_json_and_png(flip_export):
@@ -97,6 +97,18 @@ def test_cli_missing_flags_and_model(flip_export, run_predict, tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+def test_cli_two_models_is_one_line_before_loading_anything(run_predict, tmp_path):
+    status, out, err = run_predict(
+        f"--saved_model={tmp_path / 'a'}",
+        f"--litert={tmp_path / 'b.tflite'}",
+        f"--image={tmp_path / 'c.jpg'}",
+        f"--output_dir={tmp_path / 'out'}",
+    )
+    assert status == 1 and out == ""
+    assert err == ["predict: error: give exactly one of --saved_model and --litert"]
+    assert os.listdir(tmp_path) == []
+
+
 @pytest.fixture
 def mixed_folder(flip_export, tmp_path):
     """A folder of two good images, a truncated JPEG and a text file named .jpg."""
@@ -111,28 +123,23 @@ def mixed_folder(flip_export, tmp_path):
     return folder
 
 
-class _CropModel:
-    """Stands in for `serving.litert.LiteRTModel` (the LiteRT interpreter is optional): the
-    SavedModel's crop-in signature, which computes what the converted model does."""
+def _use_litert_stand_in(monkeypatch, flip_export, folder, **metadata):
+    """A LiteRT model whose interpreter (optional here) is replaced by the SavedModel's crop-in
+    signature, which computes what the converted model does: FOLDER/model.tflite (a placeholder)
+    and its FILE.json, the export's metadata overridden by `metadata`. Returns the .tflite path.
+    """
+    serving = client.load_serving_model(flip_export["path"])
+    folder.mkdir()
+    (folder / "model.tflite").write_bytes(b"")
+    metadata = {**serving.metadata, "quantize": "none", "max_pixels": 0, **metadata}
+    (folder / "model.json").write_text(json.dumps(metadata))
 
-    def __init__(self, serving):
-        self._serving = serving
-        self.input_size = int(serving.metadata["input_size"])
-
-    def run(self, crops):
-        out = self._serving.serve_images(images=tf.constant(crops, tf.float32))
+    def runner(images):
+        out = serving.serve_images(images=tf.constant(images, tf.float32))
         return {k: v.numpy() for k, v in out.items()}
 
-
-def _use_litert_stand_in(monkeypatch, flip_export, **metadata):
-    """`client.load_litert_model` returns the stand-in; `metadata` overrides its FILE.json."""
-    serving = client.load_serving_model(flip_export["path"])
-    metadata = {**serving.metadata, "quantize": "none", "max_pixels": 0, **metadata}
-    stand_in = client.LiteRTClient(
-        path="model.tflite", litert=_CropModel(serving), metadata=metadata,
-        joint_set=serving.joint_set,
-    )  # fmt: skip
-    monkeypatch.setattr(client, "load_litert_model", lambda path: stand_in)
+    monkeypatch.setattr(litert, "signature_runner", lambda path, num_threads=None: runner)
+    return str(folder / "model.tflite")
 
 
 @pytest.mark.parametrize("source", ["saved_model", "litert"])
@@ -140,8 +147,8 @@ def test_folder_with_bad_files_writes_the_good_ones_and_names_the_bad(
     flip_export, run_predict, mixed_folder, tmp_path, monkeypatch, source
 ):
     if source == "litert":
-        _use_litert_stand_in(monkeypatch, flip_export)
-        model = "--litert=model.tflite"
+        stand_in = _use_litert_stand_in(monkeypatch, flip_export, tmp_path / "litert")
+        model = f"--litert={stand_in}"
     else:
         model = f"--saved_model={flip_export['path']}"
     out_dir = tmp_path / "out"
@@ -168,10 +175,10 @@ def test_folder_with_bad_files_writes_the_good_ones_and_names_the_bad(
 def test_litert_refuses_an_image_above_the_pixel_limit_before_decoding(
     flip_export, run_predict, tmp_path, monkeypatch
 ):
-    _use_litert_stand_in(monkeypatch, flip_export, max_pixels=1000)
+    stand_in = _use_litert_stand_in(monkeypatch, flip_export, tmp_path / "litert", max_pixels=1000)
     image = flip_export["root"] / "images" / "person.jpg"  # 72 x 96 = 6912 pixels
     status, _, err = run_predict(
-        "--litert=model.tflite", f"--image={image}", f"--output_dir={tmp_path / 'out'}"
+        f"--litert={stand_in}", f"--image={image}", f"--output_dir={tmp_path / 'out'}"
     )
     assert status == 1 and len(err) == 1, err
     assert "72x96 (width x height) = 6912 pixels, above the limit max_pixels = 1000" in err[0]

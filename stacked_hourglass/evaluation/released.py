@@ -9,10 +9,31 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from absl import flags
+
 from stacked_hourglass.evaluation import formats, pck
 from stacked_hourglass.evaluation.report import report_figures
 from stacked_hourglass.joints import JointSet
 from stacked_hourglass.utils.digest import sha256_file
+
+
+def define_flags(fv: flags.FlagValues) -> None:
+    """The released mode's flags: --predictions (which selects it), --ground_truth,
+    --posehg_label_filter."""
+    flags.DEFINE_string(
+        "predictions", None,
+        "Prediction file (.h5 or .mat with `preds`); selects released mode.", flag_values=fv,
+    )  # fmt: skip
+    flags.DEFINE_string(
+        "ground_truth", None, "Ground-truth file: detections_our_format.mat or a pose-hg .h5.",
+        flag_values=fv,
+    )  # fmt: skip
+    flags.DEFINE_boolean(
+        "posehg_label_filter",
+        False,
+        "Also skip ground-truth labels with x <= 1 or y <= 1, as pose-hg's calcDists does.",
+        flag_values=fv,
+    )
 
 
 def run_released_evaluation(

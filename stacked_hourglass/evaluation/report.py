@@ -10,9 +10,38 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from absl import flags
 
 from stacked_hourglass.evaluation import formats, pck, plots
-from stacked_hourglass.joints import JointSet
+from stacked_hourglass.joints import JOINT_SET_NAMES, JointSet
+
+
+def define_flags(fv: flags.FlagValues) -> None:
+    """The report's flags, shared by both modes of `evaluate`: --output_dir, --dataset, --head,
+    --threshold."""
+    flags.DEFINE_string(
+        "output_dir", None,
+        "Where NAME.pck.json and NAME.pck_curves.png go; unset: print only.", flag_values=fv,
+    )  # fmt: skip
+    flags.DEFINE_enum(
+        "dataset",
+        None,
+        list(JOINT_SET_NAMES),
+        "Joint set; default: the model's training dataset (mpii for --predictions).",
+        flag_values=fv,
+    )
+    flags.DEFINE_enum(
+        "head",
+        "head_top",
+        ["head_top", "neck_and_top"],
+        "MPII 'Head' column: head_top (HRNet/mmpose/bearpaw) or the mean of upper_neck and "
+        "head_top (MPII's own evaluation, pose-hg).",
+        flag_values=fv,
+    )
+    flags.DEFINE_float(
+        "threshold", None, "PCK threshold; default the dataset's (0.5 PCKh, 0.2 FLIC PCK).",
+        flag_values=fv,
+    )  # fmt: skip
 
 
 def report_figures(

@@ -1,4 +1,5 @@
-"""Pose prediction on one's own images with an exported SavedModel or a LiteRT model.
+"""Pose prediction on one's own images with any `predictor.Predictor` (an exported SavedModel,
+a LiteRT model, a Keras model directory), and the SavedModel's implementation of it.
 
 For each image `NAME.EXT` this writes, into the output directory:
 
@@ -8,10 +9,10 @@ For each image `NAME.EXT` this writes, into the output directory:
 
 Coordinates are 0-based original-image pixels, (x, y), integer values at pixel centres. The box
 is the one `serving_default` used (the whole image, [-0.5, -0.5, W - 0.5, H - 0.5], when none is
-given). Images go through the SavedModel one per call: their sizes differ, and an error then
-names the file. A LiteRT model (`serving.litert`) takes crops: the image's header is checked
-against the pixel limit, then it is decoded and cropped on the host with the rule `serving_box`
-uses, and the keypoints are mapped back to original pixels.
+given). Images go through the SavedModel's `serving_box` one per call: their sizes differ, and an
+error then names the file. The other predictors take crops (`predict_on_host`): the image's
+header is checked against the pixel limit, then it is decoded and cropped on the host with the
+rule `serving_box` uses (`box_crop`), and the keypoints are mapped back to original pixels.
 
 `predict_each` runs every file and gives a `Failure` (file and one-line reason) for each one that
 cannot be used, so that one bad file costs its own output only; `predict_files` is the
@@ -32,8 +33,9 @@ import tensorflow as tf
 
 from stacked_hourglass import joints
 from stacked_hourglass.data import images
-from stacked_hourglass.serving import layout
+from stacked_hourglass.serving import box_crop, layout, predictor
 from stacked_hourglass.serving.layout import resolve_saved_model
+from stacked_hourglass.serving.predictor import ModelInfo, Predictor
 from stacked_hourglass.utils import drawing, files
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
@@ -61,14 +63,14 @@ class Prediction:
 
 @dataclasses.dataclass(frozen=True)
 class ServingModel:
-    """A loaded SavedModel and its `assets/joints.json`.
+    """A loaded SavedModel and its `assets/joints.json`: the SavedModel's `predictor.Predictor`.
 
     Attributes:
         path: the version directory loaded.
         serve: the `serving_box` concrete function (image bytes and box in).
         serve_images: the `serving_image_tensor` concrete function (crops in).
         metadata: the parsed joints.json.
-        joint_set: a `JointSet` for drawing (the packaged one when the dataset is known).
+        info: the `ModelInfo` read from it (the decoder and the flip test baked in).
         loaded: the loaded SavedModel object; it owns the variables the signatures read, so it
             must live as long as they are called.
     """
@@ -77,8 +79,26 @@ class ServingModel:
     serve: object
     serve_images: object
     metadata: dict
-    joint_set: joints.JointSet
+    info: ModelInfo
     loaded: object
+
+    @property
+    def joint_set(self) -> joints.JointSet:
+        """For drawing (the packaged one when the dataset is known)."""
+        return self.info.joint_set
+
+    def heatmaps(self, crops) -> tf.Tensor:
+        """Crops float32 [B, S, S, 3] in [0, 1] → heatmaps [B, H, H, K] (`serving_image_tensor`)."""
+        return self.serve_images(images=crops)["heatmaps"]
+
+    def keypoints(self, crops) -> tuple[np.ndarray, np.ndarray]:
+        """Crops → (keypoints [B, K, 2] in crop pixels, scores [B, K]), numpy, from the graph."""
+        out = self.serve_images(images=tf.convert_to_tensor(crops, tf.float32))
+        return out["keypoints"].numpy(), out["scores"].numpy()
+
+    def predict_image(self, path: str, box: np.ndarray | None = None) -> Prediction:
+        """One image file through `serving_box` (`predict_image`)."""
+        return predict_image(self, path, box)
 
 
 def load_serving_model(path: str) -> ServingModel:
@@ -89,32 +109,14 @@ def load_serving_model(path: str) -> ServingModel:
     for name in (layout.SERVING_BOX, layout.SERVING_IMAGE_TENSOR):
         if name not in loaded.signatures:
             raise ValueError(f"{path} has no {name} signature; export it again with this version")
-    metadata.setdefault("decoder", layout.DEFAULT_DECODER)
+    metadata.setdefault("decoder", predictor.DEFAULT_DECODER)
     return ServingModel(
         path=path,
         serve=loaded.signatures[layout.SERVING_BOX],
         serve_images=loaded.signatures[layout.SERVING_IMAGE_TENSOR],
         metadata=metadata,
-        joint_set=_joint_set(metadata),
+        info=predictor.info_from_metadata("saved_model", path, metadata),
         loaded=loaded,
-    )
-
-
-def _joint_set(metadata: dict) -> joints.JointSet:
-    names = tuple(metadata["joint_names"])
-    try:
-        known = joints.get_joint_set(metadata["dataset"])
-    except ValueError:
-        known = None
-    if known is not None and known.names == names:
-        return known
-    # A model for joints this package does not know: enough to draw a skeleton.
-    return joints.JointSet(
-        name=metadata["dataset"],
-        names=names,
-        swap_pairs=(),
-        skeleton=tuple(tuple(edge) for edge in metadata["skeleton"]),
-        pck_groups=(),
     )
 
 
@@ -219,26 +221,27 @@ def output_names(paths: list[str]) -> list[str]:
     return names
 
 
-def prediction_record(model: ServingModel, prediction: Prediction) -> dict:
+def prediction_record(model: Predictor, prediction: Prediction) -> dict:
     """The NAME.json content of a prediction."""
     h, w = prediction.image.shape[:2]
+    joint_set = model.info.joint_set
     return {
         "image": prediction.path,
         "image_size": {"width": int(w), "height": int(h)},
         "box": [float(v) for v in prediction.box],
-        "dataset": model.metadata["dataset"],
-        "flip_test": model.metadata["flip_test"],
+        "dataset": joint_set.name,
+        "flip_test": model.info.flip_test,
         "coordinates": "0-based original pixels, (x, y), integer values at pixel centres",
         "keypoints": {
             name: {"x": float(x), "y": float(y), "score": float(s)}
             for name, (x, y), s in zip(
-                model.metadata["joint_names"], prediction.keypoints, prediction.scores, strict=True
+                joint_set.names, prediction.keypoints, prediction.scores, strict=True
             )
         },
     }
 
 
-def write_prediction(model: ServingModel, prediction: Prediction, output_dir: str, name: str):
+def write_prediction(model: Predictor, prediction: Prediction, output_dir: str, name: str):
     """Writes NAME.json and NAME.png, each atomically (a reader never sees half a file); returns
     their paths."""
     os.makedirs(output_dir, exist_ok=True)
@@ -250,7 +253,7 @@ def write_prediction(model: ServingModel, prediction: Prediction, output_dir: st
     overlay = drawing.render_pose(
         prediction.image,
         prediction.keypoints,
-        model.joint_set,
+        model.info.joint_set,
         scores=prediction.scores,
         title=os.path.basename(prediction.path),
     )
@@ -259,13 +262,13 @@ def write_prediction(model: ServingModel, prediction: Prediction, output_dir: st
     return json_path, png_path
 
 
-def format_table(model: ServingModel, prediction: Prediction) -> str:
+def format_table(model: Predictor, prediction: Prediction) -> str:
     """A plain-text keypoints table of one prediction."""
     h, w = prediction.image.shape[:2]
     box = ", ".join(f"{v:.1f}" for v in prediction.box)
     lines = [f"{prediction.path} ({w}x{h}, box [{box}])", f"  {'joint':<12}{'x':>9}{'y':>9}  score"]
     for name, (x, y), s in zip(
-        model.metadata["joint_names"], prediction.keypoints, prediction.scores, strict=True
+        model.info.joint_set.names, prediction.keypoints, prediction.scores, strict=True
     ):
         # + 0.0 turns -0.0 into 0.0 for printing.
         lines.append(f"  {name:<12}{x + 0.0:9.1f}{y + 0.0:9.1f}  {s:5.3f}")
@@ -290,7 +293,7 @@ class Failure:
 
 
 def predict_each(
-    model: ServingModel | LiteRTClient, paths: Sequence[str], box: np.ndarray | None = None
+    model: Predictor, paths: Sequence[str], box: np.ndarray | None = None
 ) -> Iterator[Prediction | Failure]:
     """Predicts the files one at a time, yielding one result per path, in order.
 
@@ -299,69 +302,43 @@ def predict_each(
     memory) propagate.
 
     Args:
-        model: from `load_serving_model` (`serving_box`) or `load_litert_model` (host crop).
+        model: from `predictor.open_predictor` (its `predict_image`).
         paths: image files.
         box: float32 [4] x1, y1, x2, y2 in original pixels for every image; None: whole image.
 
     Yields:
         A `Prediction`, or a `Failure` naming the file and the reason.
     """
-    predict = predict_image_litert if isinstance(model, LiteRTClient) else predict_image
     for path in paths:
         try:
-            result = predict(model, path, box)
+            result = model.predict_image(path, box)
         except tf.errors.InvalidArgumentError as e:  # the SavedModel's checks name the input
             result = Failure(path, error_summary(e))
-        except ValueError as e:  # the host-side checks of a LiteRT prediction
+        except ValueError as e:  # the host-side checks (`predict_on_host`)
             result = Failure(path, str(e).removeprefix(f"{path}: "))
         except OSError as e:  # the file cannot be read
             result = Failure(path, e.strerror or str(e))
         yield result
 
 
-def predict_files(model: ServingModel, paths: list[str], box=None) -> list[Prediction]:
+def predict_files(model: Predictor, paths: list[str], box=None) -> list[Prediction]:
     """Predicts every file; the first bad input raises (all or nothing; `predict_each` goes on
     past bad files).
 
     Raises:
-        tf.errors.InvalidArgumentError: with the message prefixed by the file's path.
+        tf.errors.InvalidArgumentError: a SavedModel's check, the message prefixed by the file's
+            path.
+        ValueError: a check of the host path (`predict_on_host`), naming the file.
     """
     predictions = []
     for path in paths:
         try:
-            predictions.append(predict_image(model, path, box))
+            predictions.append(model.predict_image(path, box))
         except tf.errors.InvalidArgumentError as e:
             raise tf.errors.InvalidArgumentError(
                 e.node_def, e.op, f"{path}: {error_summary(e)}"
             ) from e
     return predictions
-
-
-@dataclasses.dataclass(frozen=True)
-class LiteRTClient:
-    """A LiteRT model and its FILE.json, shaped like `ServingModel` for the writers above.
-
-    Attributes:
-        path: the .tflite file.
-        litert: a `serving.litert.LiteRTModel`.
-        metadata: FILE.json.
-        joint_set: for drawing.
-    """
-
-    path: str
-    litert: object
-    metadata: dict
-    joint_set: joints.JointSet
-
-
-def load_litert_model(path: str) -> LiteRTClient:
-    """Loads FILE.tflite with its FILE.json (`export --format=litert`)."""
-    from stacked_hourglass.serving import litert
-
-    model = litert.LiteRTModel(path)
-    return LiteRTClient(
-        path=path, litert=model, metadata=model.metadata, joint_set=_joint_set(model.metadata)
-    )
 
 
 def _op_message(error: tf.errors.OpError) -> str:
@@ -397,37 +374,29 @@ def decode_on_host(data: bytes, max_pixels: int = images.DEFAULT_MAX_PIXELS) -> 
     raise ValueError(f"image_bytes[0] ({len(data)} bytes): image {reason}")
 
 
-def predict_image_litert(
-    model: LiteRTClient, path: str, box: np.ndarray | None = None
-) -> Prediction:
-    """Decodes and crops one image on the host, runs the LiteRT model, maps back.
+def predict_on_host(model: Predictor, path: str, box: np.ndarray | None = None) -> Prediction:
+    """Decodes and crops one image on the host (`box_crop`), runs `model.keypoints`, maps back.
 
-    The image's header is checked first against the model's `max_pixels` (FILE.json; the
-    package default when it records none).
+    The image's header is checked first against the model's `max_pixels` (the package default
+    when it records none).
 
     Raises:
         ValueError: not an image, a damaged image, above the pixel limit, or a bad box (the
             serving signatures' messages), prefixed with the path.
         OSError: the file cannot be read.
     """
-    from stacked_hourglass.serving import litert
-
     with open(path, "rb") as f:
         data = f.read()
-    max_pixels = int(model.metadata.get("max_pixels") or images.DEFAULT_MAX_PIXELS)
     try:
-        image = decode_on_host(data, max_pixels)
+        image = decode_on_host(data, model.info.max_pixels or images.DEFAULT_MAX_PIXELS)
+        crop, matrix, used = box_crop.crop_on_host(image, box, model.info.input_size)
     except ValueError as e:
         raise ValueError(f"{path}: {e}") from None
-    try:
-        crop, matrix, used = litert.crop_image(image, box, model.litert.input_size)
-    except ValueError as e:
-        raise ValueError(f"{path}: {e}") from None
-    out = model.litert.run(crop[None])
+    keypoints, scores = model.keypoints(crop[None])
     return Prediction(
         path=path,
         image=image,
-        keypoints=litert.to_original(out["keypoints"][0], matrix),
-        scores=out["scores"][0],
+        keypoints=box_crop.to_original(keypoints[0], matrix),
+        scores=scores[0],
         box=used,
     )

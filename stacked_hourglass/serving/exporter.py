@@ -17,7 +17,8 @@ Signatures (coordinates are 0-based pixels, (x, y), integer values at pixel cent
   original pixels; four zeros = the whole image, since serving signatures cannot have optional
   inputs) → the same outputs. The crop is a square of side `1.25 * max(x2 - x1, y2 - y1)`
   centred on the box centre (`center = box centre`, `scale = 1.25 * max(w, h) / 200`: the MPII
-  convention where a crop side is `200 * scale` and includes a 25% margin), resized to S x S.
+  convention where a crop side is `200 * scale` and includes a 25% margin), resized to S x S;
+  the rule, and the checks of the box, are `box_crop`'s (the LiteRT host path uses it too).
 * `serving_heatmaps`: as `serving_box`, plus `heatmaps` float32 [B, H, H, K].
 * `serving_image_tensor`: `images` float32 [B, S, S, 3] in [0, 1] (already cropped) → `keypoints`
   in crop pixels, `scores`, `heatmaps`.
@@ -46,13 +47,13 @@ import numpy as np
 import tensorflow as tf
 
 from stacked_hourglass import joints, run_dir
-from stacked_hourglass.data import features, geometry
+from stacked_hourglass.data import geometry
 from stacked_hourglass.data import images as image_header
 from stacked_hourglass.data.codec import HeatmapCodec
 from stacked_hourglass.data.images import DEFAULT_MAX_PIXELS
 from stacked_hourglass.model import inference
+from stacked_hourglass.serving import box_crop
 from stacked_hourglass.serving.layout import (
-    BOX_MARGIN,
     JOINTS_ASSET,
     SERVING_BOX,
     SERVING_DEFAULT,
@@ -71,23 +72,6 @@ _MAGIC_BYTES = (
     b"GIF89a",
     b"BM",  # BMP
 )
-
-
-def box_to_center_scale(box):
-    """Person box → crop center and scale (the rule `serving_default` uses).
-
-    Args:
-        box: float [..., 4] (x1, y1, x2, y2) in original pixels.
-
-    Returns:
-        (center float32 [..., 2] = box centre (x, y), scale float32 [...] =
-        `BOX_MARGIN * max(x2 - x1, y2 - y1) / 200`, so the crop side `200 * scale` is 1.25 times
-        the box's longer side).
-    """
-    box = tf.convert_to_tensor(box, tf.float32)
-    center = 0.5 * (box[..., :2] + box[..., 2:])
-    side = tf.maximum(box[..., 2] - box[..., 0], box[..., 3] - box[..., 1])
-    return center, BOX_MARGIN * side / features.PIXELS_PER_SCALE
 
 
 class _ServingModule(tf.Module):
@@ -279,13 +263,14 @@ class _ServingModule(tf.Module):
         # The header gives the size the decoder will: the whole-image box and the box check
         # need no decoded pixels, and the crop then decodes only what it reads.
         size = tf.cast(tf.stack([height, width]), tf.int32)
-        h, w = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
-        whole = tf.stack([-0.5, -0.5, w - 0.5, h - 0.5])
-        box = tf.where(tf.reduce_all(tf.equal(box, 0.0)), whole, box)
-        with tf.control_dependencies([checked, *check_box(box, size, i)]):
-            center, scale = box_to_center_scale(box)
+        box = box_crop.fill_box(box, size)
+        box_checks = [
+            tf.debugging.Assert(ok, [message])
+            for ok, message in box_crop.box_problems(box, size, i)
+        ]
+        with tf.control_dependencies([checked, *box_checks]):
+            matrix = box_crop.box_matrix(box, self._input_size)
             data = tf.identity(data)
-        matrix = geometry.crop_matrix(center, scale, self._input_size)
         crop = geometry.decode_crop(data, matrix, self._input_size)
         return crop, matrix, size, box
 
@@ -311,38 +296,6 @@ def _truncation_check(data):
         tf.logical_or(tf.logical_not(is_jpeg), eoi), tf.logical_or(tf.logical_not(is_png), iend)
     )
     return kind, complete
-
-
-def check_box(box, size, i):
-    """The assertions on one (filled-in) box against an image of `size` (height, width)."""
-    h, w = tf.cast(size[0], tf.float32), tf.cast(size[1], tf.float32)
-    x1, y1, x2, y2 = tf.unstack(box)
-    finite = tf.reduce_all(tf.math.is_finite(box))
-    positive = tf.logical_and(x2 > x1, y2 > y1)
-    # A box partly outside the image is fine (the crop is padded with zeros, as in training);
-    # one that does not overlap the image at all is a client error.
-    overlaps = tf.reduce_all([x1 < w - 0.5, x2 > -0.5, y1 < h - 0.5, y2 > -0.5])
-    return [
-        tf.debugging.Assert(
-            tf.logical_and(finite, positive),
-            [
-                tf.strings.format(
-                    "box[{}] = {} has zero or negative area or is not finite (need x1 < x2 "
-                    "and y1 < y2; four zeros mean the whole image)",
-                    (i, box),
-                )
-            ],
-        ),
-        tf.debugging.Assert(
-            overlaps,
-            [
-                tf.strings.format(
-                    "box[{}] = {} lies outside the {}x{} (width x height) image",
-                    (i, box, size[1], size[0]),
-                )
-            ],
-        ),
-    ]
 
 
 def check_finite_weights(model: keras.Model) -> None:

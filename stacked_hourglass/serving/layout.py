@@ -18,6 +18,7 @@ import tensorflow as tf
 
 import stacked_hourglass
 from stacked_hourglass import joints
+from stacked_hourglass.serving.predictor import DEFAULT_DECODER
 
 JOINTS_ASSET = "joints.json"
 SERVING_DEFAULT = "serving_default"
@@ -25,8 +26,6 @@ SERVING_BOX = "serving_box"
 SERVING_HEATMAPS = "serving_heatmaps"
 SERVING_IMAGE_TENSOR = "serving_image_tensor"
 SIGNATURES = (SERVING_DEFAULT, SERVING_BOX, SERVING_HEATMAPS, SERVING_IMAGE_TENSOR)
-# Exports written before `decoder` was recorded used the paper's decoder.
-DEFAULT_DECODER = "quarter"
 # Crop side = BOX_MARGIN * the box's longer side (MPII convention: the person fills 1/1.25).
 BOX_MARGIN = 1.25
 

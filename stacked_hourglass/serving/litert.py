@@ -6,7 +6,7 @@
 writes two files:
 
     FILE.tflite   one signature, `serving_default`: `images` float32 [1, S, S, 3] in [0, 1] (a
-                  crop made on the host, the rule of `serving_box`: `crop_image`) → `heatmaps`
+                  crop made on the host, the rule of `serving_box`: `box_crop`) → `heatmaps`
                   float32 [1, H, H, K], `keypoints` float32 [1, K, 2] in crop pixels, `scores`
                   float32 [1, K]; the decoder (and the flip test) run inside the model
     FILE.json     the SavedModel's joints.json plus "format": "litert" and "quantize"
@@ -17,9 +17,9 @@ Quantisation modes (TF's post-training quantisation, no calibration data):
 * `fp16`: float16 weights, dequantised to float32 at load (half the size, float32 maths);
 * `dynamic_int8`: int8 weights, activations quantised on the fly per op (a quarter of the size).
 
-Running the model needs only `ai_edge_litert` (the standalone LiteRT interpreter), not the
-network code; cropping uses TF eager ops (`data.geometry`) so that the crop is the one the
-SavedModel makes.
+Running the model (`LiteRTModel`, the LiteRT `predictor.Predictor`) needs only `ai_edge_litert`
+(the standalone LiteRT interpreter), not the network code; images are cropped on the host with
+TF eager ops (`box_crop.crop_on_host`) so that the crop is the one the SavedModel makes.
 """
 
 from __future__ import annotations
@@ -27,14 +27,12 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Callable
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from stacked_hourglass.data import features, geometry
-from stacked_hourglass.serving import layout
+from stacked_hourglass.serving import client, layout, predictor
 
 QUANTIZE_MODES = ("none", "fp16", "dynamic_int8")
 SIGNATURE = "serving_default"
@@ -150,31 +148,47 @@ def convert_from_model_dir(
     )
 
 
+def read_metadata(path: str) -> dict:
+    """FILE.json of FILE.tflite.
+
+    Raises:
+        FileNotFoundError: no FILE.tflite, or no FILE.json next to it.
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: no such LiteRT model")
+    meta = metadata_path(path)
+    if not os.path.isfile(meta):
+        raise FileNotFoundError(f"{meta}: missing; was {path} written by export --format=litert?")
+    with open(meta, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def signature_runner(path: str, num_threads: int | None = None):
+    """The interpreter's `serving_default` runner of FILE.tflite: `images=` crops [1, S, S, 3]
+    → {"heatmaps", "keypoints", "scores"} numpy."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=path, num_threads=num_threads)
+    return interpreter.get_signature_runner(SIGNATURE)  # keeps the interpreter alive
+
+
 class LiteRTModel:
-    """A converted model loaded in `ai_edge_litert.interpreter.Interpreter`, with its metadata.
+    """A converted model in `ai_edge_litert`'s interpreter, with its metadata: the LiteRT
+    `predictor.Predictor` (one interpreter call per crop; images cropped on the host).
 
     Attributes:
         path: the .tflite file.
         metadata: FILE.json (joint names, input size, decoder, quantize ...).
+        info: the `predictor.ModelInfo` read from it.
         input_size: S.
     """
 
     def __init__(self, path: str, num_threads: int | None = None):
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"{path}: no such LiteRT model")
-        meta = metadata_path(path)
-        if not os.path.isfile(meta):
-            raise FileNotFoundError(
-                f"{meta}: missing; was {path} written by export --format=litert?"
-            )
-        with open(meta, encoding="utf-8") as f:
-            self.metadata = json.load(f)
-        from ai_edge_litert.interpreter import Interpreter
-
+        self.metadata = read_metadata(path)
         self.path = path
-        self.input_size = int(self.metadata["input_size"])
-        self._interpreter = Interpreter(model_path=path, num_threads=num_threads)
-        self._runner = self._interpreter.get_signature_runner(SIGNATURE)
+        self.info = predictor.info_from_metadata("litert", path, self.metadata)
+        self.input_size = self.info.input_size
+        self._runner = signature_runner(path, num_threads)
 
     def run(self, crops) -> dict:
         """Crops float32 [N, S, S, 3] in [0, 1] → {"heatmaps", "keypoints" (crop px), "scores"},
@@ -190,57 +204,22 @@ class LiteRTModel:
             k: np.concatenate([p[k] for p in parts]) for k in ("heatmaps", "keypoints", "scores")
         }
 
-    def heatmaps_fn(self) -> Callable[[tf.Tensor], tf.Tensor]:
-        """A heatmaps function (`model.inference`) usable inside `tf.function`."""
-        k = len(self.metadata["joint_names"])
+    def heatmaps(self, crops) -> tf.Tensor:
+        """Crops → heatmaps float32 [B, H, H, K]; usable inside `tf.function` (the interpreter
+        runs in a `tf.numpy_function`)."""
+        k = self.info.joint_set.num_joints
         h = int(self.metadata["heatmap_size"])
+        out = tf.numpy_function(self._run_heatmaps, [crops], tf.float32, stateful=True)
+        return tf.ensure_shape(out, [None, h, h, k])
 
-        def run_heatmaps(images):
-            return self.run(images)["heatmaps"].astype(np.float32)
+    def _run_heatmaps(self, crops):
+        return self.run(crops)["heatmaps"].astype(np.float32)
 
-        def heatmaps(images):
-            out = tf.numpy_function(run_heatmaps, [images], tf.float32, stateful=True)
-            return tf.ensure_shape(out, [None, h, h, k])
+    def keypoints(self, crops) -> tuple[np.ndarray, np.ndarray]:
+        """Crops → (keypoints [B, K, 2] in crop pixels, scores [B, K]), numpy, from the model."""
+        out = self.run(crops)
+        return out["keypoints"], out["scores"]
 
-        return heatmaps
-
-
-def crop_image(image, box, input_size: int):
-    """The crop `serving_box` makes, on the host (TF eager).
-
-    Args:
-        image: uint8 [H, W, 3].
-        box: float32 [4] x1, y1, x2, y2 in original pixels; None or four zeros = the whole image.
-        input_size: S.
-
-    Returns:
-        (crop float32 [S, S, 3] in [0, 1], matrix float32 [3, 3] original → crop, box used [4]).
-
-    Raises:
-        ValueError: a box with no area, not finite, or outside the image (the serving messages).
-    """
-    h, w = image.shape[:2]
-    if box is None or not np.any(box):
-        box = np.array([-0.5, -0.5, w - 0.5, h - 0.5], np.float32)
-    box = np.asarray(box, np.float32)
-    x1, y1, x2, y2 = box
-    shown = "[" + " ".join(f"{v:g}" for v in box) + "]"
-    if not (np.all(np.isfinite(box)) and x2 > x1 and y2 > y1):
-        raise ValueError(
-            f"box[0] = {shown} has zero or negative area or is not finite (need x1 < x2 and "
-            "y1 < y2; four zeros mean the whole image)"
-        )
-    if not (x1 < w - 0.5 and x2 > -0.5 and y1 < h - 0.5 and y2 > -0.5):
-        raise ValueError(f"box[0] = {shown} lies outside the {w}x{h} (width x height) image")
-    center = 0.5 * (box[:2] + box[2:])
-    scale = layout.BOX_MARGIN * max(x2 - x1, y2 - y1) / features.PIXELS_PER_SCALE
-    matrix = geometry.crop_matrix(tf.constant(center), tf.constant(scale, tf.float32), input_size)
-    # The SavedModel's crop (area averaging, then one warp), from the decoded pixels.
-    crop = geometry.crop_image(tf.constant(image), matrix, input_size)
-    return crop.numpy(), np.asarray(matrix, np.float32), box
-
-
-def to_original(keypoints, matrix):
-    """Crop-pixel keypoints [K, 2] → original pixels through the inverse of `matrix`."""
-    inverse = geometry.invert_affine(tf.constant(matrix, tf.float32))
-    return geometry.apply_affine(inverse, tf.constant(keypoints, tf.float32)).numpy()
+    def predict_image(self, path: str, box=None) -> client.Prediction:
+        """One image file, decoded and cropped on the host (`client.predict_on_host`)."""
+        return client.predict_on_host(self, path, box)

@@ -13,14 +13,15 @@ import tensorflow as tf
 from stacked_hourglass import joints
 from stacked_hourglass.evaluation import model_eval, pck
 from stacked_hourglass.model import inference
-from stacked_hourglass.serving import client
+from stacked_hourglass.serving import client, predictor
 
 
 def evaluate(records, output_dir, model_dir=None, saved_model=None, flip_test=False):
     """(figures, preds [N, K, 2] as written to NAME.preds.h5) of `run_model_evaluation`."""
+    kind, path = predictor.choose_model({"model_dir": model_dir, "saved_model": saved_model})
     figures = model_eval.run_model_evaluation(
-        model_dir=model_dir,
-        saved_model=saved_model,
+        kind,
+        path,
         data=records["valid"],
         flip_test=flip_test,
         batch_size=5,
@@ -95,24 +96,23 @@ def test_flip_export_scores_as_the_model_dir_with_flip_test(
 
 
 def test_flip_export_reports_the_flip_test_even_when_not_asked(synthetic_model):
-    _, input_size, flipped = model_eval.load_heatmaps_fn(
-        None, synthetic_model["flip"], False, joints.SYNTHETIC
-    )
+    info = predictor.open_predictor("saved_model", synthetic_model["flip"], flip_test=False).info
+    input_size, flipped = info.input_size, info.flip_test
     assert input_size == 64 and flipped is True
 
 
 def test_flip_test_on_an_export_without_it_is_an_error(synthetic_model):
     with pytest.raises(ValueError, match="was exported without the flip test"):
-        model_eval.load_heatmaps_fn(None, synthetic_model["plain"], True, joints.SYNTHETIC)
+        predictor.read_info("saved_model", synthetic_model["plain"], flip_test=True)
 
 
 def test_exactly_one_model_source(synthetic_model, synthetic_records):
     for model_dir, saved_model in ((None, None), (synthetic_model["model_dir"], "x")):
         with pytest.raises(ValueError, match="exactly one of --model_dir and --saved_model"):
-            model_eval.load_heatmaps_fn(model_dir, saved_model, False, joints.SYNTHETIC)
+            predictor.choose_model({"model_dir": model_dir, "saved_model": saved_model})
     with pytest.raises(ValueError, match="--data"):
         model_eval.run_model_evaluation(
-            model_dir=synthetic_model["model_dir"], saved_model=None, data="", flip_test=False,
+            "model_dir", synthetic_model["model_dir"], data="", flip_test=False,
             batch_size=5, joint_set=joints.SYNTHETIC, head="head_top", threshold=None,
             output_dir=None,
         )  # fmt: skip

@@ -16,7 +16,7 @@ from stacked_hourglass import joints, run_dir
 from stacked_hourglass.data import geometry
 from stacked_hourglass.data.codec import HeatmapCodec
 from stacked_hourglass.model import inference
-from stacked_hourglass.serving import client, exporter, layout
+from stacked_hourglass.serving import box_crop, client, exporter, layout
 
 INPUT_SIZE = 64
 
@@ -175,7 +175,7 @@ def test_serving_box_matches_python_path(exported, image_bytes):
 
 
 def test_box_to_center_scale():
-    center, scale = exporter.box_to_center_scale([[10.0, 20.0, 70.0, 110.0]])
+    center, scale = box_crop.box_to_center_scale([[10.0, 20.0, 70.0, 110.0]])
     np.testing.assert_allclose(center.numpy(), [[40.0, 65.0]])
     # 1.25 x the longer side (90 px) is the crop side 200 x scale.
     np.testing.assert_allclose(scale.numpy(), [1.25 * 90.0 / 200.0])

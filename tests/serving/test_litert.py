@@ -90,11 +90,11 @@ def test_predict_litert_matches_saved_model(converted, image_bytes, capsys):
     serving = client.load_serving_model(export_path)
     box = np.array([5, 10, 60, 90], np.float32)
     expected = client.predict_image(serving, str(image), box)
-    model = client.load_litert_model(converted["files"]["none"])
-    got = client.predict_image_litert(model, str(image), box)
+    model = litert.LiteRTModel(converted["files"]["none"])
+    got = client.predict_on_host(model, str(image), box)
     np.testing.assert_array_equal(got.box, expected.box)
     np.testing.assert_allclose(got.keypoints, expected.keypoints, atol=0.05)
-    whole = client.predict_image_litert(model, str(image))
+    whole = client.predict_on_host(model, str(image))
     np.testing.assert_array_equal(whole.box, [-0.5, -0.5, 71.5, 95.5])
 
     status = predict.main(

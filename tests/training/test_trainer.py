@@ -114,8 +114,8 @@ def test_train_writes_model_summary_and_config(trained_run):
 
 def _evaluate(records, model_dir=None, saved_model=None, output_dir=None):
     return model_eval.run_model_evaluation(
-        model_dir=model_dir,
-        saved_model=saved_model,
+        "model_dir" if model_dir else "saved_model",
+        model_dir or saved_model,
         data=records["valid"],
         flip_test=False,
         batch_size=5,

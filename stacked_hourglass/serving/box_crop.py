@@ -1,0 +1,121 @@
+"""The person box → crop rule, written once for the SavedModel's graph and the host path.
+
+A box (x1, y1, x2, y2) in 0-based original pixels (four zeros: the whole image,
+[-0.5, -0.5, W - 0.5, H - 0.5]) becomes the square crop of side `BOX_MARGIN * max(x2 - x1,
+y2 - y1)` centred on the box centre: `center` = the box centre, `scale` = that side / 200 (the
+MPII convention: a crop side is `200 * scale`, here with a 25% margin around the person). A box
+with no area, not finite, or not overlapping the image is refused with a message naming it (a
+box partly outside the image is fine: the crop is padded with zeros, as in training).
+
+`serving.exporter` asserts `box_problems` in the graph and crops the encoded bytes
+(`geometry.decode_crop`); `crop_on_host` (the image path of the LiteRT and Keras predictors,
+`client.predict_on_host`) checks the same conditions eagerly and crops the decoded pixels
+(`geometry.crop_image`): the same matrix, the same pixels up to the decoder's DCT scaling.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from stacked_hourglass.data import features, geometry
+from stacked_hourglass.serving.layout import BOX_MARGIN
+
+
+def fill_box(box, size):
+    """Four zeros → the whole image's box; any other box as it is.
+
+    Args:
+        box: float32 [4] (x1, y1, x2, y2).
+        size: int [2] (height, width) of the image.
+
+    Returns:
+        float32 [4].
+    """
+    box = tf.convert_to_tensor(box, tf.float32)
+    h, w = tf.cast(size[0], tf.float32), tf.cast(size[1], tf.float32)
+    whole = tf.stack([-0.5, -0.5, w - 0.5, h - 0.5])
+    return tf.where(tf.reduce_all(tf.equal(box, 0.0)), whole, box)
+
+
+def box_to_center_scale(box):
+    """Person box → crop center and scale.
+
+    Args:
+        box: float [..., 4] (x1, y1, x2, y2) in original pixels.
+
+    Returns:
+        (center float32 [..., 2] = box centre (x, y), scale float32 [...] =
+        `BOX_MARGIN * max(x2 - x1, y2 - y1) / 200`, so the crop side `200 * scale` is 1.25 times
+        the box's longer side).
+    """
+    box = tf.convert_to_tensor(box, tf.float32)
+    center = 0.5 * (box[..., :2] + box[..., 2:])
+    side = tf.maximum(box[..., 2] - box[..., 0], box[..., 3] - box[..., 1])
+    return center, BOX_MARGIN * side / features.PIXELS_PER_SCALE
+
+
+def box_matrix(box, input_size: int):
+    """float32 [..., 3, 3]: original pixels → crop pixels of the crop `box` [..., 4] gives."""
+    center, scale = box_to_center_scale(box)
+    return geometry.crop_matrix(center, scale, input_size)
+
+
+def box_problems(box, size, index):
+    """The conditions a (filled-in) box must meet, with the message when one does not.
+
+    Args:
+        box: float32 [4] (x1, y1, x2, y2), after `fill_box`.
+        size: int [2] (height, width) of the image.
+        index: the box's row in the request (named in the messages).
+
+    Returns:
+        [(ok bool [], message string [])]: a finite box with positive area; a box that
+        overlaps the image.
+    """
+    h, w = tf.cast(size[0], tf.float32), tf.cast(size[1], tf.float32)
+    x1, y1, x2, y2 = tf.unstack(box)
+    finite = tf.reduce_all(tf.math.is_finite(box))
+    positive = tf.logical_and(x2 > x1, y2 > y1)
+    overlaps = tf.reduce_all([x1 < w - 0.5, x2 > -0.5, y1 < h - 0.5, y2 > -0.5])
+    area = tf.strings.format(
+        "box[{}] = {} has zero or negative area or is not finite (need x1 < x2 and y1 < y2; "
+        "four zeros mean the whole image)",
+        (index, box),
+    )
+    outside = tf.strings.format(
+        "box[{}] = {} lies outside the {}x{} (width x height) image",
+        (index, box, size[1], size[0]),
+    )
+    return [(tf.logical_and(finite, positive), area), (overlaps, outside)]
+
+
+def crop_on_host(image, box, input_size: int):
+    """The crop `serving_box` makes, from decoded pixels (TF eager).
+
+    Args:
+        image: uint8 [H, W, 3].
+        box: float32 [4] x1, y1, x2, y2 in original pixels; None or four zeros = the whole image.
+        input_size: S.
+
+    Returns:
+        (crop float32 [S, S, 3] in [0, 1], matrix float32 [3, 3] original → crop, box used [4]),
+        numpy.
+
+    Raises:
+        ValueError: the message of the first condition of `box_problems` the box fails.
+    """
+    size = tf.constant(image.shape[:2], tf.int32)
+    box = fill_box(np.zeros(4, np.float32) if box is None else box, size)
+    for ok, message in box_problems(box, size, 0):
+        if not bool(ok):
+            raise ValueError(message.numpy().decode("utf-8"))
+    matrix = box_matrix(box, input_size)
+    crop = geometry.crop_image(tf.constant(image), matrix, input_size)
+    return crop.numpy(), matrix.numpy(), box.numpy()
+
+
+def to_original(keypoints, matrix):
+    """Crop-pixel keypoints [K, 2] → original pixels through the inverse of `matrix` [3, 3]."""
+    inverse = geometry.invert_affine(tf.constant(matrix, tf.float32))
+    return geometry.apply_affine(inverse, tf.constant(keypoints, tf.float32)).numpy()
