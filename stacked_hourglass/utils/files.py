@@ -16,7 +16,8 @@ TensorFlow copies, then deletes; an object only appears once its upload is compl
 still never see a partial file, but a folder (copied, then deleted: TensorFlow's file systems
 rename files, not folders) appears file by file.
 Writers that need a real local file (h5py, Keras's `.keras` zip) ask for `local=True`: they get a
-local temporary path, which is uploaded and renamed into place when they are done.
+local temporary path, which is uploaded and renamed into place when they are done; readers that
+need one use `local_copy`.
 """
 
 from __future__ import annotations
@@ -131,6 +132,14 @@ def read_bytes(path: os.PathLike | str) -> bytes:
         return f.read()
 
 
+def copy(src: os.PathLike | str, dst: os.PathLike | str) -> None:
+    """Copies the file `src` onto `dst` (either may be a URL), replacing a file there."""
+    if is_url(src) or is_url(dst):
+        _gfile().copy(os.fspath(src), os.fspath(dst), overwrite=True)
+    else:
+        shutil.copyfile(src, dst)
+
+
 def copy_tree(src: os.PathLike | str, dst: os.PathLike | str) -> None:
     """Copies the folder `src` to `dst` (either may be a URL); `dst` must not exist."""
     makedirs(dst)
@@ -138,10 +147,26 @@ def copy_tree(src: os.PathLike | str, dst: os.PathLike | str) -> None:
         source, target = join(src, name), join(dst, name)
         if isdir(source):
             copy_tree(source, target)
-        elif is_url(source) or is_url(target):
-            _gfile().copy(os.fspath(source), os.fspath(target), overwrite=True)
         else:
-            shutil.copyfile(source, target)
+            copy(source, target)
+
+
+@contextlib.contextmanager
+def local_copy(path: os.PathLike | str) -> Iterator[str]:
+    """Yields a local path holding the file `path`: `path` itself, or for a URL a temporary
+    download (same base name, so a reader that infers the format from the suffix still can),
+    removed when the block ends. For readers that need a real local file (h5py, zip readers)."""
+    path = os.fspath(path)
+    if not is_url(path):
+        yield path
+        return
+    folder = tempfile.mkdtemp(prefix=".stage-")
+    try:
+        local = os.path.join(folder, os.path.basename(path.rstrip("/")))
+        copy(path, local)
+        yield local
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _temporary_name(path: str) -> str:
@@ -171,7 +196,7 @@ def atomic_path(path: os.PathLike | str, local: bool = False) -> Iterator[str]:
     try:
         yield staged or tmp
         if staged:
-            _gfile().copy(staged, tmp, overwrite=True)
+            copy(staged, tmp)
         rename(tmp, path)
     except BaseException:
         remove(tmp)
