@@ -247,20 +247,15 @@ class _Callbacks:
 
 
 def _train(run: _Run, callbacks: Sequence[keras.callbacks.Callback]) -> dict:
-    """`train` once the strategy exists."""
+    """`train` once the strategy exists: checks and config.json (`_prepare`), model, callbacks,
+    resume point, the epochs (`_fit`), then the final model and summary.json."""
     steps_per_epoch = _prepare(run)
+    eval_ds = _eval_dataset(run)
     with run.strategy.scope():
         model = build_model(run.config.model)
         compile_model(model, run.config.model, run.config.train)
-    loop = _make_callbacks(run, steps_per_epoch, callbacks)
-    with run.strategy.scope():  # Building the optimizer creates (distributed) variables.
-        initial_epoch = loop.resume.restore(model, steps_per_epoch)
-    resumed_step = int(model.optimizer.iterations.numpy())
-    if initial_epoch or loop.resume.epoch_step:
-        where = run_dir.describe_state(
-            {"epoch": initial_epoch, "epoch_step": loop.resume.epoch_step}
-        )
-        print(f"Resuming {run.model_dir} at {where} (step {resumed_step})")
+    loop = _make_callbacks(run, steps_per_epoch, eval_ds, callbacks)
+    initial_epoch, resumed_step = _restore(run, model, loop.resume, steps_per_epoch)
     fit_seconds = _fit(run, model, loop, (initial_epoch, loop.resume.epoch_step), steps_per_epoch)
     _raise_if_diverged(run, loop)
     if loop.validation.last_table is None:
@@ -313,6 +308,17 @@ def _check_data(config: ExperimentConfig) -> int:
     )
 
 
+def _restore(run: _Run, model, resume: callbacks_lib.ResumeCheckpoint, steps_per_epoch: int):
+    """Loads the resume point of `model_dir`, if any; returns (its epochs, its global step)."""
+    with run.strategy.scope():  # Building the optimizer creates (distributed) variables.
+        initial_epoch = resume.restore(model, steps_per_epoch)
+    resumed_step = int(model.optimizer.iterations.numpy())
+    if initial_epoch or resume.epoch_step:
+        where = run_dir.describe_state({"epoch": initial_epoch, "epoch_step": resume.epoch_step})
+        print(f"Resuming {run.model_dir} at {where} (step {resumed_step})")
+    return initial_epoch, resumed_step
+
+
 def _epoch_datasets(run: _Run):
     """`epoch_dataset(epoch, skip_steps=0)`: the batches of epoch `epoch` (0-based), less its
     first `skip_steps` steps' worth.
@@ -344,22 +350,26 @@ def _epoch_datasets(run: _Run):
     return epoch_dataset
 
 
-def _make_callbacks(run: _Run, steps_per_epoch: int, extra) -> _Callbacks:
-    """The run's callbacks, in the order that matters (see `_Callbacks.ordered` below).
+def _eval_dataset(run: _Run):
+    """The validation split, unaugmented, in batches of `eval_batch_size`."""
+    return pipeline.make_eval_dataset(
+        run.config.data.valid_files,
+        run.config.model.num_joints,
+        run.codec,
+        run.config.train.eval_batch_size,
+        need_normalizer=True,
+        max_pixels=run.config.data.max_pixels,
+    )
+
+
+def _make_callbacks(run: _Run, steps_per_epoch: int, eval_ds, extra) -> _Callbacks:
+    """The run's callbacks, in the order `fit` runs them (the comments below say why).
 
     Every worker runs every callback (a save or a metric read may be a collective that all
     workers must join); only the chief's land in model_dir.
     """
     config, train_config = run.config, run.config.train
     log_dir = run_dir.path(run.write_dir, run_dir.LOG_DIR)
-    eval_ds = pipeline.make_eval_dataset(
-        config.data.valid_files,
-        config.model.num_joints,
-        run.codec,
-        train_config.eval_batch_size,
-        need_normalizer=True,
-        max_pixels=config.data.max_pixels,
-    )
     validation = callbacks_lib.Validation(
         eval_ds,
         config.data.joint_set,
