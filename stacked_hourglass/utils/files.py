@@ -48,6 +48,18 @@ def _gfile():
     return importlib.import_module("tensorflow").io.gfile
 
 
+@contextlib.contextmanager
+def _known_scheme(path: os.PathLike | str) -> Iterator[None]:
+    """Turns TensorFlow's error for a URL scheme it has no file system for (`s3://`,
+    `hdfs://` without a plug-in) into one `ValueError` line naming the path."""
+    tf = importlib.import_module("tensorflow")
+    try:
+        yield
+    except tf.errors.UnimplementedError:
+        scheme = os.fspath(path).split("://", 1)[0]
+        raise ValueError(f"{os.fspath(path)}: TensorFlow has no {scheme}:// file system") from None
+
+
 def join(path: os.PathLike | str, *names: str) -> str:
     """`os.path.join` that keeps URLs as they are (`gs://b/x` + `y` = `gs://b/x/y`)."""
     return os.path.join(os.fspath(path), *names)
@@ -55,7 +67,10 @@ def join(path: os.PathLike | str, *names: str) -> str:
 
 def exists(path: os.PathLike | str) -> bool:
     """Whether a file or folder exists at `path`."""
-    return _gfile().exists(os.fspath(path)) if is_url(path) else os.path.exists(path)
+    if is_url(path):
+        with _known_scheme(path):
+            return _gfile().exists(os.fspath(path))
+    return os.path.exists(path)
 
 
 def isdir(path: os.PathLike | str) -> bool:
@@ -66,7 +81,8 @@ def isdir(path: os.PathLike | str) -> bool:
 def makedirs(path: os.PathLike | str) -> None:
     """Creates `path` and its parents; nothing when it exists."""
     if is_url(path):
-        _gfile().makedirs(os.fspath(path))
+        with _known_scheme(path):
+            _gfile().makedirs(os.fspath(path))
     else:
         os.makedirs(path, exist_ok=True)
 
