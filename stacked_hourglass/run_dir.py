@@ -27,7 +27,6 @@ import re
 from collections.abc import Iterator
 
 import keras
-import tensorflow as tf
 
 from stacked_hourglass.config import ExperimentConfig
 from stacked_hourglass.model.hourglass import build_model
@@ -50,18 +49,9 @@ def path(model_dir: str, name: str) -> str:
     return files.join(model_dir, name)
 
 
-def makedirs(model_dir: str) -> None:
-    """Creates the model directory; a `ValueError` when TensorFlow knows no file system for
-    its URL scheme (`s3://` and `hdfs://` need the `tensorflow-io` package)."""
-    try:
-        files.makedirs(model_dir)
-    except tf.errors.UnimplementedError as e:
-        raise ValueError(f"--model_dir={model_dir}: {e.message}") from None
-
-
 def save_config(model_dir: str, config: ExperimentConfig) -> str:
     """Writes `MODEL_DIR/config.json` (atomically); returns its path."""
-    makedirs(model_dir)
+    files.makedirs(model_dir)
     return str(files.write_json(path(model_dir, CONFIG_FILE), config.to_dict()))
 
 
