@@ -412,7 +412,7 @@ def export_model(
         raise FileExistsError(f"{final} already exists; pass another --version or remove it")
     module = _ServingModule(model, joint_set, input_size, flip_test, codec, max_pixels)
     signatures = module.signatures()
-    # Only a failed export leaves nothing behind (the error propagates): see `files.atomic_dir`.
+    # A failed export leaves nothing behind (the error propagates): see `files.atomic_dir`.
     with files.atomic_dir(final) as tmp:
         tf.saved_model.save(module, tmp, signatures=signatures)
         assets = files.join(tmp, "assets")
