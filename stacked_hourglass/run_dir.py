@@ -11,12 +11,20 @@
 
 Training writes it; evaluation, export and prediction read it. This module is the one place that
 knows the file names, so readers do not depend on the trainer.
+
+MODEL_DIR may be a local path or a URL TensorFlow's file systems know (`gs://bucket/run`, `ram://`):
+every access goes through `utils.files`. Keras writes and reads its weight files and `.keras` zips
+through h5py and zipfile, which need local files: they are written locally and uploaded
+(`save_weights`, `save_final_model`), and read from a local download (`load_weights`,
+`load_model`).
 """
 
 from __future__ import annotations
 
-import glob
+import contextlib
 import os
+import re
+from collections.abc import Iterator
 
 import keras
 
@@ -33,21 +41,24 @@ CHECKPOINT_DIR = "checkpoints"
 STATE_FILE = "state.json"
 
 
+_STEP_CHECKPOINT = re.compile(r"^epoch-\d+-step-\d+\.weights\.h5$")
+
+
 def path(model_dir: str, name: str) -> str:
     """A file or folder of the model directory."""
-    return os.path.join(model_dir, name)
+    return files.join(model_dir, name)
 
 
 def save_config(model_dir: str, config: ExperimentConfig) -> str:
     """Writes `MODEL_DIR/config.json` (atomically); returns its path."""
-    os.makedirs(model_dir, exist_ok=True)
+    files.makedirs(model_dir)
     return str(files.write_json(path(model_dir, CONFIG_FILE), config.to_dict()))
 
 
 def load_config(model_dir: str) -> ExperimentConfig:
     """Reads `MODEL_DIR/config.json`; a clear error when `model_dir` is not a model directory."""
     config_path = path(model_dir, CONFIG_FILE)
-    if not os.path.exists(config_path):
+    if not files.exists(config_path):
         raise FileNotFoundError(f"{config_path}: no config.json; is {model_dir} a model_dir?")
     return ExperimentConfig.from_dict(files.read_json(config_path, "config"), config_path)
 
@@ -55,13 +66,15 @@ def load_config(model_dir: str) -> ExperimentConfig:
 def checkpoint_path(model_dir: str, epoch: int, step: int | None = None) -> str:
     """Weights + optimizer state at the end of `epoch` (1-based), or `step` steps into it."""
     name = f"epoch-{epoch:04d}" if step is None else f"epoch-{epoch:04d}-step-{step:09d}"
-    return os.path.join(model_dir, CHECKPOINT_DIR, f"{name}.weights.h5")
+    return files.join(model_dir, CHECKPOINT_DIR, f"{name}.weights.h5")
 
 
 def step_checkpoints(model_dir: str) -> list[str]:
     """The mid-epoch checkpoint files of `model_dir` (see `checkpoint_path`), sorted."""
-    pattern = os.path.join(glob.escape(model_dir), CHECKPOINT_DIR, "epoch-*-step-*.weights.h5")
-    return sorted(glob.glob(pattern))
+    folder = path(model_dir, CHECKPOINT_DIR)
+    if not files.isdir(folder):
+        return []
+    return [files.join(folder, n) for n in files.listdir(folder) if _STEP_CHECKPOINT.match(n)]
 
 
 def describe_state(state: dict | None) -> str:
@@ -74,34 +87,69 @@ def describe_state(state: dict | None) -> str:
 
 def read_state(model_dir: str) -> dict | None:
     """The resume point `checkpoints/state.json`, or None before the first checkpoint."""
-    state_path = os.path.join(model_dir, CHECKPOINT_DIR, STATE_FILE)
-    if not os.path.exists(state_path):
+    state_path = files.join(model_dir, CHECKPOINT_DIR, STATE_FILE)
+    if not files.exists(state_path):
         return None
     return files.read_json(state_path, "checkpoint state")
 
 
 def write_state(model_dir: str, state: dict) -> None:
     """Replaces the resume point atomically (after the checkpoint it names is complete)."""
-    files.write_json(os.path.join(model_dir, CHECKPOINT_DIR, STATE_FILE), state)
+    files.write_json(files.join(model_dir, CHECKPOINT_DIR, STATE_FILE), state)
+
+
+@contextlib.contextmanager
+def _keras_file(target: str, suffix: str) -> Iterator[str]:
+    """A local path ending in `suffix` (Keras infers the format from it) whose file replaces
+    `target` (local or URL) atomically when the block succeeds; nothing is left on failure."""
+    with files.atomic_path(target, local=True) as tmp:
+        named = tmp + suffix
+        try:
+            yield named
+            os.replace(named, tmp)
+        finally:
+            if os.path.exists(named):
+                os.remove(named)
+
+
+def save_weights(model: keras.Model, checkpoint: str) -> None:
+    """`model.save_weights` (weights and optimizer state) to `checkpoint`, atomically."""
+    with _keras_file(checkpoint, ".weights.h5") as local:
+        model.save_weights(local)
+
+
+def load_weights(model: keras.Model, checkpoint: str) -> None:
+    """`model.load_weights` from `checkpoint` (local or URL)."""
+    with files.local_copy(checkpoint) as local:
+        model.load_weights(local)
+
+
+def save_final_model(model: keras.Model, model_dir: str) -> str:
+    """Writes `MODEL_DIR/model.keras` atomically; returns its path."""
+    final = path(model_dir, FINAL_MODEL_FILE)
+    with _keras_file(final, ".keras") as local:
+        model.save(local)
+    return final
 
 
 def load_model(model_dir: str) -> keras.Model:
     """The final model of a run (`model.keras`), else its latest checkpoint's weights."""
     final = path(model_dir, FINAL_MODEL_FILE)
-    if os.path.exists(final):
-        return keras.models.load_model(final, compile=False)
+    if files.exists(final):
+        with files.local_copy(final) as local:
+            return keras.models.load_model(local, compile=False)
     config = load_config(model_dir).resolve()
     state = read_state(model_dir)
     if state is None:
         raise FileNotFoundError(f"{model_dir}: neither {FINAL_MODEL_FILE} nor a checkpoint")
     model = build_model(config.model)
     # Checkpoints also hold optimizer variables; an uncompiled model loads just its own.
-    model.load_weights(state_checkpoint(model_dir, state))
+    load_weights(model, state_checkpoint(model_dir, state))
     return model
 
 
 def state_checkpoint(model_dir: str, state: dict) -> str:
     """The checkpoint file a resume point names (older state files name only the epoch)."""
     if "checkpoint" in state:
-        return os.path.join(model_dir, CHECKPOINT_DIR, state["checkpoint"])
+        return files.join(model_dir, CHECKPOINT_DIR, state["checkpoint"])
     return checkpoint_path(model_dir, int(state["epoch"]))

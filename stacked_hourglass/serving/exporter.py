@@ -39,8 +39,6 @@ non-finite values").
 from __future__ import annotations
 
 import json
-import os
-import shutil
 
 import keras
 import numpy as np
@@ -62,6 +60,7 @@ from stacked_hourglass.serving.layout import (
     joints_metadata,
     next_version,
 )
+from stacked_hourglass.utils import files
 
 # Leading bytes of the formats tf.io.decode_image reads; checked before decoding so that a bad
 # input gets a message naming it instead of a decoder error.
@@ -361,29 +360,20 @@ def export_model(
     version = next_version(export_dir) if version is None else int(version)
     if version < 1:
         raise ValueError(f"version must be a positive integer, got {version}")
-    final = os.path.join(export_dir, str(version))
-    if tf.io.gfile.exists(final):
+    final = files.join(export_dir, str(version))
+    if files.exists(final):
         raise FileExistsError(f"{final} already exists; pass another --version or remove it")
-    tf.io.gfile.makedirs(export_dir)
-    tmp = os.path.join(export_dir, f".tmp-{version}-{os.getpid()}")
-    if tf.io.gfile.exists(tmp):
-        tf.io.gfile.rmtree(tmp)
     module = _ServingModule(model, joint_set, input_size, flip_test, codec, max_pixels)
     signatures = module.signatures()
-    try:
+    # A failed export leaves nothing behind (the error propagates): see `files.atomic_dir`.
+    with files.atomic_dir(final) as tmp:
         tf.saved_model.save(module, tmp, signatures=signatures)
-        assets = os.path.join(tmp, "assets")
-        tf.io.gfile.makedirs(assets)
+        assets = files.join(tmp, "assets")
+        files.makedirs(assets)
         metadata = joints_metadata(
             joint_set, input_size, heatmap_shape[1], flip_test, codec.decoder, sigma, max_pixels
         )
-        with tf.io.gfile.GFile(os.path.join(assets, JOINTS_ASSET), "w") as f:
-            f.write(json.dumps(metadata, indent=2) + "\n")
-        tf.io.gfile.rename(tmp, final)
-    finally:
-        # Only a failed export leaves the temporary directory behind; the error propagates.
-        if os.path.isdir(tmp):
-            shutil.rmtree(tmp)
+        files.write_text(files.join(assets, JOINTS_ASSET), json.dumps(metadata, indent=2) + "\n")
     return final
 
 

@@ -33,6 +33,7 @@ import numpy as np
 import tensorflow as tf
 
 from stacked_hourglass.serving import client, layout, predictor
+from stacked_hourglass.utils import files
 
 QUANTIZE_MODES = ("none", "fp16", "dynamic_int8")
 SIGNATURE = "serving_default"
@@ -93,12 +94,8 @@ def convert_model(
         archive.write_out(saved, verbose=False)
         converter = tf.lite.TFLiteConverter.from_saved_model(saved, signature_keys=[SIGNATURE])
         flatbuffer = _convert(converter, quantize)
-    directory = os.path.dirname(os.path.abspath(output))
-    os.makedirs(directory, exist_ok=True)
-    tmp = f"{output}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as f:
+    with files.atomic_path(output) as tmp, files.open_file(tmp, "wb") as f:
         f.write(flatbuffer)
-    os.replace(tmp, output)
     metadata = layout.joints_metadata(
         joint_set, input_size, heatmap_shape[1], flip_test, codec.decoder, sigma
     )
@@ -110,8 +107,7 @@ def convert_model(
             "input": "images float32 [1, S, S, 3] in [0, 1], a crop (see box_margin)",
         }
     )
-    with open(metadata_path(output), "w", encoding="utf-8") as f:
-        f.write(json.dumps(metadata, indent=2) + "\n")
+    files.write_text(metadata_path(output), json.dumps(metadata, indent=2) + "\n")
     return output
 
 
@@ -154,13 +150,12 @@ def read_metadata(path: str) -> dict:
     Raises:
         FileNotFoundError: no FILE.tflite, or no FILE.json next to it.
     """
-    if not os.path.isfile(path):
+    if not files.exists(path) or files.isdir(path):
         raise FileNotFoundError(f"{path}: no such LiteRT model")
     meta = metadata_path(path)
-    if not os.path.isfile(meta):
+    if not files.exists(meta) or files.isdir(meta):
         raise FileNotFoundError(f"{meta}: missing; was {path} written by export --format=litert?")
-    with open(meta, encoding="utf-8") as f:
-        return json.load(f)
+    return json.loads(files.read_bytes(meta))
 
 
 def signature_runner(path: str, num_threads: int | None = None):
@@ -168,7 +163,7 @@ def signature_runner(path: str, num_threads: int | None = None):
     → {"heatmaps", "keypoints", "scores"} numpy."""
     from ai_edge_litert.interpreter import Interpreter
 
-    interpreter = Interpreter(model_path=path, num_threads=num_threads)
+    interpreter = Interpreter(model_content=files.read_bytes(path), num_threads=num_threads)
     return interpreter.get_signature_runner(SIGNATURE)  # keeps the interpreter alive
 
 

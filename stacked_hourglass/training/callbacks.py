@@ -3,7 +3,8 @@ TensorBoard across the loop's `fit` calls."""
 
 from __future__ import annotations
 
-import glob
+import csv
+import io
 import os
 
 import keras
@@ -14,7 +15,7 @@ from stacked_hourglass import joints, run_dir
 from stacked_hourglass.data.codec import HeatmapCodec
 from stacked_hourglass.evaluation import pck
 from stacked_hourglass.model import inference
-from stacked_hourglass.utils import drawing
+from stacked_hourglass.utils import drawing, files
 
 
 def metric_name(joint_set: joints.JointSet) -> str:
@@ -47,7 +48,7 @@ class Validation(keras.callbacks.Callback):
         self.codec = codec
         self.valid_batches = valid_batches or None
         self.num_images = num_images
-        self.writer = tf.summary.create_file_writer(os.path.join(log_dir, "validation"))
+        self.writer = tf.summary.create_file_writer(files.join(log_dir, "validation"))
         self.monitor = metric_name(joint_set)
         # pose-hg-train always flip-averages at validation: with it the plateau schedule sees
         # the number users report.
@@ -135,6 +136,41 @@ class TensorBoard(keras.callbacks.TensorBoard):
         self._writers = {}
 
 
+class CSVLogger(keras.callbacks.Callback):
+    """One row per epoch (`epoch` 0-based, then the epoch logs by name) in a CSV file, kept
+    across the loop's `fit` calls and across resumed runs.
+
+    Keras's CSVLogger keeps the file open for appending, which fails on TensorFlow's file
+    systems (its `GFile` has no `closed`; object stores cannot append): here every epoch end
+    rewrites the file atomically (`files.write_text`), the rows before it included. The columns
+    are those of the file's header when it exists, else the first epoch's log names, sorted;
+    a log a row lacks is "NA"; a per-replica vector (multi-worker logs) is written as its mean.
+    """
+
+    def __init__(self, path: str):
+        super().__init__()
+        self.path = path
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        lines = []
+        if files.exists(self.path):
+            lines = files.read_bytes(self.path).decode("utf-8").splitlines()
+        if not lines:
+            lines = [",".join(["epoch", *sorted(logs)])]
+        columns = next(csv.reader(lines[:1]))
+        row = [str(epoch)] + [_csv_value(logs.get(name, "NA")) for name in columns[1:]]
+        out = io.StringIO()
+        csv.writer(out, lineterminator="\n").writerow(row)
+        files.write_text(self.path, "\n".join(lines) + "\n" + out.getvalue())
+
+
+def _csv_value(value) -> str:
+    if isinstance(value, str):
+        return value
+    return repr(float(np.mean(keras.ops.convert_to_numpy(value))))
+
+
 class ResumeCheckpoint(keras.callbacks.Callback):
     """Saves weights, optimizer state and the LR-plateau state atomically: at every epoch end and
     every `every_steps` steps within an epoch.
@@ -183,7 +219,7 @@ class ResumeCheckpoint(keras.callbacks.Callback):
         self._epoch_start = 0  # steps of the current epoch trained before this fit
         self._last_batch = None
         self.diverged = None  # "NaN or infinite weights in ... after step N", once seen
-        os.makedirs(os.path.join(self.write_dir, run_dir.CHECKPOINT_DIR), exist_ok=True)
+        files.makedirs(run_dir.path(self.write_dir, run_dir.CHECKPOINT_DIR))
 
     def restore(self, model, steps_per_epoch: int | None = None) -> int:
         """Loads the latest resume point into `model` (compiled); returns its completed epochs.
@@ -196,7 +232,7 @@ class ResumeCheckpoint(keras.callbacks.Callback):
             return 0
         if not model.optimizer.built:
             model.optimizer.build(model.trainable_variables)
-        model.load_weights(run_dir.state_checkpoint(self.model_dir, state))
+        run_dir.load_weights(model, run_dir.state_checkpoint(self.model_dir, state))
         model.optimizer.learning_rate.assign(state["learning_rate"])
         self._plateau_state = state.get("plateau", {})
         epoch = int(state["epoch"])
@@ -238,7 +274,7 @@ class ResumeCheckpoint(keras.callbacks.Callback):
         self._save(path, {"epoch": self._epoch, "epoch_step": done})
         for old in run_dir.step_checkpoints(self.write_dir):
             if old != path:
-                os.remove(old)
+                files.remove(old)
 
     def on_epoch_end(self, epoch, logs=None):
         # The next epoch's fit begins by resetting the plateau: it gets these counters back.
@@ -260,8 +296,7 @@ class ResumeCheckpoint(keras.callbacks.Callback):
         self._save(run_dir.checkpoint_path(self.write_dir, done), {"epoch": done, "epoch_step": 0})
         old = run_dir.checkpoint_path(self.write_dir, done - self.keep)
         for path in [old, *run_dir.step_checkpoints(self.write_dir)]:
-            if os.path.exists(path):
-                os.remove(path)
+            files.remove(path)
 
     def _weights_finite(self) -> bool:
         """Whether every weight (moving statistics included) is finite; if not, stops training
@@ -297,22 +332,22 @@ class ResumeCheckpoint(keras.callbacks.Callback):
         """Writes the checkpoint at `path`, then the state naming it (`position`: epoch,
         epoch_step); the caller deletes what it supersedes afterwards."""
         # Keras weight files include the optimizer's variables (iterations, learning rate,
-        # RMSprop accumulators). The temporary name is hidden: no checkpoint glob matches it.
-        folder, name = os.path.split(path)
-        tmp = os.path.join(folder, "." + name.replace(".weights.h5", ".tmp.weights.h5"))
-        self.model.save_weights(tmp)
-        os.replace(tmp, path)
+        # RMSprop accumulators). Written under a hidden temporary name, then renamed.
+        run_dir.save_weights(self.model, path)
         state = {
             **position,
-            "checkpoint": name,
+            "checkpoint": os.path.basename(path),
             "step": int(self.model.optimizer.iterations.numpy()),
             "learning_rate": float(self.model.optimizer.learning_rate.numpy()),
             "plateau": self._plateau_counters(),
         }
         run_dir.write_state(self.write_dir, state)
-        # A kill mid-write leaves a temporary file that no later save may rename away.
-        for orphan in glob.glob(os.path.join(glob.escape(folder), ".*.tmp.weights.h5")):
-            os.remove(orphan)
+        # A kill mid-write leaves a temporary file (see `files.atomic_path`) that no later save
+        # renames away.
+        folder = run_dir.path(self.write_dir, run_dir.CHECKPOINT_DIR)
+        for name in files.listdir(folder):
+            if name.startswith(".") and ".tmp" in name:
+                files.remove(files.join(folder, name))
 
 
 def _finite_loss(logs) -> bool:

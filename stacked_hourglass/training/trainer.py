@@ -10,7 +10,7 @@ same weights, bit for bit, as one that was never interrupted.
 
 from __future__ import annotations
 
-import os
+import dataclasses
 import shutil
 import tempfile
 import time
@@ -147,7 +147,8 @@ def train(config: ExperimentConfig, callbacks: Sequence[keras.callbacks.Callback
     """Trains (or resumes) a stacked hourglass network; returns the summary dict.
 
     Args:
-        config: the experiment (need not be `resolve()`d).
+        config: the experiment (need not be `resolve()`d). `model_dir` may be a local path or a
+            URL of a TensorFlow file system (`gs://bucket/run`; `run_dir`).
         callbacks: extra Keras callbacks, run after the package's own.
 
     Returns:
@@ -164,7 +165,7 @@ def train(config: ExperimentConfig, callbacks: Sequence[keras.callbacks.Callback
     Raises:
         TrainingDiverged: the loss or a weight became NaN/inf (the last good checkpoint stays
             the resume point; no final model is written).
-        ValueError: a malformed TF_CONFIG.
+        ValueError: a malformed TF_CONFIG, or a model_dir URL of a file system TensorFlow lacks.
     """
     start = time.perf_counter()
     train_config = config.train
@@ -181,79 +182,185 @@ def train(config: ExperimentConfig, callbacks: Sequence[keras.callbacks.Callback
         write_dir = train_config.model_dir
         if not chief:
             write_dir = tempfile.mkdtemp(prefix=f"hourglass-worker{cluster.worker_index()}-")
+        run = _Run(config, strategy, tf_config, write_dir, watchdog, start)
         try:
-            return _train(config, callbacks, strategy, tf_config, write_dir, watchdog, start)
+            return _train(run, callbacks)
         finally:
-            if write_dir != train_config.model_dir:
+            if not run.chief:
                 shutil.rmtree(write_dir, ignore_errors=True)
     finally:
         watchdog.cancel()
 
 
-def _train(config, callbacks, strategy, tf_config, write_dir, watchdog, start) -> dict:
-    """`train` once the strategy exists; `write_dir` is model_dir on the chief."""
-    train_config = config.train
-    model_dir = train_config.model_dir
-    chief = write_dir == model_dir
-    multi_worker = cluster.is_multi_worker(strategy)
+@dataclasses.dataclass
+class _Run:
+    """What the steps of one `train` call share.
+
+    Attributes:
+        config: the experiment; `resolve()`d for the strategy's replicas by `_prepare`.
+        strategy: the distribution strategy (made before any other TensorFlow op).
+        tf_config: the parsed `TF_CONFIG` (None on a single machine).
+        write_dir: where this process writes: `model_dir` on the chief, a private temporary
+            folder on the other workers.
+        watchdog: the cluster start-up watchdog, disarmed by the first step.
+        start: `time.perf_counter()` when `train` was called.
+        policy: the Keras dtype policy name (set by `_prepare`).
+        codec: the heatmap codec of the model's input size and the data's sigma (`_prepare`).
+        data: the training and validation splits, opened and checked once (`_prepare`).
+    """
+
+    config: ExperimentConfig
+    strategy: tf.distribute.Strategy
+    tf_config: dict | None
+    write_dir: str
+    watchdog: keras.callbacks.Callback
+    start: float
+    policy: str = ""
+    codec: HeatmapCodec | None = None
+    data: pipeline.TrainingData | None = None
+
+    @property
+    def model_dir(self) -> str:
+        return self.config.train.model_dir
+
+    @property
+    def chief(self) -> bool:
+        """Whether this process writes `model_dir`."""
+        return self.write_dir == self.model_dir
+
+    @property
+    def multi_worker(self) -> bool:
+        return cluster.is_multi_worker(self.strategy)
+
+    @property
+    def distributed(self) -> bool:
+        """Whether batches are split across replicas (several devices or workers)."""
+        return self.multi_worker or self.strategy.num_replicas_in_sync > 1
+
+
+@dataclasses.dataclass
+class _Callbacks:
+    """The package's callbacks of one run, and all callbacks in the order `fit` runs them."""
+
+    validation: callbacks_lib.Validation
+    resume: callbacks_lib.ResumeCheckpoint
+    stop_on_nan: _StopOnNaN
+    tensorboard: callbacks_lib.TensorBoard
+    history: keras.callbacks.History
+    ordered: list[keras.callbacks.Callback]
+
+
+def _train(run: _Run, callbacks: Sequence[keras.callbacks.Callback]) -> dict:
+    """`train` once the strategy exists: checks and config.json (`_prepare`), model, callbacks,
+    resume point, the epochs (`_fit`), then the final model and summary.json."""
+    steps_per_epoch = _prepare(run)
+    eval_ds = _eval_dataset(run)
+    with run.strategy.scope():
+        model = build_model(run.config.model)
+        compile_model(model, run.config.model, run.config.train)
+    loop = _make_callbacks(run, steps_per_epoch, eval_ds, callbacks)
+    initial_epoch, resumed_step = _restore(run, model, loop.resume, steps_per_epoch)
+    fit_seconds = _fit(run, model, loop, (initial_epoch, loop.resume.epoch_step), steps_per_epoch)
+    _raise_if_diverged(run, loop)
+    if loop.validation.last_table is None:
+        loop.validation.set_model(model)
+        loop.validation.score()
+    run_dir.save_final_model(model, run.write_dir)
+    summary = _summary(
+        run, model, loop, steps_per_epoch, (initial_epoch, resumed_step), fit_seconds
+    )
+    if run.chief:
+        files.write_json(run_dir.path(run.model_dir, run_dir.SUMMARY_FILE), summary)
+    return summary
+
+
+def _prepare(run: _Run) -> int:
+    """Seeds, precision, graph options, the resolved config, the data checks and config.json;
+    returns the steps per epoch."""
+    train_config = run.config.train
     keras.utils.set_random_seed(train_config.seed)
-    policy = set_precision_policy(train_config.mixed_precision)
+    run.policy = set_precision_policy(train_config.mixed_precision)
     set_graph_optimizer(train_config.graph_optimizer)
-    config = config.resolve(num_replicas=strategy.num_replicas_in_sync)
+    run.config = run.config.resolve(num_replicas=run.strategy.num_replicas_in_sync)
+    run.codec = HeatmapCodec.for_model(run.config.model.input_size, run.config.data.sigma)
     # Fail before building or writing anything when the data is not there or not of
     # --dataset's joints; list the shards once for the run. (After the strategy:
     # MultiWorkerMirroredStrategy must come before the first TensorFlow op of the process.)
-    data = pipeline.open_splits(config.data, train_config.batch_size, train_config.steps_per_epoch)
-    steps_per_epoch = data.steps_per_epoch
-    if chief:
-        run_dir.save_config(model_dir, config)
-    codec = HeatmapCodec.for_model(config.model.input_size, config.data.sigma)
+    run.data = pipeline.open_splits(
+        run.config.data, train_config.batch_size, train_config.steps_per_epoch
+    )
+    if run.chief:
+        run_dir.save_config(run.model_dir, run.config)
+    return run.data.steps_per_epoch
+
+
+def _restore(run: _Run, model, resume: callbacks_lib.ResumeCheckpoint, steps_per_epoch: int):
+    """Loads the resume point of `model_dir`, if any; returns (its epochs, its global step)."""
+    with run.strategy.scope():  # Building the optimizer creates (distributed) variables.
+        initial_epoch = resume.restore(model, steps_per_epoch)
+    resumed_step = int(model.optimizer.iterations.numpy())
+    if initial_epoch or resume.epoch_step:
+        where = run_dir.describe_state({"epoch": initial_epoch, "epoch_step": resume.epoch_step})
+        print(f"Resuming {run.model_dir} at {where} (step {resumed_step})")
+    return initial_epoch, resumed_step
+
+
+def _epoch_datasets(run: _Run):
+    """`epoch_dataset(epoch, skip_steps=0)`: the batches of epoch `epoch` (0-based), less its
+    first `skip_steps` steps' worth.
+
+    Every epoch reads its own stream, seeded by (seed, epoch), rather than the run reading one
+    stream throughout: a run resumed in epoch e then skips (reads and checks, without decoding)
+    at most that epoch's records, not those of all epochs before it.
+    """
+    config, train_config = run.config, run.config.train
 
     def epoch_dataset(epoch: int, skip_steps: int = 0):
-        """The batches of epoch `epoch` (0-based), less its first `skip_steps` steps' worth.
-
-        Every epoch reads its own stream, seeded by (seed, epoch), rather than the run reading
-        one stream throughout: a run resumed in epoch e then skips (reads and checks, without
-        decoding) at most that epoch's records, not those of all epochs before it.
-        """
-
         def dataset_fn(input_context=None):
             return pipeline.make_train_dataset(
                 config.data,
-                codec,
+                run.codec,
                 train_config.batch_size,
                 config.model.output_names,
                 _epoch_seed(train_config.seed, epoch),
                 input_context=input_context,
                 skip_steps=skip_steps,
-                split=data.train,
+                split=run.data.train,
             )
 
-        if multi_worker or strategy.num_replicas_in_sync > 1:
+        if run.distributed:
             # Each worker builds its own pipeline: its share of the files (or records), batches
             # of batch_size / replicas; Keras's fit takes the DistributedDataset as it is.
-            return strategy.distribute_datasets_from_function(dataset_fn)
+            return run.strategy.distribute_datasets_from_function(dataset_fn)
         return dataset_fn()
 
-    eval_ds = pipeline.make_eval_dataset(
-        data.valid,
-        config.model.num_joints,
-        codec,
-        train_config.eval_batch_size,
-        need_normalizer=True,
-        max_pixels=config.data.max_pixels,
-    )
-    with strategy.scope():
-        model = build_model(config.model)
-        compile_model(model, config.model, train_config)
+    return epoch_dataset
 
-    # Every worker runs every callback (a save or a metric read may be a collective that all
-    # workers must join); only the chief's land in model_dir.
-    log_dir = run_dir.path(write_dir, run_dir.LOG_DIR)
+
+def _eval_dataset(run: _Run):
+    """The validation split, unaugmented, in batches of `eval_batch_size`."""
+    return pipeline.make_eval_dataset(
+        run.data.valid,
+        run.config.model.num_joints,
+        run.codec,
+        run.config.train.eval_batch_size,
+        need_normalizer=True,
+        max_pixels=run.config.data.max_pixels,
+    )
+
+
+def _make_callbacks(run: _Run, steps_per_epoch: int, eval_ds, extra) -> _Callbacks:
+    """The run's callbacks, in the order `fit` runs them (the comments below say why).
+
+    Every worker runs every callback (a save or a metric read may be a collective that all
+    workers must join); only the chief's land in model_dir.
+    """
+    config, train_config = run.config, run.config.train
+    log_dir = run_dir.path(run.write_dir, run_dir.LOG_DIR)
     validation = callbacks_lib.Validation(
         eval_ds,
         config.data.joint_set,
-        codec,
+        run.codec,
         train_config.valid_batches,
         log_dir,
         train_config.tensorboard_images,
@@ -268,91 +375,90 @@ def _train(config, callbacks, strategy, tf_config, write_dir, watchdog, start) -
         verbose=1,
     )
     resume = callbacks_lib.ResumeCheckpoint(
-        model_dir, plateau, write_dir=write_dir, every_steps=train_config.checkpoint_every_steps
+        run.model_dir,
+        plateau,
+        write_dir=run.write_dir,
+        every_steps=train_config.checkpoint_every_steps,
     )
     stop_on_nan = _StopOnNaN()
-    with strategy.scope():  # Building the optimizer creates (distributed) variables.
-        initial_epoch = resume.restore(model, steps_per_epoch)
-    resumed_step = int(model.optimizer.iterations.numpy())
-    if initial_epoch or resume.epoch_step:
-        position = run_dir.describe_state({"epoch": initial_epoch, "epoch_step": resume.epoch_step})
-        print(f"Resuming {model_dir} at {position} (step {resumed_step})")
-    tensorboard = callbacks_lib.TensorBoard(
-        log_dir=log_dir, update_freq=max(1, steps_per_epoch // 10)
-    )
+    board = callbacks_lib.TensorBoard(log_dir=log_dir, update_freq=max(1, steps_per_epoch // 10))
     history = keras.callbacks.History()
-    all_callbacks = [
-        watchdog,  # Disarmed by the first step: the cluster is up.
+    ordered = [
+        run.watchdog,  # Disarmed by the first step: the cluster is up.
         stop_on_nan,
         validation,  # Before the plateau and checkpoint callbacks, which read what it logs.
         plateau,
         callbacks_lib.StepDrop(train_config.lr_drop_epochs, train_config.lr_factor),
         resume,  # After the two schedules: it saves the learning rate they set.
-        tensorboard,
-        keras.callbacks.CSVLogger(run_dir.path(write_dir, run_dir.HISTORY_FILE), append=True),
-        *callbacks,
+        board,
+        callbacks_lib.CSVLogger(run_dir.path(run.write_dir, run_dir.HISTORY_FILE)),
+        *extra,
         history,  # Last, as Keras places it: it records what the others added to the logs.
     ]
-    if multi_worker or strategy.num_replicas_in_sync > 1:
-        _peek_local_batch(model, strategy)
-    if multi_worker:
+    return _Callbacks(validation, resume, stop_on_nan, board, history, ordered)
+
+
+def _fit(run: _Run, model, loop: _Callbacks, start: tuple[int, int], steps_per_epoch: int):
+    """Trains from `start` = (epoch, steps of it trained) to the end; returns the seconds."""
+    train_config = run.config.train
+    if run.distributed:
+        _peek_local_batch(model, run.strategy)
+    if run.multi_worker:
         _vector_logs(model)
     fit_start = time.perf_counter()
     try:
         _fit_epochs(
             model,
-            epoch_dataset,
+            _epoch_datasets(run),
             keras.callbacks.CallbackList(
-                all_callbacks, add_progbar=train_config.verbose != 0, model=model
+                loop.ordered, add_progbar=train_config.verbose != 0, model=model
             ),
-            (initial_epoch, resume.epoch_step),
+            start,
             train_config.epochs,
             steps_per_epoch,
             train_config.verbose,
         )
     finally:
-        tensorboard.close()
-    fit_seconds = time.perf_counter() - fit_start
-    diverged = resume.diverged
-    if stop_on_nan.stopped_at is not None:
-        diverged = f"the loss became NaN or infinite at step {stop_on_nan.stopped_at}"
-    if diverged:
-        kept = run_dir.describe_state(run_dir.read_state(model_dir))
-        raise TrainingDiverged(
-            f"{model_dir}: {diverged}; no final model written; resume point kept: {kept}"
-        )
-    if validation.last_table is None:
-        validation.set_model(model)
-        validation.score()
+        loop.tensorboard.close()
+    return time.perf_counter() - fit_start
 
-    with files.atomic_path(run_dir.path(write_dir, run_dir.FINAL_MODEL_FILE)) as tmp:
-        # Keras infers the format from the suffix.
-        model.save(tmp + ".keras")
-        os.replace(tmp + ".keras", tmp)
+
+def _raise_if_diverged(run: _Run, loop: _Callbacks) -> None:
+    """`TrainingDiverged` when the loss or a weight became NaN/inf (no final model then)."""
+    diverged = loop.resume.diverged
+    if loop.stop_on_nan.stopped_at is not None:
+        diverged = f"the loss became NaN or infinite at step {loop.stop_on_nan.stopped_at}"
+    if diverged:
+        kept = run_dir.describe_state(run_dir.read_state(run.model_dir))
+        raise TrainingDiverged(
+            f"{run.model_dir}: {diverged}; no final model written; resume point kept: {kept}"
+        )
+
+
+def _summary(run: _Run, model, loop: _Callbacks, steps_per_epoch: int, resumed, fit_seconds):
+    """The run's summary (`summary.json`); `resumed` = (epoch, step) where this call began."""
+    train_config = run.config.train
     steps = int(model.optimizer.iterations.numpy())
-    images = (steps - resumed_step) * train_config.batch_size
-    summary = {
-        "model_dir": model_dir,
-        "final_model": run_dir.path(model_dir, run_dir.FINAL_MODEL_FILE),
+    images = (steps - resumed[1]) * train_config.batch_size
+    return {
+        "model_dir": run.model_dir,
+        "final_model": run_dir.path(run.model_dir, run_dir.FINAL_MODEL_FILE),
         "epochs": train_config.epochs,
         "steps_per_epoch": steps_per_epoch,
         "steps": steps,
-        "resumed_from_epoch": initial_epoch,
-        "resumed_from_step": resumed_step,
+        "resumed_from_epoch": resumed[0],
+        "resumed_from_step": resumed[1],
         "train_seconds": fit_seconds,
-        "total_seconds": time.perf_counter() - start,
+        "total_seconds": time.perf_counter() - run.start,
         "images_per_second": images / fit_seconds if images and fit_seconds else None,
-        "dtype_policy": policy,
-        "replicas": strategy.num_replicas_in_sync,
-        "workers": cluster.num_workers(tf_config) if multi_worker else 1,
+        "dtype_policy": run.policy,
+        "replicas": run.strategy.num_replicas_in_sync,
+        "workers": cluster.num_workers(run.tf_config) if run.multi_worker else 1,
         "parameters": int(model.count_params()),
-        "validation_metric": validation.monitor,
-        "validation": validation.last_table,
-        "history": {k: [float(x) for x in v] for k, v in history.history.items()},
+        "validation_metric": loop.validation.monitor,
+        "validation": loop.validation.last_table,
+        "history": {k: [float(x) for x in v] for k, v in loop.history.history.items()},
     }
-    if chief:
-        files.write_json(run_dir.path(model_dir, run_dir.SUMMARY_FILE), summary)
-    return summary
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:

@@ -16,7 +16,8 @@ TensorFlow copies, then deletes; an object only appears once its upload is compl
 still never see a partial file, but a folder (copied, then deleted: TensorFlow's file systems
 rename files, not folders) appears file by file.
 Writers that need a real local file (h5py, Keras's `.keras` zip) ask for `local=True`: they get a
-local temporary path, which is uploaded and renamed into place when they are done.
+local temporary path, which is uploaded and renamed into place when they are done; readers that
+need one use `local_copy`.
 """
 
 from __future__ import annotations
@@ -47,6 +48,18 @@ def _gfile():
     return importlib.import_module("tensorflow").io.gfile
 
 
+@contextlib.contextmanager
+def _known_scheme(path: os.PathLike | str) -> Iterator[None]:
+    """Turns TensorFlow's error for a URL scheme it has no file system for (`s3://`,
+    `hdfs://` without a plug-in) into one `ValueError` line naming the path."""
+    tf = importlib.import_module("tensorflow")
+    try:
+        yield
+    except tf.errors.UnimplementedError:
+        scheme = os.fspath(path).split("://", 1)[0]
+        raise ValueError(f"{os.fspath(path)}: TensorFlow has no {scheme}:// file system") from None
+
+
 def join(path: os.PathLike | str, *names: str) -> str:
     """`os.path.join` that keeps URLs as they are (`gs://b/x` + `y` = `gs://b/x/y`)."""
     return os.path.join(os.fspath(path), *names)
@@ -54,7 +67,10 @@ def join(path: os.PathLike | str, *names: str) -> str:
 
 def exists(path: os.PathLike | str) -> bool:
     """Whether a file or folder exists at `path`."""
-    return _gfile().exists(os.fspath(path)) if is_url(path) else os.path.exists(path)
+    if is_url(path):
+        with _known_scheme(path):
+            return _gfile().exists(os.fspath(path))
+    return os.path.exists(path)
 
 
 def isdir(path: os.PathLike | str) -> bool:
@@ -65,7 +81,8 @@ def isdir(path: os.PathLike | str) -> bool:
 def makedirs(path: os.PathLike | str) -> None:
     """Creates `path` and its parents; nothing when it exists."""
     if is_url(path):
-        _gfile().makedirs(os.fspath(path))
+        with _known_scheme(path):
+            _gfile().makedirs(os.fspath(path))
     else:
         os.makedirs(path, exist_ok=True)
 
@@ -131,6 +148,14 @@ def read_bytes(path: os.PathLike | str) -> bytes:
         return f.read()
 
 
+def copy(src: os.PathLike | str, dst: os.PathLike | str) -> None:
+    """Copies the file `src` onto `dst` (either may be a URL), replacing a file there."""
+    if is_url(src) or is_url(dst):
+        _gfile().copy(os.fspath(src), os.fspath(dst), overwrite=True)
+    else:
+        shutil.copyfile(src, dst)
+
+
 def copy_tree(src: os.PathLike | str, dst: os.PathLike | str) -> None:
     """Copies the folder `src` to `dst` (either may be a URL); `dst` must not exist."""
     makedirs(dst)
@@ -138,10 +163,26 @@ def copy_tree(src: os.PathLike | str, dst: os.PathLike | str) -> None:
         source, target = join(src, name), join(dst, name)
         if isdir(source):
             copy_tree(source, target)
-        elif is_url(source) or is_url(target):
-            _gfile().copy(os.fspath(source), os.fspath(target), overwrite=True)
         else:
-            shutil.copyfile(source, target)
+            copy(source, target)
+
+
+@contextlib.contextmanager
+def local_copy(path: os.PathLike | str) -> Iterator[str]:
+    """Yields a local path holding the file `path`: `path` itself, or for a URL a temporary
+    download (same base name, so a reader that infers the format from the suffix still can),
+    removed when the block ends. For readers that need a real local file (h5py, zip readers)."""
+    path = os.fspath(path)
+    if not is_url(path):
+        yield path
+        return
+    folder = tempfile.mkdtemp(prefix=".stage-")
+    try:
+        local = os.path.join(folder, os.path.basename(path.rstrip("/")))
+        copy(path, local)
+        yield local
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _temporary_name(path: str) -> str:
@@ -171,7 +212,7 @@ def atomic_path(path: os.PathLike | str, local: bool = False) -> Iterator[str]:
     try:
         yield staged or tmp
         if staged:
-            _gfile().copy(staged, tmp, overwrite=True)
+            copy(staged, tmp)
         rename(tmp, path)
     except BaseException:
         remove(tmp)

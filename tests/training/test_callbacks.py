@@ -250,8 +250,8 @@ def test_no_step_checkpoint_after_a_non_finite_loss_or_a_stop(tmp_path):
 
 def test_a_kill_mid_checkpoint_leaves_the_previous_resume_point(tmp_path, monkeypatch):
     """Killed while writing the weights (a partial temporary file) or between the weights and
-    state.json: the resume point stays the previous complete checkpoint, and the next save
-    removes what the kill left."""
+    state.json: the resume point stays the previous complete checkpoint. An exception removes
+    its partial file; what a kill -9 leaves (a hidden temporary file) the next save removes."""
     model_dir = str(tmp_path)
     model = _tiny_compiled_model()
     resume = _driven_resume(model_dir, model, every_steps=1)
@@ -278,8 +278,11 @@ def test_a_kill_mid_checkpoint_leaves_the_previous_resume_point(tmp_path, monkey
         with pytest.raises(Killed):
             resume.on_train_batch_end(3, {"loss": 1.0})
     assert run_dir.read_state(model_dir) == good
+    # What `kill -9` mid-write leaves: `files.atomic_path`'s temporary name, partly written.
+    orphan = checkpoints / ".epoch-0001-step-000000003.weights.h5.4242-0123abcd.tmp"
+    orphan.write_bytes(b"\x89HDF\r\n half a file")
     assert sorted(os.listdir(checkpoints)) == [
-        ".epoch-0001-step-000000003.tmp.weights.h5",  # the partial file
+        orphan.name,  # the partial file
         "epoch-0001-step-000000002.weights.h5",
         "epoch-0001-step-000000004.weights.h5",  # complete, but state.json does not name it
         "state.json",
