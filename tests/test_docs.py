@@ -6,7 +6,7 @@ docs/DESIGN.md, tfrecords/README.md and every docstring of the package, and chec
 they give in backticks (and the file paths and `stacked_hourglass.*` modules of fenced code
 blocks):
 
-- file paths with a source extension (`data/pipeline.py`, `configs/demo.flags`, `bench/x.py`,
+- file paths with a source extension (also in running text, where they have a folder) (`data/pipeline.py`, `configs/demo.flags`, `bench/x.py`,
   `tests/..._test.py`, `docs/DESIGN.md`), with `{a,b}` alternatives expanded, relative to the
   repository root or to `stacked_hourglass/` (a docstring's path may also be relative to its
   own package);
@@ -16,8 +16,10 @@ blocks):
 - in the documents only, dotted names whose first component is neither ours nor a known outside
   library or example variable (`_FOREIGN`): a module that no longer exists
   (`transforms.warp_image`) is reported, not skipped;
-- references to DESIGN.md by heading (`DESIGN.md, *Layers and rules*`) name a heading it has, and
-  none by section number (`DESIGN.md §2`), since numbers shift when sections move.
+- references to DESIGN.md or BUILD.md by heading (`DESIGN.md, *Layers and rules*`) name a heading
+  it has, and none cites DESIGN by section number (`DESIGN.md §2`): numbers shift when sections
+  move;
+- the README's test command is the one CI runs (`.ci/run`).
 
 Pure Python and fast: it needs neither TensorFlow nor the data.
 """
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import fnmatch
 import functools
 import itertools
 import re
@@ -54,6 +57,9 @@ _FOREIGN = frozenset(_FOREIGN_WORDS.split())
 # Modules of ours whose names are also everyday variable names: in a docstring, `model.fit` or
 # `config.data` is checked only when its second component is a name of that module.
 _EVERYDAY = frozenset({"model", "config", "data"})
+# A file path in running text, outside backticks: `configs/demo.flags`-like, with a folder.
+_PROSE_PATH = re.compile(r"(?<![\w./:-])[\w.-]+(?:/[\w.{},-]+)+\.(?:py|flags|md)\b")
+_COMMENT = re.compile(r"<!--.*?-->", re.S)
 _BACKTICKS = re.compile(r"`([^`\n]+)`")
 _FENCE = re.compile(r"^(```|~~~).*?^\1", re.S | re.M)
 _INDENTED_CODE = re.compile(r"(?:^(?: {4}|\t).*\n?)+", re.M)
@@ -63,7 +69,7 @@ _PATH = re.compile(
 )
 _TOKEN = re.compile(r"(?:\{[^{}\s]*\}|[^\s=`'\"(),;{}])+")
 _DESIGN_SECTION = re.compile(r"DESIGN(?:\.md)?\)?,?\s*§\s*\d")
-_DESIGN_HEADING = re.compile(r"DESIGN(?:\.md)?\)?,\s*\*([^*]+)\*")
+_HEADING_CITED = re.compile(r"(DESIGN|BUILD)(?:\.md)?\)?,\s*\*([^*]+)\*")
 _PLACEHOLDER = re.compile(r"(?:^|[_/])(?:NAME|FILE|DIR|X|N|SPLIT|VARIANT)(?:$|[_./])")
 # Extensions that mark a dotted token as a file name (`config.json`), not a module path.
 _FILE_EXTENSION_WORDS = """
@@ -286,8 +292,10 @@ class Text:
     code_blocks: bool = True
 
 
-def document_texts(root: Path = ROOT) -> list[Text]:
-    return [Text(f"{name}:1", (root / name).read_text(encoding="utf-8")) for name in DOCUMENTS]
+def document_text(name: str, root: Path = ROOT) -> Text:
+    """A Markdown document, its HTML comments (notes to the editors) blanked out."""
+    body = (root / name).read_text(encoding="utf-8")
+    return Text(f"{name}:1", _blank(body, [(m.start(), m.group(0)) for m in _COMMENT.finditer(body)]))
 
 
 def docstring_texts(root: Path = ROOT, package: str = PACKAGE) -> list[Text]:
@@ -391,8 +399,8 @@ def _is_ours(path: str, root: Path, directory: str) -> bool:
 
 
 def _path_exists(path: str, root: Path, directory: str) -> bool:
-    if "/" not in path and "*" not in path:
-        return path in _file_names(root)
+    if "/" not in path:
+        return any(fnmatch.fnmatchcase(name, path) for name in _file_names(root))
     for base in _bases(root, directory):
         candidate = base / path
         if "*" in path:
@@ -475,16 +483,19 @@ def check_text(text: Text, root: Path = ROOT, package: Package | None = None) ->
         problems.append(
             Problem(_line(text, match.start()), match.group(0), "cites DESIGN by number")
         )
-    headings = _design_headings(root)
-    for match in _DESIGN_HEADING.finditer(text.body):
-        if match.group(1).strip() not in headings:
+    prose = _blank(text.body, [(offset, span) for offset, span, _ in _spans(text.body)])
+    for match in _PROSE_PATH.finditer(prose):
+        for why in _check_path(match.group(0), text, root, package):
+            problems.append(Problem(_line(text, match.start()), match.group(0), why))
+    for match in _HEADING_CITED.finditer(text.body):
+        document = "docs/DESIGN.md" if match.group(1) == "DESIGN" else "BUILD.md"
+        if match.group(2).strip() not in _headings(root / document):
             where = _line(text, match.start())
-            problems.append(Problem(where, match.group(1), "is no heading of docs/DESIGN.md"))
+            problems.append(Problem(where, match.group(2), f"is no heading of {document}"))
     return problems
 
 
-def _design_headings(root: Path) -> set[str]:
-    path = root / "docs/DESIGN.md"
+def _headings(path: Path) -> set[str]:
     if not path.exists():
         return set()
     lines = path.read_text(encoding="utf-8").splitlines()
@@ -515,9 +526,17 @@ def package():
 
 @pytest.mark.parametrize("name", DOCUMENTS)
 def test_documents_name_only_what_exists(name, package):
-    text = Text(f"{name}:1", (ROOT / name).read_text(encoding="utf-8"))
+    text = document_text(name)
     problems = check_text(text, ROOT, package) + _anchors(text)
     assert not problems, "\n".join(map(str, problems))
+
+
+def test_readme_test_command_is_the_one_ci_runs():
+    lines = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    marker = next(i for i, line in enumerate(lines) if "keep in step with README.md" in line)
+    command = lines[marker + 1].strip()
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert command in readme.split("## Install")[0], f"README.md lacks .ci/run's {command!r}"
 
 
 def test_docstrings_name_only_what_exists(package):
@@ -570,6 +589,7 @@ def test_checker_finds_stale_paths_and_names(tmp_path):
         "DESIGN.md, *Layers and rules*.\n"
         "Stale: `data/features.py`, `codec.Codec.warp`, `codec.gone`, `data/codec.gone`,\n"
         "`transforms.warp_image`, `data/{codec,geometry}.py`, DESIGN.md §2, DESIGN.md, *Tests*.\n"
+        "In prose: data/codec.py is fine, data/gone.py is not, nor other/x.py of another project.\n"
         "```\npython -m stacked_hourglass.data.gone --flagfile=configs/none.flags\n"
         "net.fit(x)\n```\n",
     )
@@ -585,6 +605,7 @@ def test_checker_finds_stale_paths_and_names(tmp_path):
         "Tests",
         "stacked_hourglass.data.gone",
         "configs/none.flags",
+        "data/gone.py",
     }, "\n".join(map(str, problems))
     assert [p.where for p in problems if p.name == "data/features.py"] == ["FAKE.md:6"]
 
