@@ -6,13 +6,13 @@ docs/DESIGN.md, tfrecords/README.md and every docstring of the package, and chec
 they give in backticks (and the file paths and `stacked_hourglass.*` modules of fenced code
 blocks):
 
-- file paths with a source extension (also in running text, where they have a folder) (`data/pipeline.py`, `configs/demo.flags`, `bench/x.py`,
-  `tests/..._test.py`, `docs/DESIGN.md`), with `{a,b}` alternatives expanded, relative to the
-  repository root or to `stacked_hourglass/` (a docstring's path may also be relative to its
-  own package);
-- dotted names (`trainer.compile_model`, `model.StackedHourglass`, `data/pipeline.make_dataset`,
-  `stacked_hourglass.train`) whose first component is one of the package's modules or classes,
-  resolved by parsing the package's source with `ast` (no TensorFlow is imported);
+- file paths with a source extension (`data/pipeline.py`, `configs/demo.flags`, `bench/x.py`,
+  `tests/test_convert.py`, `docs/DESIGN.md`; in running text too, where they name a folder of
+  ours), with `{a,b}` alternatives expanded, relative to the repository root or to
+  `stacked_hourglass/` (a docstring's path may also be relative to its own package);
+- dotted names (`trainer.compile_model`, `model.StackedHourglass`, `stacked_hourglass.train`,
+  `data/pipeline.make_train_dataset`) whose first component is one of the package's modules or
+  classes, resolved by parsing the package's source with `ast` (no TensorFlow is imported);
 - in the documents only, dotted names whose first component is neither ours nor a known outside
   library or example variable (`_FOREIGN`): a module that no longer exists
   (`transforms.warp_image`) is reported, not skipped;
@@ -51,7 +51,7 @@ _FOREIGN_WORDS = """
     tf tensorflow keras np numpy os json h5py scipy torch absl flags pytest hypothesis
     matplotlib plt math collections typing tempfile shutil pathlib subprocess importlib
     tensorflow_serving ai_edge_litert tflite_runtime keras_hub predict_pb2 net fv r self options
-    person source image tfrecords stacked_hourglass_test argparse jax sys
+    person source image tfrecords argparse jax sys
 """
 _FOREIGN = frozenset(_FOREIGN_WORDS.split())
 # Modules of ours whose names are also everyday variable names: in a docstring, `model.fit` or
@@ -142,6 +142,7 @@ class Package:
         """Whether a dotted name starting with `first` names something of the package."""
         return first == self.name or first in self.by_base or first in self.classes()
 
+    @functools.cache  # noqa: B019
     def module_scope(self, module: str) -> _Scope:
         names: dict[str, ast.AST | str | None] = {}
         for node in self.tree(module).body:
@@ -295,7 +296,9 @@ class Text:
 def document_text(name: str, root: Path = ROOT) -> Text:
     """A Markdown document, its HTML comments (notes to the editors) blanked out."""
     body = (root / name).read_text(encoding="utf-8")
-    return Text(f"{name}:1", _blank(body, [(m.start(), m.group(0)) for m in _COMMENT.finditer(body)]))
+    return Text(
+        f"{name}:1", _blank(body, [(m.start(), m.group(0)) for m in _COMMENT.finditer(body)])
+    )
 
 
 def docstring_texts(root: Path = ROOT, package: str = PACKAGE) -> list[Text]:
@@ -429,7 +432,7 @@ def _check_path(token: str, text: Text, root: Path, package: Package) -> list[st
             if not _path_exists(path, root, text.directory):
                 problems.append(f"{path}: no such file")
         elif extension not in _FILE_EXTENSIONS and head and _DOTTED.fullmatch(f"{stem}.{rest}"):
-            # `data/pipeline.make_dataset`: a module path and a name in it.
+            # `data/pipeline.make_train_dataset`: a module path and a name in it.
             module_path = f"{head}/{stem}.py"
             if not _path_exists(module_path, root, text.directory):
                 if _path_exists(f"{head}/{stem}/__init__.py", root, text.directory):
