@@ -2,9 +2,9 @@
 
 A stale name in a document sends a reader to code that moved or no longer exists, and nothing
 else catches it: the documents are not imported. This test reads README.md, BUILD.md,
-docs/DESIGN.md, tfrecords/README.md and every docstring of the package, and checks the names
-they give in backticks (and the file paths and `stacked_hourglass.*` modules of fenced code
-blocks):
+docs/DESIGN.md, tfrecords/README.md, bench/README.md and every docstring of the package, bench/
+and tools/, and checks the names they give in backticks (and the file paths and
+`stacked_hourglass.*` modules of fenced code blocks):
 
 - file paths with a source extension (`data/pipeline.py`, `configs/demo.flags`, `bench/x.py`,
   `tests/test_convert.py`, `docs/DESIGN.md`; in running text too, where they name a folder of
@@ -40,7 +40,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = "stacked_hourglass"
-DOCUMENTS = ("README.md", "BUILD.md", "docs/DESIGN.md", "tfrecords/README.md")
+DOCUMENTS = ("README.md", "BUILD.md", "docs/DESIGN.md", "tfrecords/README.md", "bench/README.md")
+# Folders whose docstrings are checked: the package and the scripts beside it.
+SOURCES = (PACKAGE, "bench", "tools")
 
 # Extensions of files that live in the repository (outputs such as `.json`, `.h5` or
 # `.tfrecord` are named by documents too, but are written by a run, not kept in the tree).
@@ -301,10 +303,10 @@ def document_text(name: str, root: Path = ROOT) -> Text:
     )
 
 
-def docstring_texts(root: Path = ROOT, package: str = PACKAGE) -> list[Text]:
-    """Every module, class and function docstring of the package."""
+def docstring_texts(root: Path = ROOT, folder: str = PACKAGE) -> list[Text]:
+    """Every module, class and function docstring of the Python files under `folder`."""
     texts = []
-    for path in sorted((root / package).rglob("*.py")):
+    for path in sorted((root / folder).rglob("*.py")):
         relative = path.relative_to(root)
         tree = ast.parse(path.read_text(encoding="utf-8"))
         variables = frozenset(
@@ -542,15 +544,17 @@ def test_readme_test_command_is_the_one_ci_runs():
     assert command in readme.split("## Install")[0], f"README.md lacks .ci/run's {command!r}"
 
 
-def test_docstrings_name_only_what_exists(package):
-    problems = [p for text in docstring_texts() for p in check_text(text, ROOT, package)]
+@pytest.mark.parametrize("folder", SOURCES)
+def test_docstrings_name_only_what_exists(folder, package):
+    texts = docstring_texts(ROOT, folder)
+    problems = [p for text in texts for p in check_text(text, ROOT, package)]
     assert not problems, "\n".join(map(str, problems))
 
 
-def comment_problems(root: Path = ROOT, package: str = PACKAGE) -> list[Problem]:
-    """DESIGN.md cited by section number in the package's comments (docstrings: `check_text`)."""
+def comment_problems(root: Path = ROOT, folder: str = PACKAGE) -> list[Problem]:
+    """DESIGN.md cited by section number in comments under `folder` (docstrings: `check_text`)."""
     problems = []
-    for path in sorted((root / package).rglob("*.py")):
+    for path in sorted((root / folder).rglob("*.py")):
         with path.open(encoding="utf-8") as source:
             for token in tokenize.generate_tokens(source.readline):
                 if token.type == tokenize.COMMENT and _DESIGN_SECTION.search(token.string):
@@ -559,8 +563,9 @@ def comment_problems(root: Path = ROOT, package: str = PACKAGE) -> list[Problem]
     return problems
 
 
-def test_comments_cite_design_by_heading():
-    problems = comment_problems()
+@pytest.mark.parametrize("folder", SOURCES)
+def test_comments_cite_design_by_heading(folder):
+    problems = comment_problems(ROOT, folder)
     assert not problems, "\n".join(map(str, problems))
 
 
