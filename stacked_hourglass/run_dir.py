@@ -125,10 +125,20 @@ def load_weights(model: keras.Model, checkpoint: str) -> None:
 
 
 def save_final_model(model: keras.Model, model_dir: str) -> str:
-    """Writes `MODEL_DIR/model.keras` atomically; returns its path."""
+    """Writes `MODEL_DIR/model.keras` atomically; returns its path.
+
+    The file holds the network alone. A compiled model is copied into an uncompiled one first:
+    its compile config would name the trainer's optimizer and metric, which `load_model` could
+    only rebuild after importing the trainer, and the training state is the checkpoints' job.
+    So `keras.saving.load_model` needs nothing beyond `import stacked_hourglass`.
+    """
     final = path(model_dir, FINAL_MODEL_FILE)
+    network = model
+    if model.compiled or getattr(model, "optimizer", None) is not None:
+        network = type(model).from_config(model.get_config())
+        network.set_weights(model.get_weights())
     with _keras_file(final, ".keras") as local:
-        model.save(local)
+        network.save(local)
     return final
 
 

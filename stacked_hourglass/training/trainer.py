@@ -26,6 +26,7 @@ from stacked_hourglass.config import (
     ExperimentConfig,
     ModelConfig,
     TrainConfig,
+    check_resume,
     output_name,
 )
 from stacked_hourglass.data import pipeline
@@ -37,7 +38,7 @@ from stacked_hourglass.training import cluster, keras_hooks
 from stacked_hourglass.training.cluster import make_strategy
 from stacked_hourglass.training.metrics import HeatmapPCK
 from stacked_hourglass.training.optimizers import TorchRMSprop
-from stacked_hourglass.utils import files
+from stacked_hourglass.utils import files, locks
 
 keras_hooks.check()
 
@@ -186,6 +187,7 @@ def train(config: ExperimentConfig, callbacks: Sequence[keras.callbacks.Callback
         try:
             return _train(run, callbacks)
         finally:
+            run.lock.release()
             if not run.chief:
                 shutil.rmtree(write_dir, ignore_errors=True)
     finally:
@@ -207,6 +209,7 @@ class _Run:
         policy: the Keras dtype policy name (set by `_prepare`).
         codec: the heatmap codec of the model's input size and the data's sigma (`_prepare`).
         data: the training and validation splits, opened and checked once (`_prepare`).
+        lock: `write_dir`'s lock, taken by `_prepare` before it writes anything.
     """
 
     config: ExperimentConfig
@@ -218,6 +221,10 @@ class _Run:
     policy: str = ""
     codec: HeatmapCodec | None = None
     data: pipeline.TrainingData | None = None
+    lock: locks.DirectoryLock = dataclasses.field(init=False)
+
+    def __post_init__(self):
+        self.lock = locks.DirectoryLock(self.write_dir)
 
     @property
     def model_dir(self) -> str:
@@ -282,6 +289,7 @@ def _prepare(run: _Run) -> int:
     run.policy = set_precision_policy(train_config.mixed_precision)
     set_graph_optimizer(train_config.graph_optimizer)
     run.config = run.config.resolve(num_replicas=run.strategy.num_replicas_in_sync)
+    _check_resumed_config(run)
     run.codec = HeatmapCodec.for_model(run.config.model.input_size, run.config.data.sigma)
     # Fail before building or writing anything when the data is not there or not of
     # --dataset's joints; list the shards once for the run. (After the strategy:
@@ -289,9 +297,27 @@ def _prepare(run: _Run) -> int:
     run.data = pipeline.open_splits(
         run.config.data, train_config.batch_size, train_config.steps_per_epoch
     )
+    # One run per model directory: a second one (a repeated command, a duplicated worker index,
+    # a scheduler's retry) is refused here, naming the holder, before it writes anything.
+    run.lock.acquire()
     if run.chief:
         run_dir.save_config(run.model_dir, run.config)
     return run.data.steps_per_epoch
+
+
+def _check_resumed_config(run: _Run) -> None:
+    """Refuses, before anything is written, a resume whose config differs from the stored one
+    in a field `config.check_resume` does not allow; prints the allowed changes."""
+    if run_dir.read_state(run.model_dir) is None:
+        return  # nothing to resume: this run starts afresh and writes its own config.json
+    stored = run_dir.load_config(run.model_dir)
+    config_path = run_dir.path(run.model_dir, run_dir.CONFIG_FILE)
+    try:
+        changed = check_resume(stored, run.config)
+    except ValueError as e:
+        raise ValueError(f"{config_path}: {e}; nothing written") from None
+    if changed:
+        print(f"Resuming {run.model_dir} with changed {', '.join(changed)}")
 
 
 def _restore(run: _Run, model, resume: callbacks_lib.ResumeCheckpoint, steps_per_epoch: int):

@@ -28,7 +28,7 @@ from stacked_hourglass.utils import files
 LOCK_FILE = "run.lock"
 
 
-class LockHeld(RuntimeError):
+class LockHeld(OSError):
     """Another live process holds the folder's lock; the message names it."""
 
 
