@@ -17,7 +17,17 @@ import os
 import pathlib
 from collections.abc import Callable, Iterable
 
-from stacked_hourglass.data.sources.source_items import Item
+import numpy as np
+
+from stacked_hourglass.data.sources.source_items import (
+    DUPLICATE_PERSON,
+    MISSING_IMAGE,
+    OUTSIDE_IMAGES_DIR,
+    Item,
+    PendingExample,
+    Skipped,
+)
+from stacked_hourglass.utils.errors import one_line
 
 PathLike = os.PathLike | str
 
@@ -150,4 +160,49 @@ def read_items(
     items, count, extra = source.read(
         split, annotations, images_dir, split_file, ground_truth, num_examples, seed, flic_labels
     )
-    return items, count, [annotations, *extra]
+    return confine_and_deduplicate(items, images_dir), count, [annotations, *extra]
+
+
+def confine_and_deduplicate(items: Iterable[Item], images_dir: PathLike) -> list[Item]:
+    """The items, with two kinds of person replaced by a `Skipped` (one item for one item).
+
+    - `OUTSIDE_IMAGES_DIR`: an image path that resolves (symlinks followed) outside
+      `images_dir`, such as `../outside/x.jpg` or `/etc/passwd` in an annotation file: a
+      converter never reads a file the user did not hand it.
+    - `DUPLICATE_PERSON`: the same image file and the same keypoints and statuses as an earlier
+      person (annotation files that list a person twice); the first is kept.
+
+    Args:
+        items: a source's items in source order.
+        images_dir: the images folder every image must lie in.
+    """
+    root = pathlib.Path(images_dir).resolve()
+    seen, out = set(), []
+    for item in items:
+        if isinstance(item, PendingExample):
+            item = _confined(item, root, seen)
+        out.append(item)
+    return out
+
+
+def _confined(item: PendingExample, root: pathlib.Path, seen: set) -> Item:
+    example = item.example
+
+    def skip(reason: str, detail: str) -> Skipped:
+        return Skipped(example.filename, example.index, example.person, reason, detail)
+
+    try:
+        resolved = item.image_path.resolve()
+    except (RuntimeError, OSError) as e:  # a symlink loop (RuntimeError before Python 3.13)
+        return skip(MISSING_IMAGE, f"{item.image_path}: cannot be resolved ({one_line(e)})")
+    if not resolved.is_relative_to(root):
+        return skip(OUTSIDE_IMAGES_DIR, f"{item.image_path} resolves to {resolved}, outside {root}")
+    key = (
+        str(resolved),
+        np.asarray(example.keypoints, np.float64).tobytes(),
+        np.asarray(example.keypoint_status, np.int64).tobytes(),
+    )
+    if key in seen:
+        return skip(DUPLICATE_PERSON, f"{resolved}: same keypoints as an earlier person")
+    seen.add(key)
+    return item

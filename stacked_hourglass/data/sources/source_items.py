@@ -28,6 +28,8 @@ BAD_SCALE = "non_positive_scale"
 FAR_OUTSIDE = "joint_far_outside_image"
 NO_CENTER = "no_objpos_or_scale"
 NO_KEYPOINTS = "no_keypoints"
+OUTSIDE_IMAGES_DIR = "image_outside_images_dir"  # a path that leaves --images (.., /, symlinks)
+DUPLICATE_PERSON = "duplicate_person"  # the same image and keypoints as an earlier person
 
 
 @dataclasses.dataclass(frozen=True)

@@ -7,7 +7,7 @@ import pytest
 
 import stacked_hourglass
 from stacked_hourglass.data import sources
-from stacked_hourglass.data.sources import synthetic
+from stacked_hourglass.data.sources import source_items, synthetic
 
 
 def test_dispatch_to_mpii_fingerprints_all_inputs(official_mpii):
@@ -97,3 +97,44 @@ def test_sources_never_import_the_shard_writer():
     }
     types_imports = _imports(package / "data" / "sources" / "source_items.py")
     assert not {n for n in types_imports if "sources" in n or "records" in n}
+
+
+def test_images_outside_the_images_folder_are_skipped(official_mpii, tmp_path_factory):
+    outside = tmp_path_factory.mktemp("outside") / "secret.jpg"
+    images = official_mpii / "images"
+    outside.write_bytes((images / "a.jpg").read_bytes())
+    (images / "a.jpg").unlink()
+    (images / "a.jpg").symlink_to(outside)  # a symlink out of --images counts as outside
+    items, count, _ = sources.read_items(
+        "mpii", "train", annotations=official_mpii / "mpii.mat", images_dir=images
+    )
+    items = list(items)
+    assert len(items) == count
+    outside_skips = [
+        i for i in items if getattr(i, "reason", "") == source_items.OUTSIDE_IMAGES_DIR
+    ]
+    assert {(s.filename, s.person) for s in outside_skips} == {("a.jpg", 0), ("a.jpg", 1)}
+    assert f"resolves to {outside}" in outside_skips[0].detail
+
+
+def test_confine_and_deduplicate(tmp_path, person_example):
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "x.jpg").write_bytes(b"jpeg")
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    pending = [
+        source_items.PendingExample(person_example(0), images / "x.jpg"),
+        source_items.PendingExample(person_example(1), images / "x.jpg"),  # other keypoints
+        source_items.PendingExample(person_example(0), images / "x.jpg"),  # a duplicate
+        source_items.PendingExample(person_example(2), images / ".." / "outside.jpg"),
+        source_items.PendingExample(person_example(3), images / "/etc/passwd"),
+        source_items.PendingExample(person_example(4), tmp_path / "loop"),
+    ]
+    out = sources.confine_and_deduplicate(pending, images)
+    reasons = [getattr(i, "reason", "kept") for i in out]
+    assert reasons == [
+        "kept", "kept", source_items.DUPLICATE_PERSON, source_items.OUTSIDE_IMAGES_DIR,
+        source_items.OUTSIDE_IMAGES_DIR, source_items.MISSING_IMAGE,
+    ]  # fmt: skip
+    assert "/etc/passwd resolves to /etc/passwd, outside" in out[4].detail
+    assert "cannot be resolved" in out[5].detail
