@@ -68,6 +68,7 @@ def run_predict(capsys, monkeypatch):
         ("missing.jpg", None, "missing.jpg: no such file or directory"),
         ("images/person.jpg", "1,2,3", "--box='1,2,3': expected four numbers"),
         ("images/person.jpg", "500,500,600,600", "box[0] = [500 500 600 600] lies outside"),
+        ("images/person.jpg", "-1e30,-1e30,1e30,1e30", "longer side must be between 1 pixel"),
     ],
 )
 def test_cli_bad_input_one_line(flip_export, run_predict, image, box, message):

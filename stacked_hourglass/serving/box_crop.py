@@ -4,8 +4,9 @@ A box (x1, y1, x2, y2) in 0-based original pixels (four zeros: the whole image,
 [-0.5, -0.5, W - 0.5, H - 0.5]) becomes the square crop of side `BOX_MARGIN * max(x2 - x1,
 y2 - y1)` centred on the box centre: `center` = the box centre, `scale` = that side / 200 (the
 MPII convention: a crop side is `200 * scale`, here with a 25% margin around the person). A box
-with no area, not finite, or not overlapping the image is refused with a message naming it (a
-box partly outside the image is fine: the crop is padded with zeros, as in training).
+with no area, not finite, not overlapping the image, under one pixel or over `MAX_BOX_TO_IMAGE`
+times the image's size is refused with a message naming it (a box partly outside the image is
+fine: the crop is padded with zeros, as in training).
 
 `serving.exporter` asserts `box_problems` in the graph and crops the encoded bytes
 (`geometry.decode_crop`); `crop_on_host` (the image path of the LiteRT and Keras predictors,
@@ -20,6 +21,11 @@ import tensorflow as tf
 
 from stacked_hourglass.data import features, geometry
 from stacked_hourglass.serving.layout import BOX_MARGIN
+
+# A box may be at most this many times the image's longer side (and at least one pixel): the
+# image then still fills 1 / (BOX_MARGIN * MAX_BOX_TO_IMAGE) = 1/10 of the crop's side, 25 of its
+# 256 pixels. Larger boxes (1e30) mean nothing and make the crop matrix overflow float32.
+MAX_BOX_TO_IMAGE = 8.0
 
 
 def fill_box(box, size):
@@ -71,7 +77,8 @@ def box_problems(box, size, index):
 
     Returns:
         [(ok bool [], message string [])]: a finite box with positive area; a box that
-        overlaps the image.
+        overlaps the image; a box whose longer side is 1 pixel to `MAX_BOX_TO_IMAGE` times the
+        image's longer side.
     """
     h, w = tf.cast(size[0], tf.float32), tf.cast(size[1], tf.float32)
     x1, y1, x2, y2 = tf.unstack(box)
@@ -87,7 +94,15 @@ def box_problems(box, size, index):
         "box[{}] = {} lies outside the {}x{} (width x height) image",
         (index, box, size[1], size[0]),
     )
-    return [(tf.logical_and(finite, positive), area), (overlaps, outside)]
+    side = tf.maximum(x2 - x1, y2 - y1)
+    limit = MAX_BOX_TO_IMAGE * tf.maximum(h, w)
+    sized = tf.logical_and(side >= 1.0, side <= limit)
+    size_message = tf.strings.format(
+        "box[{}] = {}: its longer side must be between 1 pixel and {} times the longer side of "
+        "the {}x{} image",
+        (index, box, int(MAX_BOX_TO_IMAGE), size[1], size[0]),
+    )
+    return [(tf.logical_and(finite, positive), area), (overlaps, outside), (sized, size_message)]
 
 
 def crop_on_host(image, box, input_size: int):

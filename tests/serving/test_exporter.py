@@ -207,6 +207,14 @@ def test_zero_box_is_whole_image(exported, image_bytes):
         ("jpeg", [10, 10, 50, 10], r"box\[1\] = .* has zero or negative area"),
         ("jpeg", [200, 10, 300, 40], r"box\[1\] = \[200 10 300 40\] lies outside the 60x50"),
         ("jpeg", [float("nan"), 10, 30, 40], r"box\[1\] = .* is not finite"),
+        (
+            "jpeg",
+            [-1e30, -1e30, 1e30, 1e30],
+            r"box\[1\] = .*: its longer side must be between 1 "
+            r"pixel and 8 times the longer side of the 60x50 image",
+        ),
+        ("jpeg", [-3e38, -3e38, 3e38, 3e38], r"box\[1\] = .*: its longer side must be between"),
+        ("jpeg", [10, 10, 10.5, 10.5], r"box\[1\] = .*: its longer side must be between 1 pixel"),
     ],
 )
 def test_bad_bytes_or_box(exported, image_bytes, data, box, message):

@@ -138,3 +138,9 @@ def test_host_crop_is_the_box_rule(random_image):
     )
     with pytest.raises(ValueError, match=r"^box\[0\] = \[500 500 600 600\] lies outside the 72x96"):
         box_crop.crop_on_host(image, np.array([500, 500, 600, 600], np.float32), 64)
+    for absurd in (1e30, 3e38):
+        with pytest.raises(ValueError, match=r"longer side must be between 1 pixel and 8 times the "
+                           r"longer side of the 72x96 image$"):  # fmt: skip
+            box_crop.crop_on_host(
+                image, np.array([-absurd, -absurd, absurd, absurd], np.float32), 64
+            )
