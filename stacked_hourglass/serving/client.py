@@ -361,6 +361,10 @@ def decode_on_host(data: bytes, max_pixels: int = images.DEFAULT_MAX_PIXELS) -> 
         ValueError: one line: not an image, an invalid or truncated header, above the limit, or
             bytes the decoder rejects (e.g. a truncated JPEG).
     """
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        # The SavedModel's graph decodes JPEG, PNG, BMP and GIF only; the host path keeps its
+        # rule, so an image a LiteRT or Keras model accepts is one the SavedModel accepts.
+        raise ValueError(f"image_bytes[0] ({len(data)} bytes) is not a JPEG/PNG/BMP/GIF image")
     try:
         height, width, problem = images.image_header(data)
         reason = problem.numpy().decode("utf-8", "replace")

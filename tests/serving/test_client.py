@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -110,3 +111,20 @@ def test_predict_files_writes_json_png_and_table(flip_export, serving, tmp_path)
     assert table[0] == f"{image} (72x96, box [5.0, 10.0, 60.0, 90.0])"
     assert table[1].split() == ["joint", "x", "y", "score"]
     assert len(table) == 2 + 16 and table[2].split()[0] == "r_ankle"
+
+
+def test_host_path_refuses_webp_as_the_savedmodel_does(flip_export):
+    """One rule for both image paths: WebP is not served (the SavedModel's graph refuses it)."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((20, 30, 3), 128, np.uint8)).save(buffer, format="WEBP")
+    data = buffer.getvalue()
+    message = f"image_bytes[0] ({len(data)} bytes) is not a JPEG/PNG/BMP/GIF image"
+    with pytest.raises(ValueError, match=re.escape(message)):
+        client.decode_on_host(data)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=re.escape(message)):
+        loaded = tf.saved_model.load(flip_export["path"])
+        loaded.signatures["serving_default"](image_bytes=tf.constant([data]))
