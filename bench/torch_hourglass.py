@@ -1,12 +1,13 @@
 """A PyTorch definition of the package's stacked hourglass network, for benchmarks only.
 
-Mirrors `stacked_hourglass/model.py` layer for layer (one residual module per place, intermediate
-supervision): stem conv7x7/2 (64) + BN + ReLU -> residual(128) -> max-pool 2 -> residual(128) ->
-residual(F); N hourglasses of the given depth; per stack residual -> 1x1 conv + BN + ReLU
-("features") -> 1x1 conv to K heatmaps; between stacks x + conv1x1(features) + conv1x1(heatmaps).
-Convolutions have biases, BatchNorm eps 1e-5 and momentum 0.1 (Keras 0.9). Weights use Torch's
-default conv init, U(+-1/sqrt(fan_in)) -- the same bound as the package's Keras initializer --
-with zero biases as in Keras. Tensors are NCHW; `channels_last=True` stores them NHWC in memory.
+Mirrors `stacked_hourglass/model/hourglass.py` layer for layer (one residual module per place,
+intermediate supervision): stem conv7x7/2 (64) + BN + ReLU -> residual(128) -> max-pool 2 ->
+residual(128) -> residual(F); N hourglasses of the given depth; per stack residual -> 1x1 conv +
+BN + ReLU ("features") -> 1x1 conv to K heatmaps; between stacks x + conv1x1(features) +
+conv1x1(heatmaps). Convolutions have biases, BatchNorm eps 1e-5 and momentum 0.1 (Keras 0.9).
+Weights use Torch's default conv init, U(+-1/sqrt(fan_in)) -- the same bound as the package's
+Keras initializer -- with zero biases as in Keras. Tensors are NCHW; `channels_last=True` stores
+them NHWC in memory.
 
     python bench/torch_hourglass.py   # prints (and checks) the 8 x 256 x 16 parameter count
 

@@ -19,9 +19,10 @@ import importlib.abc
 import sys
 
 # Importing this package (`model/__init__.py`) imports `model/hourglass.py` and `model/layers.py`,
-# whose decorators register every class of the network. A trainer's model.keras also names its
-# optimizer and metric (training/) in its compile config; `run_dir.load_model` and
-# `keras.saving.load_model(path, compile=False)` skip that, as inference needs.
+# whose decorators register every class of the network. `run_dir.save_final_model` writes the
+# network without the trainer's compile state; a .keras file saved from a compiled model names
+# the trainer's optimizer and metric (training/), which `run_dir.load_model` and
+# `keras.saving.load_model(path, compile=False)` skip, as inference needs.
 MODEL_PACKAGE = "stacked_hourglass.model"
 
 

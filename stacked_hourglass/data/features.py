@@ -45,7 +45,7 @@ class PersonExample:
         image_encoded: the original image file's bytes (JPEG or PNG).
         filename: the image file name relative to the images folder.
         height, width: the original image's size in pixels.
-        center: (x, y) crop centre, 0-based pixels, already adjusted (see DESIGN.md §1).
+        center: (x, y) crop centre, 0-based pixels, already adjusted (see DESIGN.md, *Conventions*).
         scale: crop side = 200 × scale pixels.
         keypoints: float [K, 2], (x, y), 0-based original pixels; (0, 0) where not annotated.
         keypoint_status: int [K], NOT_ANNOTATED / OCCLUDED / VISIBLE.

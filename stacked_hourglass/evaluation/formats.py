@@ -4,8 +4,8 @@ Coordinates: every released MPII file (pose-hg `valid.h5`, `detections_our_forma
 pose-hg / bearpaw / Tompson prediction files) holds MATLAB-style 1-based original-image pixels.
 The readers here keep coordinates exactly as stored and never shift them, so released predictions
 are compared with released ground truth without any offset. Our own pipeline works in 0-based
-pixels (DESIGN.md §3); `write_predictions_h5` takes the base of its input explicitly and always
-writes 1-based, so our files compare with the released ground truth the same way.
+pixels (DESIGN.md, *Conventions*); `write_predictions_h5` takes the base of its input explicitly
+and always writes 1-based, so our files compare with the released ground truth the same way.
 
 HDF5 and MATLAB: h5py reads an array in C order, so an array written by MATLAB (column-major,
 including `.mat` v7.3 files, which are HDF5) appears with its axes reversed: Tompson's MATLAB

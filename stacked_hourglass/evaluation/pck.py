@@ -1,6 +1,6 @@
 """PCK / PCKh: the evaluation math of the paper's tables (numpy, float64 throughout).
 
-Conventions (see DESIGN.md §1 "Evaluation"):
+Conventions (see DESIGN.md, *Conventions*):
   * A joint is correct when ‖pred − gt‖ / normalizer ≤ threshold, distances in original-image
     pixels. Ties exactly at the threshold count as correct (`≤`, as MPII, HRNet, bearpaw and
     pose-hg all do).

@@ -11,7 +11,7 @@ def plot_pck_curves(curves: dict, path, title: str) -> Path:
     """Draws detection rate against normalised distance, one line per table column.
 
     Args:
-        curves: a `metrics.pck_curve` result: "thresholds" [T] and, per column (and "Mean"),
+        curves: a `pck.pck_curve` result: "thresholds" [T] and, per column (and "Mean"),
             [T] percentages. "uMean" is not drawn (it nearly coincides with "Mean").
         path: output PNG path; its folder is created.
         title: figure title (e.g. the prediction file and the Head convention).

@@ -1,4 +1,5 @@
-"""Exports a trained stacked hourglass as a versioned SavedModel for TF Serving (DESIGN §5).
+"""Exports a trained stacked hourglass as a versioned SavedModel for TF Serving (DESIGN.md,
+*Contracts with the outside*).
 
 Layout written (TF Serving watches EXPORT_DIR and loads the highest integer subdirectory):
 

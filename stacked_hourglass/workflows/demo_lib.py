@@ -57,7 +57,7 @@ def write_held_out_image(path: Path) -> str:
     """A synthetic test-split picture (never trained on); returns its person box x1,y1,x2,y2."""
     example: features.PersonExample = next(synthetic.generate_examples("test", 1, seed=7))
     path.write_bytes(example.image_encoded)
-    # The person box whose crop (1.25 x its longer side, see export_lib) is the record's crop.
+    # The person box whose crop (1.25 x its longer side, serving/box_crop.py) is the record's crop.
     half = features.PIXELS_PER_SCALE * example.scale / 1.25 / 2
     cx, cy = example.center
     return ",".join(f"{v:.1f}" for v in (cx - half, cy - half, cx + half, cy + half))

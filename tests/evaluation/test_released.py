@@ -104,7 +104,7 @@ def test_reference_table_with_detections_gt(name, predictions, detections_gt):
 
 
 def test_acceptance_figures(predictions, detections_gt):
-    """The figures of DESIGN.md §1 "Published figures", to ±0.05."""
+    """The figures of BUILD.md, *Measured results*, to ±0.05."""
     gt, missing, norm, _ = detections_gt
     expected = {
         "bearpaw-s8": (96.79, 95.19, 90.08, 85.32, 87.48, 84.26, 80.73, 89.09),

@@ -7,9 +7,9 @@ mapped to the pose-hg-train order of `joints.FLIC` (`MODEC_IDS` below).
 Coordinate conventions. FLIC stores MATLAB (1-based) pixels. This reader subtracts 1, once, from
 the joints and the torso box, so `PersonExample`s hold 0-based pixels, (x, y) order.
 
-Crop centre and scale follow pose-hg-train's FLIC files (DESIGN.md §1): centre x = middle of the
-torso box, centre y = 240 (the middle row of the 480-pixel frames), scale 2.2, no vertical shift
-and no scale adjustment. pose-hg-train's centre lives in their 1-based frame, so here
+Crop centre and scale follow pose-hg-train's FLIC files (DESIGN.md, *Conventions*): centre x =
+middle of the torso box, centre y = 240 (the middle row of the 480-pixel frames), scale 2.2, no
+vertical shift and no scale adjustment. pose-hg-train's centre lives in their 1-based frame, so here
 center = ((x1 + x2) / 2 − 1, 240 − 1) = ((x1 + x2) / 2 − 1, 239): the same image point.
 
 Left and right (`LABELS`, the `labels` argument):

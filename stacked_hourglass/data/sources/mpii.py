@@ -9,8 +9,8 @@ the top-left pixel is (1, 1). The readers here subtract 1 from every coordinate 
 objpos/center, head box) exactly once, so that `PersonExample`s hold 0-based pixels, (x, y) order,
 as `features` requires. Lengths (scale, head size) do not change.
 
-Crop centre and scale (DESIGN.md §1). MPII's raw `objpos`/`scale` put the centre on the torso; the
-reference implementations move it down by 15·scale px and multiply the scale by 1.25:
+Crop centre and scale (DESIGN.md, *Conventions*). MPII's raw `objpos`/`scale` put the centre on
+the torso; the reference implementations move it down by 15·scale px and multiply the scale by 1.25:
 
   * `.mat` (raw) and HRNet `.json` (raw): this module applies center_y += 15·s, scale *= 1.25;
   * pose-hg split `.h5` (`train.h5`, `valid.h5`, `test.h5`): the values are already adjusted;

@@ -17,7 +17,7 @@ from stacked_hourglass.data.sources.source_items import PendingExample
 DATASET = "mpii"
 NUM_JOINTS = joints.MPII.num_joints  # 16
 
-# DESIGN.md §1: the reference code's crop adjustment of MPII's raw objpos/scale.
+# DESIGN.md, *Conventions*: the reference code's crop adjustment of MPII's raw objpos/scale.
 CENTER_SHIFT_Y = 15.0  # pixels per unit of scale
 SCALE_FACTOR = 1.25
 HEAD_SIZE_FACTOR = 0.6  # MPII util_get_head_size.m
@@ -51,7 +51,8 @@ def image_names(imgname: np.ndarray) -> list[str]:
 
 
 def adjust_center_scale(objpos_1based, scale: float) -> tuple[tuple[float, float], float]:
-    """Raw 1-based MPII objpos/scale → 0-based adjusted crop centre and scale (DESIGN.md §1)."""
+    """Raw 1-based MPII objpos/scale → 0-based adjusted crop centre and scale (DESIGN.md,
+    *Conventions*)."""
     x, y = float(objpos_1based[0]), float(objpos_1based[1])
     return (x - 1.0, y - 1.0 + CENTER_SHIFT_Y * scale), scale * SCALE_FACTOR
 

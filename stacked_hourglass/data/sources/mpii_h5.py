@@ -161,9 +161,9 @@ def read_h5(
     Two kinds of file:
 
       * a split file (`train.h5`, `valid.h5`, `test.h5`): `center`/`scale` already adjusted
-        (DESIGN.md §1), joints 1-based with (0, 0) for a joint that is not annotated. All rows
-        are read, in file order; with `split_entries`, "valid" keeps the rows whose (index,
-        person) are listed and "train" the others.
+        (DESIGN.md, *Conventions*), joints 1-based with (0, 0) for a joint that is not
+        annotated. All rows are read, in file order; with `split_entries`, "valid" keeps the
+        rows whose (index, person) are listed and "train" the others.
       * the raw `annot.h5` (it has `istrain` and `multi`; pose-hg-train's
         `src/misc/convert_annot.py` writes it from the official `.mat`): every person with an
         objpos, `center`/`scale` the raw objpos/scale (adjusted here: y += 15·s, s ×= 1.25, as

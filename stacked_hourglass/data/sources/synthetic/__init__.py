@@ -17,7 +17,7 @@ touches a global RNG, and examples can be generated in any order or in parallel.
 
 Modules, one per concern (each builds only on the ones before it):
 
-  * `config`: `SyntheticConfig` (the knobs) and `JOINT_SET`;
+  * `params`: `SyntheticConfig` (the knobs) and `JOINT_SET`;
   * `body`: pose sampling (`sample_pose`) and body geometry (`pose_body` → `Body`);
   * `raster`: anti-aliased drawing primitives and the owner map;
   * `person`: colours (`Style`) and `render_person`;

@@ -1,7 +1,8 @@
 """Scenes: one annotated person with distractor people and occluders, and its annotation.
 
 The annotation follows MPII's conventions (`JOINT_SET`, keypoint status 0/1/2, PCKh normalizer
-from a head box) and the crop convention of DESIGN.md §1 (centre and scale of a square crop).
+from a head box) and the crop convention of DESIGN.md, *Conventions* (centre and scale of a
+square crop).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from stacked_hourglass.data.sources.synthetic.params import JOINT_SET, Synthetic
 from stacked_hourglass.data.sources.synthetic.person import Style, render_person, sample_style
 from stacked_hourglass.data.sources.synthetic.raster import DISTRACTOR, MAIN
 
-# Crop convention (DESIGN.md §1): crop side 200·scale contains the person with a margin,
+# Crop convention (DESIGN.md, *Conventions*): crop side 200·scale contains the person with a margin,
 # person extent ≈ 200·scale / 1.25.
 SCALE_MARGIN = 1.25
 
