@@ -469,11 +469,11 @@ class PoisonWeightsAtEpoch(keras.callbacks.Callback):
         # The last convolution before the loss: the loss is NaN at the epoch's first step.
         ("stack2_heatmap_conv", ("the loss became NaN or infinite at step 7",)),
         # The first one: where the traced step's fused BatchNorm+ReLU maps NaN to 0 (oneDNN's,
-        # which TensorFlow runs on CPUs with AVX-512 VNNI/BF16 or AMX) the loss stays finite
-        # and only the weight check before the epoch's checkpoint sees it; where NaN passes
-        # through (Eigen's, which TensorFlow runs on AVX2-only CPUs, or with
-        # TF_ENABLE_ONEDNN_OPTS=0) the loss is NaN at the epoch's first step. Either diagnosis
-        # is right.
+        # which TensorFlow turns on by default only on CPUs with AVX512_VNNI, AVX512_BF16,
+        # AVX_VNNI or AMX) the loss stays finite and only the weight check before the epoch's
+        # checkpoint sees it; where NaN passes through (Eigen's, on the other CPUs, e.g. an
+        # AVX2-only EPYC, or with TF_ENABLE_ONEDNN_OPTS=0) the loss is NaN at the epoch's
+        # first step. Either diagnosis is right.
         (
             "stem_conv",
             (
