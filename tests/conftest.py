@@ -176,6 +176,15 @@ def make_model_dir():
     return _make_model_dir
 
 
+@pytest.fixture(scope="session")
+def mpii_model_dir(tmp_path_factory):
+    """A random-weight 1-stack MPII model directory (`make_model_dir(path, num_stacks=1)`),
+    built once per run; read-only: tests that write into it copy it first."""
+    path = tmp_path_factory.mktemp("mpii_model") / "run"
+    _make_model_dir(str(path), num_stacks=1)
+    return path
+
+
 def _random_image(shape, seed):
     """Smooth random uint8 image (blurred noise), so crops and heatmaps vary with the box."""
     import numpy as np

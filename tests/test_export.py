@@ -12,9 +12,8 @@ import pytest
 from stacked_hourglass import export
 
 
-def test_export_command_line(tmp_path, make_model_dir):
-    model_dir = tmp_path / "run"
-    make_model_dir(str(model_dir), num_stacks=1)
+def test_export_command_line(tmp_path, mpii_model_dir):
+    model_dir = mpii_model_dir
     export_dir = tmp_path / "export"
     (export_dir / "4").mkdir(parents=True)  # the next version is 5
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
@@ -81,9 +80,8 @@ def test_not_a_model_dir_is_one_line(run_export, tmp_path):
     ]
 
 
-def test_existing_version_is_one_line(run_export, tmp_path, make_model_dir):
-    model_dir = tmp_path / "run"
-    make_model_dir(str(model_dir), num_stacks=1)
+def test_existing_version_is_one_line(run_export, tmp_path, mpii_model_dir):
+    model_dir = mpii_model_dir
     (tmp_path / "export" / "2").mkdir(parents=True)
     status, _, err = run_export(
         f"--model_dir={model_dir}", f"--export_dir={tmp_path / 'export'}", "--version=2"

@@ -207,23 +207,24 @@ def test_a_killed_worker_resumes_from_the_chiefs_checkpoint(one_person, tmp_path
     assert os.listdir(scratch) == []
 
 
-def test_bad_tf_config_is_one_line_and_exit_1(one_person, tmp_path):
+def test_bad_tf_config_is_one_line_and_exit_1(one_person, tmp_path, monkeypatch, capsys):
+    # In-process: `train` reads TF_CONFIG before TensorFlow does (the command's subprocess runs
+    # are the peer test below and tests/test_train.py).
+    from stacked_hourglass import train
+
     for tf_config, message in [
         ('{"cluster": {"worker": ["127.0.0.1:1"]', "TF_CONFIG is not valid JSON"),
         (launch_lib.tf_configs(2)[0].replace('"index": 0', '"index": 7'), "out of range"),
     ]:
         start = time.monotonic()
-        result = subprocess.run(
-            [sys.executable, "-m", "stacked_hourglass.train", *TINY, *one_person,
-             "--epochs=1", f"--model_dir={tmp_path / 'run'}"],
-            capture_output=True, text=True, env=dict(ENV, TF_CONFIG=tf_config), timeout=120,
-        )  # fmt: skip
-        assert result.returncode == 1
-        # (TF's C++ start-up lines, e.g. "failed call to cuInit", are TF's, not the command's.)
-        errors = [line for line in result.stderr.splitlines() if line.startswith("train:")]
+        monkeypatch.setenv("TF_CONFIG", tf_config)
+        status = train.main([*TINY, *one_person, "--epochs=1", f"--model_dir={tmp_path / 'run'}"])
+        stderr = capsys.readouterr().err
+        assert status == 1
+        errors = [line for line in stderr.splitlines() if line.startswith("train:")]
         assert len(errors) == 1 and errors[0].startswith("train: error: TF_CONFIG"), errors
         assert message in errors[0]
-        assert "Traceback" not in result.stderr
+        assert "Traceback" not in stderr
         assert time.monotonic() - start < 120
 
 

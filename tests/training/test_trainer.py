@@ -252,7 +252,28 @@ def test_graph_optimizer_changes_no_result(default_graph_optimizer):
         trainer.compile_model(model, TINY_MODEL, TrainConfig())
         images, targets = _batch(model, peaked_targets=True)
         losses[mode] = [model.train_on_batch(images, targets) for _ in range(3)]
-    np.testing.assert_allclose(losses["auto"], losses["full"], rtol=1e-4)
+    auto, full = np.asarray(losses["auto"]), np.asarray(losses["full"])
+    # How far two correct kernel paths (oneDNN's AVX-512 or AVX2 kernels, Eigen's where
+    # TensorFlow leaves oneDNN off; fused or not) can move these losses. Step k's loss is
+    # computed before the k-th update.
+    # - Steps 1 and 2: step 1 starts from the same weights, so only the forward pass's rounding
+    #   differs: float32 (u = 2**-24 ~ 6e-8), ~40 reductions in a row of K <= 8192 terms
+    #   (BatchNorm's statistics, the MSE's mean), each reassociated by ~sqrt(K) * u, together
+    #   ~sqrt(40) * 90 * u ~ 3.5e-5. Step 2's weights differ only where the first gradient was
+    #   rounding noise: RMSprop's first update is lr / sqrt(1 - rho) * sign(g) = 2.5e-3 whatever
+    #   |g| is, so a weight whose exact gradient is 0 (the bias of a convolution BatchNorm
+    #   follows) moves +-2.5e-3 with the sign of its noise; its gradient being noise, that moves
+    #   the loss by noise * 2.5e-3 only. Hence rtol 1e-4 for both.
+    # - Step 3: from the second update on, v ~ (1 - rho) * g_prev**2, so a weight whose gradient
+    #   was below rounding before moves by up to lr / sqrt(1 - rho) of either sign again, and now
+    #   its gradient is no longer noise: the loss moves by a part of what the update moves it,
+    #   with no float32 bound. That part is the weights whose previous gradient was rounding
+    #   noise, a small share of the update; a changed computation (a dropped or stale update, a
+    #   velocity not carried) changes all of it. So each third loss agrees within a tenth of the
+    #   change the second update made to it.
+    np.testing.assert_allclose(auto[:2], full[:2], rtol=1e-4)
+    bound = 0.1 * np.abs(full[2] - full[1]) + 1e-4 * np.abs(full[2])
+    assert np.all(np.abs(auto[2] - full[2]) <= bound), (auto, full)
 
 
 def test_resume_restores_the_step_optimizer_state_and_plateau(trained_run):
@@ -443,17 +464,27 @@ class PoisonWeightsAtEpoch(keras.callbacks.Callback):
 
 
 @pytest.mark.parametrize(
-    "layer, reason",
+    "layer, reasons",
     [
         # The last convolution before the loss: the loss is NaN at the epoch's first step.
-        ("stack2_heatmap_conv", "the loss became NaN or infinite at step 7"),
-        # The first one: the traced step's fused BatchNorm+ReLU maps NaN to 0, the loss stays
-        # finite, and only the weight check before the epoch's checkpoint sees it.
-        ("stem_conv", "NaN or infinite weights in stem_conv/kernel"),
+        ("stack2_heatmap_conv", ("the loss became NaN or infinite at step 7",)),
+        # The first one: where the traced step's fused BatchNorm+ReLU maps NaN to 0 (oneDNN's,
+        # which TensorFlow turns on by default only on CPUs with AVX512_VNNI, AVX512_BF16,
+        # AVX_VNNI or AMX) the loss stays finite and only the weight check before the epoch's
+        # checkpoint sees it; where NaN passes through (Eigen's, on the other CPUs, e.g. an
+        # AVX2-only EPYC, or with TF_ENABLE_ONEDNN_OPTS=0) the loss is NaN at the epoch's
+        # first step. Either diagnosis is right.
+        (
+            "stem_conv",
+            (
+                "NaN or infinite weights in stem_conv/kernel",
+                "the loss became NaN or infinite at step 7",
+            ),
+        ),
     ],
 )
 def test_divergence_raises_keeps_the_last_good_checkpoint_and_resumes_from_it(
-    trained_run, tmp_path, layer, reason
+    trained_run, tmp_path, layer, reasons
 ):
     run = copy_run(trained_run, tmp_path, keep_final=False)
     before = (run / "checkpoints" / "epoch-0002.weights.h5").read_bytes()
@@ -462,7 +493,8 @@ def test_divergence_raises_keeps_the_last_good_checkpoint_and_resumes_from_it(
     config = dataclasses.replace(config, train=train)
     with pytest.raises(trainer.TrainingDiverged, match="NaN") as info:
         trainer.train(config, callbacks=(PoisonWeightsAtEpoch(2, layer),))
-    assert reason in str(info.value) and "resume point kept: epoch 2" in str(info.value)
+    assert any(reason in str(info.value) for reason in reasons), str(info.value)
+    assert "resume point kept: epoch 2" in str(info.value)
     assert not (run / "model.keras").exists() and not (run / "summary.json").exists()
     state = read_state(run)
     assert state["epoch"] == 2 and state["step"] == 6
