@@ -489,7 +489,10 @@ def test_divergence_raises_keeps_the_last_good_checkpoint_and_resumes_from_it(
     run = copy_run(trained_run, tmp_path, keep_final=False)
     before = (run / "checkpoints" / "epoch-0002.weights.h5").read_bytes()
     config = run_dir.load_config(str(run))
-    train = dataclasses.replace(config.train, model_dir=str(run), epochs=3)
+    # One more epoch than the stored run's: a change a resume makes only when named.
+    train = dataclasses.replace(
+        config.train, model_dir=str(run), epochs=3, allow_config_change=("epochs",)
+    )
     config = dataclasses.replace(config, train=train)
     with pytest.raises(trainer.TrainingDiverged, match="NaN") as info:
         trainer.train(config, callbacks=(PoisonWeightsAtEpoch(2, layer),))
