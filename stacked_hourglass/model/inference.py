@@ -56,23 +56,13 @@ def heatmaps_fn(model: keras.Model, flip_permutation=None) -> HeatmapsFn:
     return lambda images: predict_heatmaps(model, images, flip_permutation)
 
 
-def predict_dataset(
-    heatmaps: HeatmapsFn, dataset, codec: HeatmapCodec, max_batches: int | None = None
-) -> dict:
-    """Runs a heatmaps function over an evaluation dataset (`pipeline.make_eval_dataset`).
+def predict_step(heatmaps: HeatmapsFn, codec: HeatmapCodec):
+    """The traced step of `predict_dataset`: (crops [B, S, S, 3], matrices [B, 3, 3], target
+    heatmaps [B, H, H, K] or [1, 1, 1, 1]) → (keypoints [B, K, 2] in original pixels, scores
+    [B, K], heatmap MSE [B]).
 
-    Args:
-        heatmaps: crops [B, S, S, 3] -> heatmaps [B, H, H, K] (see the module docstring).
-        dataset: batches of (image, info).
-        codec: decodes the heatmaps and maps them back through info["matrix"].
-        max_batches: stop after this many batches (None: all).
-
-    Returns:
-        dict of numpy arrays over the N people, in dataset order: "preds" [N, K, 2] and
-        "keypoints" [N, K, 2] (0-based original pixels), "scores" [N, K], "missing" [N, K] bool
-        (not annotated), "normalizer" [N], "index" [N], "person" [N], and "heatmap_mse" [N]
-        (mean squared error of the predicted against the target heatmaps, when the dataset
-        carries targets in info["heatmaps"]).
+    Make it once and pass it to every `predict_dataset` call over the same model (validation at
+    every epoch end): a new step is traced again.
     """
 
     @tf.function(reduce_retracing=True)
@@ -82,6 +72,34 @@ def predict_dataset(
         mse = tf.reduce_mean(tf.square(predicted - targets), axis=[1, 2, 3])
         return preds, scores, mse
 
+    return step
+
+
+def predict_dataset(
+    heatmaps: HeatmapsFn,
+    dataset,
+    codec: HeatmapCodec,
+    max_batches: int | None = None,
+    step=None,
+) -> dict:
+    """Runs a heatmaps function over an evaluation dataset (`pipeline.make_eval_dataset`).
+
+    Args:
+        heatmaps: crops [B, S, S, 3] -> heatmaps [B, H, H, K] (see the module docstring).
+        dataset: batches of (image, info).
+        codec: decodes the heatmaps and maps them back through info["matrix"].
+        max_batches: stop after this many batches (None: all).
+        step: `predict_step(heatmaps, codec)`, made once by a caller that predicts repeatedly;
+            None: made (and traced) here.
+
+    Returns:
+        dict of numpy arrays over the N people, in dataset order: "preds" [N, K, 2] and
+        "keypoints" [N, K, 2] (0-based original pixels), "scores" [N, K], "missing" [N, K] bool
+        (not annotated), "normalizer" [N], "index" [N], "person" [N], and "heatmap_mse" [N]
+        (mean squared error of the predicted against the target heatmaps, when the dataset
+        carries targets in info["heatmaps"]).
+    """
+    step = step or predict_step(heatmaps, codec)
     keys = ("preds", "scores", "keypoints", "missing", "normalizer", "index", "person")
     parts = {k: [] for k in (*keys, "heatmap_mse")}
     for batch, (images, info) in enumerate(dataset):

@@ -130,6 +130,10 @@ def test_validation_logs_pckh_and_heatmap_mse(synthetic_records, tmp_path):
     assert 0.0 <= logs["val_pckh"] <= 100.0 and logs["val_heatmap_mse"] > 0
     # valid_batches=1: one batch of 8 of the 16 people.
     assert validation.last_table["num_people"] == 8
+    # The next epochs reuse the traced prediction step: one trace per run, not per epoch.
+    validation.on_epoch_end(1, {})
+    validation.on_epoch_end(2, {})
+    assert validation._step[1].experimental_get_tracing_count() == 1
     assert logs["val_pckh"] == validation.last_table["Mean"]
     assert os.listdir(tmp_path / "validation")
 
