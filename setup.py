@@ -33,6 +33,7 @@ setuptools.setup(
     extras_require={
         "dev": [
             "pytest>=8,<10",
+            "pytest-xdist>=3.6,<4",
             "ruff>=0.6,<1",
             "import-linter>=2.1,<3",
             "hypothesis>=6.100,<7",

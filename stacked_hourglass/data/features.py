@@ -220,58 +220,8 @@ def record_problem(
     spec = {key: tf.io.VarLenFeature(f.dtype) for key, f in feature_spec(num_joints).items()}
     parsed = tf.io.parse_single_example(serialized, spec)
     values = {key: value.values for key, value in parsed.items()}
-    counts = {key: tf.size(value) for key, value in values.items()}
-    checks = []  # (bad, message), in the order they are reported
-    for key, expected in _REQUIRED_COUNTS.items():
-        n = {"2K": 2 * num_joints, "K": num_joints}.get(expected, expected)
-        hint = f" ({num_joints} joints: is --dataset right?)" if isinstance(expected, str) else ""
-        checks.append(
-            (
-                tf.not_equal(counts[key], n),
-                tf.where(
-                    tf.equal(counts[key], 0),
-                    tf.constant(f"{key} is missing"),
-                    tf.strings.format(f"{key} has {{}} values, expected {n}{hint}", counts[key]),
-                ),
-            )
-        )
-    for key in _OPTIONAL_SINGLE:
-        checks.append(
-            (
-                counts[key] > 1,
-                tf.strings.format(f"{key} has {{}} values, expected at most 1", counts[key]),
-            )
-        )
-    center = _first_values(values[CENTER], 2)
-    scale = _first_values(values[SCALE], 1)[0]
-    status = _first_values(values[KEYPOINT_STATUS], num_joints)
-    keypoints = tf.reshape(_first_values(values[KEYPOINTS], 2 * num_joints), [num_joints, 2])
-    annotated = status != NOT_ANNOTATED
-    bad_joints = annotated & ~tf.reduce_all(tf.math.is_finite(keypoints), axis=1)
-    checks += [
-        (
-            ~tf.reduce_all(tf.math.is_finite(center)),
-            tf.strings.format(f"{CENTER} is not finite: {{}}", center),
-        ),
-        (
-            ~(tf.math.is_finite(scale) & (scale > 0)),
-            tf.strings.format(f"{SCALE} must be a positive number, got {{}}", scale),
-        ),
-        (
-            tf.reduce_any((status < NOT_ANNOTATED) | (status > VISIBLE)),
-            tf.strings.format(
-                f"{KEYPOINT_STATUS} must hold 0, 1 or 2, got {{}}", status, summarize=-1
-            ),
-        ),
-        (
-            tf.reduce_any(bad_joints),
-            tf.strings.format(
-                f"{KEYPOINTS} is not finite at annotated joint(s) {{}}",
-                tf.where(bad_joints)[:, 0],
-                summarize=-1,
-            ),
-        ),
-    ]
+    # (bad, message), in the order they are reported.
+    checks = _count_checks(values, num_joints) + _value_checks(values, num_joints)
     if need_normalizer:
         normalizer = _first_values(values[NORMALIZER], 1)[0]
         checks.append(
@@ -295,3 +245,64 @@ def record_problem(
     messages = tf.stack([m for _, m in checks])
     first = tf.argmax(tf.cast(bad, tf.int32), output_type=tf.int32)
     return tf.where(tf.reduce_any(bad), messages[first], tf.constant(""))
+
+
+def _count_checks(values: dict, num_joints: int) -> list:
+    """(bad, message) of every key with the wrong number of values (`record_problem`)."""
+    counts = {key: tf.size(value) for key, value in values.items()}
+    checks = []
+    for key, expected in _REQUIRED_COUNTS.items():
+        n = {"2K": 2 * num_joints, "K": num_joints}.get(expected, expected)
+        hint = f" ({num_joints} joints: is --dataset right?)" if isinstance(expected, str) else ""
+        checks.append(
+            (
+                tf.not_equal(counts[key], n),
+                tf.where(
+                    tf.equal(counts[key], 0),
+                    tf.constant(f"{key} is missing"),
+                    tf.strings.format(f"{key} has {{}} values, expected {n}{hint}", counts[key]),
+                ),
+            )
+        )
+    for key in _OPTIONAL_SINGLE:
+        checks.append(
+            (
+                counts[key] > 1,
+                tf.strings.format(f"{key} has {{}} values, expected at most 1", counts[key]),
+            )
+        )
+    return checks
+
+
+def _value_checks(values: dict, num_joints: int) -> list:
+    """(bad, message) of the centre, scale, statuses and annotated keypoints (`record_problem`)."""
+    center = _first_values(values[CENTER], 2)
+    scale = _first_values(values[SCALE], 1)[0]
+    status = _first_values(values[KEYPOINT_STATUS], num_joints)
+    keypoints = tf.reshape(_first_values(values[KEYPOINTS], 2 * num_joints), [num_joints, 2])
+    annotated = status != NOT_ANNOTATED
+    bad_joints = annotated & ~tf.reduce_all(tf.math.is_finite(keypoints), axis=1)
+    return [
+        (
+            ~tf.reduce_all(tf.math.is_finite(center)),
+            tf.strings.format(f"{CENTER} is not finite: {{}}", center),
+        ),
+        (
+            ~(tf.math.is_finite(scale) & (scale > 0)),
+            tf.strings.format(f"{SCALE} must be a positive number, got {{}}", scale),
+        ),
+        (
+            tf.reduce_any((status < NOT_ANNOTATED) | (status > VISIBLE)),
+            tf.strings.format(
+                f"{KEYPOINT_STATUS} must hold 0, 1 or 2, got {{}}", status, summarize=-1
+            ),
+        ),
+        (
+            tf.reduce_any(bad_joints),
+            tf.strings.format(
+                f"{KEYPOINTS} is not finite at annotated joint(s) {{}}",
+                tf.where(bad_joints)[:, 0],
+                summarize=-1,
+            ),
+        ),
+    ]
