@@ -9,7 +9,8 @@ one-stack, 64-feature network at 64 px and `steps_per_epoch=0` (steps counted fr
 `configs/mpii_8stack.flags` does), stopped after its first step, so the time measured is what a
 training start costs beyond the network: listing and checking the splits and counting records.
 With `--baseline=CHECKOUT`, the same run of that checkout's package alternates with this one
-(each in a fresh process); the medians of both are printed.
+(each in a fresh process); the medians of both are printed. `--cold` drops the page cache before
+every run, so the split is read from the disk.
 """
 
 from __future__ import annotations
@@ -29,6 +30,12 @@ _RECORDS = flags.DEFINE_integer("records_per_shard", 500, "Records per training 
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Runs per side.")
 _BASELINE = flags.DEFINE_string("baseline", None, "Another checkout to compare with.")
 _CHILD = flags.DEFINE_string("child", None, "Internal: run one timed start into this folder.")
+_COLD = flags.DEFINE_bool(
+    "cold",
+    False,
+    "Drop the page cache before each run (root on Linux): the split is read from "
+    "disk, as on a cluster file system, not from memory.",
+)
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _DISTINCT = 64  # distinct people; the split repeats them (index, filename differ)
@@ -93,6 +100,10 @@ def _child(model_dir: str) -> None:
 
 
 def _run(checkout: str, index: int) -> float:
+    if _COLD.value:
+        os.sync()
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("3\n")
     model_dir = os.path.join(_WORKDIR.value, "runs", f"{os.path.basename(checkout)}-{index}")
     env = dict(os.environ, PYTHONPATH=checkout, TF_CPP_MIN_LOG_LEVEL="3")
     script = os.path.join(_REPO, "bench", "bench_start.py")
