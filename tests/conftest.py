@@ -288,3 +288,28 @@ def small_pck_files(tmp_path):
         f["normalize"] = np.full(4, 10.0)
     preds_path = formats.write_predictions_h5(tmp_path / "my-preds.h5", preds, coordinate_base=1)
     return preds_path, gt_path
+
+
+# --- a process killed mid-run ----------------------------------------------------------------
+
+
+class Killed(Exception):
+    """Stands for the process dying mid-epoch: raised out of `fit`, so no epoch end runs."""
+
+
+@pytest.fixture(scope="session")
+def kill_at_step():
+    """`(Killed, make)`: `make(step)` is a Keras callback that raises `Killed` once the optimizer
+    has taken `step` steps, leaving on disk what a kill at that moment would."""
+    import keras
+
+    class KillAtStep(keras.callbacks.Callback):
+        def __init__(self, step):
+            super().__init__()
+            self.step = step
+
+        def on_train_batch_end(self, batch, logs=None):
+            if int(self.model.optimizer.iterations.numpy()) == self.step:
+                raise Killed(f"killed at step {self.step}")
+
+    return Killed, KillAtStep

@@ -12,7 +12,6 @@ import os
 import re
 import uuid
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -28,20 +27,6 @@ TINY_FLAGS = [
     "--checkpoint_every_steps=2", "--eval_batch_size=8", "--tensorboard_images=1",
     "--shuffle_buffer=16", "--verbose=0",
 ]  # fmt: skip
-
-
-class Killed(Exception):
-    """Stands for the process dying mid-epoch: raised out of `fit`, so no epoch end runs."""
-
-
-class KillAtStep(keras.callbacks.Callback):
-    def __init__(self, step):
-        super().__init__()
-        self.step = step
-
-    def on_train_batch_end(self, batch, logs=None):
-        if int(self.model.optimizer.iterations.numpy()) == self.step:
-            raise Killed(f"killed at step {self.step}")
 
 
 def _assert_no_local_url_folders(*folders):
@@ -76,7 +61,7 @@ def _run(capsys, main, *argv):
 
 
 @pytest.fixture(scope="module")
-def ram_run(synthetic_records, tmp_path_factory):
+def ram_run(synthetic_records, tmp_path_factory, kill_at_step):
     """A run trained on `ram://`: killed at step 5 of 2 epochs x 3 steps (checkpointing every 2
     steps), then resumed to the end and exported by the command line. Runs in an empty folder;
     yields {"model_dir", "export_dir", "killed_state", "killed_listing", "out"}."""
@@ -89,8 +74,9 @@ def ram_run(synthetic_records, tmp_path_factory):
     os.chdir(workdir)
     try:
         fv = cli.parse(train.define_flags, ["train", *argv], "train")
-        with pytest.raises(Killed):
-            trainer.train(config_lib.from_flags(fv), callbacks=(KillAtStep(5),))
+        killed, kill_at = kill_at_step
+        with pytest.raises(killed):
+            trainer.train(config_lib.from_flags(fv), callbacks=(kill_at(5),))
         killed = {
             "killed_state": run_dir.read_state(model_dir),
             "killed_listing": files.listdir(run_dir.path(model_dir, run_dir.CHECKPOINT_DIR)),

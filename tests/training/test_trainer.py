@@ -307,21 +307,7 @@ def test_resume_restores_the_step_optimizer_state_and_plateau(trained_run):
     assert plateau.best == state["plateau"]["best"] and plateau.wait == state["plateau"]["wait"]
 
 
-class Killed(Exception):
-    """Stands for the process dying: raised out of `fit`, so no epoch end runs."""
-
-
-class KillAtStep(keras.callbacks.Callback):
-    def __init__(self, step):
-        super().__init__()
-        self.step = step
-
-    def on_train_batch_end(self, batch, logs=None):
-        if int(self.model.optimizer.iterations.numpy()) == self.step:
-            raise Killed(f"killed at step {self.step}")
-
-
-def test_killed_run_resumes_mid_epoch(synthetic_records, tmp_path):
+def test_killed_run_resumes_mid_epoch(synthetic_records, tmp_path, kill_at_step):
     """Killed at step 5 of 3 epochs x 3 steps, checkpointing every 2 steps: the run restarts
     from the checkpoint 2 steps into epoch 2 (step 5), trains that epoch's last step, then
     epoch 3."""
@@ -330,8 +316,9 @@ def test_killed_run_resumes_mid_epoch(synthetic_records, tmp_path):
     config = tiny_config(
         synthetic_records, run, model=one_stack, epochs=3, checkpoint_every_steps=2
     )
-    with pytest.raises(Killed):
-        trainer.train(config, callbacks=(KillAtStep(5),))
+    killed, kill_at = kill_at_step
+    with pytest.raises(killed):
+        trainer.train(config, callbacks=(kill_at(5),))
     state = read_state(run)
     assert state == {**state, "epoch": 1, "epoch_step": 2, "step": 5}
     assert state["checkpoint"] == "epoch-0002-step-000000002.weights.h5"
