@@ -194,7 +194,7 @@ def test_a_killed_worker_resumes_from_the_chiefs_checkpoint(one_person, tmp_path
     os.kill(int(sorted(children, key=int)[1]), signal.SIGKILL)  # worker 1
     out, _ = process.communicate(timeout=120)
     assert process.returncode != 0
-    assert "launch: worker 1 exited with status -9; stopping all" in out
+    assert "launch: worker 1 was killed by signal SIGKILL (9); stopping all" in out
     assert os.listdir(scratch) == []  # also the killed worker's temporary folder
     # Restart the whole launch (MultiWorkerMirroredStrategy peers cannot continue without it).
     again = _launch(args, env=env)
