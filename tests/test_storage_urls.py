@@ -174,6 +174,22 @@ def test_a_url_scheme_tensorflow_lacks_is_one_line(capsys, synthetic_records, no
     )
 
 
+def test_an_export_dir_of_a_scheme_tensorflow_lacks_is_one_line(
+    capsys, synthetic_model, no_local_url_folders
+):
+    """The export layout (versions, joints.json) goes through `utils.files` too."""
+    if "s3" in _registered_schemes():
+        pytest.skip("this TensorFlow has an s3 file system")
+    status = export.main(
+        [f"--model_dir={synthetic_model['model_dir']}", "--export_dir=s3://bucket/export"]
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 1 and len(err) == 1
+    assert re.fullmatch(
+        r"export: error: s3://bucket/export(/\S*)?: TensorFlow has no s3:// file system", err[0]
+    ), err
+
+
 def _registered_schemes() -> set[str]:
     try:
         tf.io.gfile.exists("s3://bucket/x")

@@ -4,21 +4,20 @@
     EXPORT_DIR/<version>/variables/...
     EXPORT_DIR/<version>/assets/joints.json   joint names, skeleton, input size, flip_test, decoder
 
-TF Serving loads the highest integer version. Pure Python + `tf.io.gfile` (so paths may be
-gs:// etc.); no model code, so a client does not import the network.
+TF Serving loads the highest integer version. Pure Python through `utils.files` (so paths may be
+gs:// etc., and a scheme TensorFlow lacks is one line); no model code, so a client does not
+import the network.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
-
-import tensorflow as tf
 
 import stacked_hourglass
 from stacked_hourglass import joints
 from stacked_hourglass.serving.predictor import DEFAULT_DECODER
+from stacked_hourglass.utils import files
 
 JOINTS_ASSET = "joints.json"
 SERVING_DEFAULT = "serving_default"
@@ -34,13 +33,12 @@ _VERSION_RE = re.compile(r"^\d+$")
 
 def next_version(export_dir: str) -> int:
     """1 + the highest integer subdirectory of `export_dir`, or 1 when there is none."""
-    if not tf.io.gfile.isdir(export_dir):
+    if not files.isdir(export_dir):
         return 1
     versions = [
-        int(name.rstrip("/"))
-        for name in tf.io.gfile.listdir(export_dir)
-        if _VERSION_RE.match(name.rstrip("/"))
-        and tf.io.gfile.isdir(os.path.join(export_dir, name.rstrip("/")))
+        int(name)
+        for name in files.listdir(export_dir)
+        if _VERSION_RE.match(name) and files.isdir(files.join(export_dir, name))
     ]
     return max(versions, default=0) + 1
 
@@ -75,12 +73,12 @@ def joints_metadata(
 
 def resolve_saved_model(path: str) -> str:
     """A SavedModel directory, or the highest version under a versioned export directory."""
-    if tf.io.gfile.exists(os.path.join(path, "saved_model.pb")):
+    if files.exists(files.join(path, "saved_model.pb")):
         return path
-    if tf.io.gfile.isdir(path):
+    if files.isdir(path):
         latest = next_version(path) - 1
         if latest >= 1:
-            return os.path.join(path, str(latest))
+            return files.join(path, str(latest))
     raise FileNotFoundError(
         f"{path}: not a SavedModel (no saved_model.pb) nor an export directory with version "
         "subdirectories"
@@ -90,8 +88,7 @@ def resolve_saved_model(path: str) -> str:
 def read_joints_metadata(path: str) -> dict:
     """`assets/joints.json` of a SavedModel (or of an export directory's highest version)."""
     path = resolve_saved_model(path)
-    metadata_path = os.path.join(path, "assets", JOINTS_ASSET)
-    if not tf.io.gfile.exists(metadata_path):
+    metadata_path = files.join(path, "assets", JOINTS_ASSET)
+    if not files.exists(metadata_path):
         raise FileNotFoundError(f"{metadata_path}: missing; was {path} written by export?")
-    with tf.io.gfile.GFile(metadata_path) as f:
-        return json.load(f)
+    return json.loads(files.read_bytes(metadata_path))

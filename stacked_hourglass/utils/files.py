@@ -75,7 +75,10 @@ def exists(path: os.PathLike | str) -> bool:
 
 def isdir(path: os.PathLike | str) -> bool:
     """Whether `path` is a folder."""
-    return _gfile().isdir(os.fspath(path)) if is_url(path) else os.path.isdir(path)
+    if is_url(path):
+        with _known_scheme(path):
+            return _gfile().isdir(os.fspath(path))
+    return os.path.isdir(path)
 
 
 def makedirs(path: os.PathLike | str) -> None:
@@ -90,7 +93,8 @@ def makedirs(path: os.PathLike | str) -> None:
 def listdir(path: os.PathLike | str) -> list[str]:
     """Names (not paths) in the folder `path`, sorted."""
     if is_url(path):
-        return sorted(name.rstrip("/") for name in _gfile().listdir(os.fspath(path)))
+        with _known_scheme(path):
+            return sorted(name.rstrip("/") for name in _gfile().listdir(os.fspath(path)))
     return sorted(os.listdir(path))
 
 
