@@ -246,7 +246,7 @@ def test_missing_sections_take_defaults():
         ({"data": {"scael_aug": 0.2}}, "run/config.json: unknown data field\\(s\\) scael_aug"),
         ({"train": {"epochs": 1, "lr": 1, "bs": 2}}, "unknown train field\\(s\\) bs, lr"),
         ({"model": {"num_stacks": 0}}, "run/config.json: model: num_stacks .* got 0"),
-        ({"data": {"dataset": "coco"}}, "data: dataset must be one of .*'coco'"),
+        ({"data": {"dataset": "lsp"}}, "data: dataset must be one of .*'lsp'"),
     ],
 )
 def test_from_dict_errors_name_the_key(payload, message):
