@@ -29,6 +29,8 @@ setuptools.setup(
         "absl-py>=2.1,<3",
         "h5py>=3.10,<4",
         "tensorboard>=2.20,<3",
+        # COCO keypoint AP: every published COCO number is pycocotools' COCOeval.
+        "pycocotools>=2.0.8,<3",
     ],
     extras_require={
         "dev": [
@@ -40,11 +42,15 @@ setuptools.setup(
             # The serving tests (tests/serving/test_litert.py, test_rest.py) need these too.
             "ai-edge-litert>=2.3,<3",
             "tensorflow-serving-api>=2.21,<3",
+            # The video tests (predict --video).
+            "av>=14,<19",
         ],
         # `export --format=litert`, `predict/evaluate --litert`, and building gRPC requests.
         "serving": [
             "ai-edge-litert>=2.3,<3",
             "tensorflow-serving-api>=2.21,<3",
         ],
+        # `predict --video`: PyAV reads and writes video through the FFmpeg in its wheels.
+        "video": ["av>=14,<19"],
     },
 )
