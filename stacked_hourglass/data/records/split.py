@@ -28,6 +28,7 @@ from collections.abc import Sequence
 
 import tensorflow as tf
 
+from stacked_hourglass import joints as joints_lib
 from stacked_hourglass.data import features, images
 from stacked_hourglass.data.records import validate
 from stacked_hourglass.utils import files as files_lib
@@ -95,6 +96,8 @@ class Manifest:
         sources: [{"path", "sha256"}] of the annotation files read.
         options: the conversion options.
         skipped: [`source_items.Skipped.as_dict()`] of the persons not written, in source order.
+        joint_set: the records' `joints.JointSet.to_dict()`; None in manifests written before
+            joint sets travelled with the data (their joints are the built-in set of `dataset`).
     """
 
     dataset: str
@@ -106,6 +109,30 @@ class Manifest:
     sources: list[dict] = dataclasses.field(default_factory=list)
     options: dict = dataclasses.field(default_factory=dict)
     skipped: list[dict] = dataclasses.field(default_factory=list)
+    joint_set: dict | None = None
+
+    def joints(self, where: str = "manifest") -> joints_lib.JointSet:
+        """The records' `JointSet`: the recorded one, else the built-in set of `dataset` when
+        its joint names are `joint_names`.
+
+        Raises:
+            ValueError: naming `where` when neither gives the records' joints.
+        """
+        if self.joint_set is not None:
+            joint_set = joints_lib.JointSet.from_dict(self.joint_set, f"{where}: joint_set")
+        else:
+            try:
+                joint_set = joints_lib.get_joint_set(self.dataset)
+            except ValueError:
+                raise ValueError(
+                    f"{where}: no joint_set recorded and {self.dataset!r} is no built-in set"
+                ) from None
+        if list(joint_set.names) != list(self.joint_names):
+            raise ValueError(
+                f"{where}: joint_names {self.joint_names} are not the joints of joint set "
+                f"{joint_set.name!r} {list(joint_set.names)}"
+            )
+        return joint_set
 
     @property
     def num_records(self) -> int:
@@ -135,9 +162,12 @@ class Manifest:
             "num_skipped": len(self.skipped),
             "skipped_by_reason": self.skipped_by_reason,
             "skipped": list(self.skipped),
+            "joint_set": self.joint_set,
         }
         if self.order is None:
             del payload["order"]
+        if self.joint_set is None:
+            del payload["joint_set"]
         return payload
 
     def to_json(self) -> str:
@@ -179,7 +209,10 @@ class Manifest:
             sources=list(payload.get("sources", [])),
             options=dict(payload.get("options", {})),
             skipped=list(payload.get("skipped", [])),
+            joint_set=payload.get("joint_set"),
         )
+        if manifest.joint_set is not None and not isinstance(manifest.joint_set, dict):
+            raise ValueError(f"{where}: manifest field 'joint_set' is not an object")
         if payload.get("num_records", manifest.num_records) != manifest.num_records:
             raise ValueError(f"{where}: manifest num_records {payload['num_records']} is not the "
                              f"sum of its shards' records ({manifest.num_records})")  # fmt: skip
@@ -292,6 +325,22 @@ class Split:
             c if c is not None else _count_records(f)
             for f, c in zip(self.files, self.counts, strict=True)
         )
+
+    def joints(self) -> joints_lib.JointSet | None:
+        """The records' `JointSet` as their manifests record it; None without a manifest.
+
+        Raises:
+            ValueError: naming the manifests when they record different joint sets, or one
+                that cannot be read.
+        """
+        found = [(path, m.joints(path)) for path, m in self.manifests.items()]
+        for path, joint_set in found[1:]:
+            if joint_set != found[0][1]:
+                raise ValueError(
+                    f"{self.patterns}: shards of different joint sets: {found[0][1].name!r} "
+                    f"({found[0][0]}) and {joint_set.name!r} ({path})"
+                )
+        return found[0][1] if found else None
 
     def check_start(
         self,

@@ -236,3 +236,18 @@ def test_open_copies_nothing_and_lists_once(person_example, tmp_path, monkeypatc
     assert len(split.files) == 6 and split.vouched and split.num_records == 12
     assert listed == [f"{tmp_path / 'a'}/train-*", f"{tmp_path / 'b'}/train-*"]
     assert len(split.manifests) == 2
+
+
+def test_manifest_joint_set_round_trips_and_old_manifests_use_the_builtin_set():
+    from stacked_hourglass import joints
+    from stacked_hourglass.data.records.split import Manifest
+
+    hand = joints.JointSet.from_dict({"name": "hand", "joints": ["a", "b"]})
+    manifest = Manifest("coco", "train", ["a", "b"], [], joint_set=hand.to_dict())
+    assert Manifest.from_dict(manifest.to_dict()).joints() == hand
+    old = Manifest("mpii", "train", list(joints.MPII.names), [])
+    assert "joint_set" not in old.to_dict()
+    assert Manifest.from_dict(old.to_dict()).joints() is joints.MPII
+    wrong = Manifest("coco", "train", ["a", "c"], [], joint_set=hand.to_dict())
+    with pytest.raises(ValueError, match=r"^m.json: joint_names \['a', 'c'\] are not the joints"):
+        wrong.joints("m.json")
