@@ -4,6 +4,7 @@ TensorBoard across the loop's `fit` calls."""
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import os
 
@@ -338,11 +339,28 @@ class ResumeCheckpoint(keras.callbacks.Callback):
         epoch_step); the caller deletes what it supersedes afterwards."""
         # Keras weight files include the optimizer's variables (iterations, learning rate,
         # RMSprop accumulators). Written under a hidden temporary name, then renamed.
-        run_dir.save_weights(self.model, path)
+        step = int(self.model.optimizer.iterations.numpy())
+        try:
+            run_dir.save_weights(self.model, path)
+        except OSError as error:
+            if error.errno != errno.ENOSPC:
+                raise
+            last = run_dir.read_state(self.write_dir) or {}
+            complete = (
+                f"{last.get('checkpoint')} (optimizer step {last.get('step')})"
+                if last.get("checkpoint")
+                else "none (no checkpoint yet)"
+            )
+            detail = error.strerror.removeprefix("no space left on device: ")
+            raise OSError(
+                errno.ENOSPC,
+                f"no space left on device while writing checkpoint {os.path.basename(path)} "
+                f"(optimizer step {step}); the last complete checkpoint is {complete} ({detail})",
+            ) from None
         state = {
             **position,
             "checkpoint": os.path.basename(path),
-            "step": int(self.model.optimizer.iterations.numpy()),
+            "step": step,
             "learning_rate": float(self.model.optimizer.learning_rate.numpy()),
             "plateau": self._plateau_counters(),
         }
