@@ -39,7 +39,9 @@ Evaluation never skips: it scores every record, in order.
 from __future__ import annotations
 
 import dataclasses
+import re
 import sys
+from collections.abc import Sequence
 
 import tensorflow as tf
 
@@ -518,3 +520,46 @@ def make_eval_dataset(
         num_parallel_calls=tf.data.AUTOTUNE,
     )
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+class BadInput(ValueError):
+    """The input pipeline stopped on a record it cannot use; the message is one line naming
+    the shard and record where they can be found."""
+
+
+# The in-graph record checks' message: `tf.debugging.Assert(..., [message])` prints
+# "assertion failed: [SHARD: record N: what]".
+_ASSERTED = re.compile(r"assertion failed: \[(.+?)\]\s*$", re.MULTILINE)
+
+
+def input_error(error: tf.errors.OpError, splits: Sequence[Split], config: DataConfig):
+    """The `BadInput` for an error the input pipeline raised while training or evaluating, or
+    None when `error` did not come from reading the data.
+
+    A record check names its shard and record itself. Other failures (an image that does not
+    decode: a truncated JPEG passes every header check) name no record, so the splits are
+    read again with every image decoded (`Split.check`) to find the first that fails.
+
+    Args:
+        error: what `fit` or an evaluation raised.
+        splits: the splits being read (training, then validation).
+        config: the data config (joints, `max_pixels`).
+    """
+    message = error.message or ""
+    asserted = _ASSERTED.search(message)
+    if asserted:
+        return BadInput(asserted.group(1))
+    if "IteratorGetNext" not in message:
+        return None
+    reason = validate.tf_error_line(error)
+    for split in splits:
+        report = split.check(
+            config.joint_set.num_joints,
+            need_normalizer=False,
+            max_pixels=config.max_pixels,
+            decode_images=True,
+        )
+        if report.problems:
+            return BadInput(str(report.problems[0]))
+    names = ", ".join(split.patterns for split in splits)
+    return BadInput(f"{names}: the input pipeline stopped: {reason}")

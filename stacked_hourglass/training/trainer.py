@@ -444,6 +444,11 @@ def _fit(run: _Run, model, loop: _Callbacks, start: tuple[int, int], steps_per_e
             steps_per_epoch,
             train_config.verbose,
         )
+    except tf.errors.OpError as error:
+        bad = pipeline.input_error(error, [run.data.train, run.data.valid], run.config.data)
+        if bad is None:
+            raise
+        raise bad from None
     finally:
         loop.tensorboard.close()
     return time.perf_counter() - fit_start

@@ -140,7 +140,7 @@ def tf_error_line(error: tf.errors.OpError) -> str:
     """
     lines = [line for line in (error.message or "").splitlines() if line.strip()]
     for line in lines:
-        if line[0] in " \t" or line.startswith(("Graph execution error", "Detected at node")):
+        if line[0] in " \t<" or line.startswith(("Graph execution error", "Detected at node")):
             continue
         return one_line(RuntimeError(line))
     return one_line(error)
