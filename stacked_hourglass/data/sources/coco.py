@@ -94,8 +94,11 @@ def coco_box(bbox) -> tuple[float, float, float, float]:
     return (x - 0.5, y - 0.5, x + w - 0.5, y + h - 0.5)
 
 
+_NUMBER_TYPES = (int, float)
+
+
 def _is_number(value) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    return type(value) in _NUMBER_TYPES
 
 
 def _is_int(value) -> bool:
@@ -206,36 +209,35 @@ def _images(payload: Mapping, path) -> dict[int, _Image]:
     return out
 
 
-def _check_annotation(ann, path, i: int, num_joints: int) -> None:
-    """Raises a `ValueError` naming annotation `i` (and its id) when a field is malformed."""
-    if not isinstance(ann, dict):
-        raise ValueError(f"{path}: annotations[{i}] is not an object")
-    name = f"{path}: annotations[{i}] (id {ann.get('id')})"
+def _numbers(value, count: int) -> bool:
+    """Whether `value` is a list of `count` JSON numbers (bools excluded)."""
+    return (
+        isinstance(value, list)
+        and len(value) == count
+        and all(type(v) in _NUMBER_TYPES for v in value)  # type(): one lookup per value, no bool
+    )
+
+
+def _annotation_problem(ann: dict, num_joints: int) -> str:
+    """What is malformed in a (dict) annotation of the converted category, or ""."""
     keypoints, bbox = ann.get("keypoints"), ann.get("bbox")
-    problems = [
-        (not _is_int(ann.get("num_keypoints", 0)), "'num_keypoints' is not an integer"),
-        (ann.get("iscrowd", 0) not in (0, 1), "'iscrowd' is not 0 or 1"),
-        (not _is_number(ann.get("area", 0)), "'area' is not a number"),
-        (
-            not (isinstance(bbox, list) and len(bbox) == 4 and all(map(_is_number, bbox))),
-            f"'bbox' is not [x, y, w, h] (got {str(bbox)[:80]})",
-        ),
-        (
-            not (
-                isinstance(keypoints, list)
-                and len(keypoints) == 3 * num_joints
-                and all(map(_is_number, keypoints))
-            ),  # fmt: skip
+    if not _is_int(ann.get("num_keypoints", 0)):
+        return "'num_keypoints' is not an integer"
+    if ann.get("iscrowd", 0) not in (0, 1):
+        return "'iscrowd' is not 0 or 1"
+    if not _is_number(ann.get("area", 0)):
+        return "'area' is not a number"
+    if not _numbers(bbox, 4):
+        return f"'bbox' is not [x, y, w, h] (got {str(bbox)[:80]})"
+    if not _numbers(keypoints, 3 * num_joints):
+        return (
             f"'keypoints' is not {3 * num_joints} numbers ([x, y, v] for {num_joints} joints; "
-            f"got {str(keypoints)[:80]})",
-        ),
-    ]
-    for bad, message in problems:
-        if bad:
-            raise ValueError(f"{name}: {message}")
+            f"got {str(keypoints)[:80]})"
+        )
     flags = keypoints[2::3]
     if any(v not in STATUS_OF_VISIBILITY for v in flags):
-        raise ValueError(f"{name}: visibility flags must be 0, 1 or 2, got {flags}")
+        return f"visibility flags must be 0, 1 or 2, got {flags}"
+    return ""
 
 
 def _person(ann: dict, image: _Image, images_dir: pathlib.Path) -> Item:
@@ -316,7 +318,9 @@ def read_annotations(
             items.append(Skipped("", ann["image_id"], ann["id"], UNKNOWN_IMAGE_ID,
                                  f"no image with id {ann['image_id']} in {path}"))  # fmt: skip
         else:
-            _check_annotation(ann, path, i, joint_set.num_joints)
+            problem = _annotation_problem(ann, joint_set.num_joints)
+            if problem:
+                raise ValueError(f"{path}: annotations[{i}] (id {ann['id']}): {problem}")
             items.append(_person(ann, image, images_dir))
     category_entry = {"id": chosen["id"], "name": str(chosen.get("name", ""))}
     return CocoData(items, joint_set, category_entry, note)
