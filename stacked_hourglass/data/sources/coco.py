@@ -9,9 +9,9 @@ category itself (`joints.from_coco_category`).
 Coordinate convention. COCO's keypoint (x, y) are read as pixel indices, i.e. already in this
 package's convention (pixel (0, 0)'s centre at (0.0, 0.0)) and kept unchanged, as Detectron2
 reads them. COCO's `bbox` [x, y, w, h] is continuous (pixel (0, 0) covers [0, 1) x [0, 1)), so
-the person box is `coco_box`: (x - 0.5, y - 0.5, x + w - 0.5, y + h - 0.5). Written back, the
-keypoints and `bbox` come out as they were read, so ground truth scored as predictions gives
-AP 1.0.
+the person box is `coco_box`: (x - 0.5, y - 0.5, x + w - 0.5, y + h - 0.5), and `to_coco_bbox`
+its inverse. Written back (keypoints unchanged, boxes through `to_coco_bbox`), annotations come out
+as they were read, so ground truth scored as predictions gives AP 1.0.
 
 Per person (one record per annotation that is not skipped):
 
@@ -95,6 +95,13 @@ def coco_box(bbox) -> tuple[float, float, float, float]:
 
 
 _NUMBER_TYPES = (int, float)
+
+
+def to_coco_bbox(box) -> list[float]:
+    """(x1, y1, x2, y2) in 0-based pixel-centre coordinates → COCO's continuous `bbox`
+    [x, y, w, h]: the inverse of `coco_box`."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    return [x1 + 0.5, y1 + 0.5, x2 - x1, y2 - y1]
 
 
 def _is_number(value) -> bool:

@@ -90,6 +90,7 @@ def test_coco_box_and_the_box_rule_by_hand():
     # bbox [4, 2, 40, 30] covers pixels 4..43 x 2..31: centres -0.5 from its continuous edges.
     box = coco.coco_box([4, 2, 40, 30])
     assert box == (3.5, 1.5, 43.5, 31.5)
+    assert coco.to_coco_bbox(box) == [4, 2, 40, 30]  # written back as it was read
     center, scale = geometry.box_to_center_scale(np.asarray(box))
     np.testing.assert_array_equal(center, [23.5, 16.5])  # numpy in, float64 numpy out
     assert scale == 1.25 * 40 / 200 == 0.25
