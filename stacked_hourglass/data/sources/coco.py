@@ -257,8 +257,6 @@ def _person(ann: dict, image: _Image, images_dir: pathlib.Path) -> Item:
     status = np.asarray([STATUS_OF_VISIBILITY[int(v)] for v in values[:, 2]], np.int64)
     labelled = status != features.NOT_ANNOTATED
     num_keypoints = ann.get("num_keypoints", int(labelled.sum()))
-    if ann.get("iscrowd", 0):
-        return skip(CROWD, "iscrowd = 1 (a crowd region, not one person)")
     if num_keypoints == 0 or not labelled.any():
         return skip(NO_KEYPOINTS, f"num_keypoints = {num_keypoints}")
     x, y, w, h = (float(v) for v in ann["bbox"])
@@ -284,6 +282,33 @@ def _person(ann: dict, image: _Image, images_dir: pathlib.Path) -> Item:
     return PendingExample(example, images_dir / image.file_name)
 
 
+def _item(path, i: int, ann, category_id: int, images: dict, images_dir, num_joints: int) -> Item:
+    """Annotation `i`'s item: a pending person or why it is skipped; `ValueError` naming the file
+    and the annotation when it is malformed."""
+    if not isinstance(ann, dict) or not all(
+        _is_int(ann.get(k)) for k in ("id", "image_id", "category_id")
+    ):
+        raise ValueError(
+            f"{path}: annotations[{i}] needs integer 'id', 'image_id' and 'category_id' "
+            f"(got {str(ann)[:120]})"
+        )
+    image = images.get(ann["image_id"])
+
+    def skip(reason: str, detail: str) -> Skipped:
+        return Skipped(image.file_name if image else "", ann["image_id"], ann["id"], reason, detail)
+
+    if ann["category_id"] != category_id:
+        return skip(OTHER_CATEGORY, f"category_id {ann['category_id']}")
+    if image is None:
+        return skip(UNKNOWN_IMAGE_ID, f"no image with id {ann['image_id']} in {path}")
+    if ann.get("iscrowd") == 1:  # before the checks: nothing of a crowd region is used
+        return skip(CROWD, "iscrowd = 1 (a crowd region, not one person)")
+    problem = _annotation_problem(ann, num_joints)
+    if problem:
+        raise ValueError(f"{path}: annotations[{i}] (id {ann['id']}): {problem}")
+    return _person(ann, image, pathlib.Path(images_dir))
+
+
 def read_annotations(
     path: os.PathLike | str,
     images_dir: os.PathLike | str,
@@ -302,32 +327,13 @@ def read_annotations(
     Raises:
         FileNotFoundError / ValueError: one line naming the file and the entry.
     """
-    images_dir = pathlib.Path(images_dir)
     payload = load(path)
     chosen = pick_category(payload, path, category)
     joint_set, note = joint_set_of(chosen, path, joints_file)
     images = _images(payload, path)
-    items = []
-    for i, ann in enumerate(payload["annotations"]):
-        if not isinstance(ann, dict) or not all(
-            _is_int(ann.get(k)) for k in ("id", "image_id", "category_id")
-        ):
-            raise ValueError(
-                f"{path}: annotations[{i}] needs integer 'id', 'image_id' and 'category_id' "
-                f"(got {str(ann)[:120]})"
-            )
-        image = images.get(ann["image_id"])
-        name = image.file_name if image else ""
-        if ann["category_id"] != chosen["id"]:
-            items.append(Skipped(name, ann["image_id"], ann["id"], OTHER_CATEGORY,
-                                 f"category_id {ann['category_id']}"))  # fmt: skip
-        elif image is None:
-            items.append(Skipped("", ann["image_id"], ann["id"], UNKNOWN_IMAGE_ID,
-                                 f"no image with id {ann['image_id']} in {path}"))  # fmt: skip
-        else:
-            problem = _annotation_problem(ann, joint_set.num_joints)
-            if problem:
-                raise ValueError(f"{path}: annotations[{i}] (id {ann['id']}): {problem}")
-            items.append(_person(ann, image, images_dir))
+    items = [
+        _item(path, i, ann, chosen["id"], images, images_dir, joint_set.num_joints)
+        for i, ann in enumerate(payload["annotations"])
+    ]
     category_entry = {"id": chosen["id"], "name": str(chosen.get("name", ""))}
     return CocoData(items, joint_set, category_entry, note)

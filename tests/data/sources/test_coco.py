@@ -49,7 +49,7 @@ def _hand_file(tmp_path, png_header, annotations=None, categories=None, images=N
     default_annotations = [
         _ann(11, 7, [4, 2, 40, 30]),
         _ann(12, 9, [0, 0, 10, 20], [5, 5, 2, 6, 6, 2, 7, 7, 2], area=150.0),
-        _ann(13, 7, [0, 0, 64, 48], [0] * 9, iscrowd=1),
+        {"id": 13, "image_id": 7, "category_id": 2, "iscrowd": 1},  # crowd: nothing else read
         _ann(14, 7, [1, 1, 10, 10], [0] * 9),
         {"id": 15, "image_id": 7, "category_id": 1, "bbox": [1, 1, 5, 5]},  # a box-only "car"
         _ann(16, 99, [1, 1, 10, 10]),
