@@ -95,8 +95,8 @@ def test_coco_box_and_the_box_rule_by_hand():
     np.testing.assert_array_equal(center, [23.5, 16.5])  # numpy in, float64 numpy out
     assert scale == 1.25 * 40 / 200 == 0.25
     center, scale = geometry.box_to_center_scale(tf.constant([box, (-0.5, -0.5, 9.5, 19.5)]))
-    np.testing.assert_array_equal(center.numpy(), [[23.5, 16.5], [4.5, 9.5]])
-    np.testing.assert_array_equal(scale.numpy(), np.float32([0.25, 0.125]))
+    np.testing.assert_allclose(center.numpy(), [[23.5, 16.5], [4.5, 9.5]], rtol=4 * 2.0**-23)
+    np.testing.assert_allclose(scale.numpy(), [0.25, 0.125], rtol=4 * 2.0**-23)  # float32 ulps
 
 
 def test_hand_written_file_converts_as_specified(tmp_path, capsys, hand_file):
