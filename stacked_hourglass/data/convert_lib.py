@@ -83,7 +83,7 @@ def convert(
     num_shards: int | None = None,
     num_workers: int = 1,
     strict: bool = False,
-    verify_images: bool = False,
+    verify_images: bool = True,
     num_examples: int = 0,
     seed: int = 0,
     order: str | None = None,
@@ -206,8 +206,9 @@ def define_flags(fv: flags.FlagValues) -> None:
     )  # fmt: skip
     flags.DEFINE_bool("strict", False, "Fail (and write nothing) if anybody is skipped.",
                       flag_values=fv)  # fmt: skip
-    flags.DEFINE_bool("verify_images", False,
-                      "Fully decode every image (slower; catches truncated files).",
+    flags.DEFINE_bool("verify_images", True,
+                      "Decode every image to its end, skipping people whose image is truncated "
+                      "or corrupt (corrupt_image); --noverify_images reads headers only.",
                       flag_values=fv)  # fmt: skip
     flags.DEFINE_integer("num_examples", 1000, "Synthetic only: number of people.", flag_values=fv)
     flags.DEFINE_integer("seed", 0, "Synthetic only: random seed.", flag_values=fv)

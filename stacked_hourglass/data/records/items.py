@@ -113,8 +113,8 @@ def load_example(
 
     Args:
         item: the annotation and image path.
-        verify_images: fully decode the image (catches truncated files, costs ~10 ms per image);
-            otherwise only the header is parsed.
+        verify_images: decode the image to its end (`images.decode_check`: catches truncated
+            and corrupt files); otherwise only the header is parsed.
         max_pixels: an image with more pixels (height x width, from its header) is skipped
             (`IMAGE_TOO_LARGE`) without being decoded; <= 0: no limit.
     """
@@ -135,7 +135,7 @@ def load_example(
                 f"the limit max_pixels = {max_pixels} (a decompression bomb?); not decoded",
             )
         if verify_images:
-            tf.io.decode_image(data, expand_animations=False)
+            images.decode_check(data)
     except (ValueError, tf.errors.OpError) as e:
         return _skip(example, CORRUPT_IMAGE, one_line(e))
     return dataclasses.replace(example, image_encoded=data, height=height, width=width)
