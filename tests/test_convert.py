@@ -126,7 +126,7 @@ def test_strict_fails_on_a_skip(official_mpii, capsys):
     "case,message",
     [
         ("no_dataset", "--dataset is required"),
-        ("bad_dataset", "flag --dataset=coco"),
+        ("bad_dataset", "flag --dataset=lsp"),
         ("no_images", "--dataset=mpii needs --annotations and --images"),
         ("positional", "unexpected arguments: extra"),
         ("missing_annotations", "annotations file {tmp}/missing.mat does not exist"),
@@ -159,7 +159,7 @@ def test_user_errors_are_one_line(tmp_path, capsys, case, message):
     mpii = ["--dataset=mpii", images, out]
     args = {
         "no_dataset": [out],
-        "bad_dataset": ["--dataset=coco", out],
+        "bad_dataset": ["--dataset=lsp", out],
         "no_images": ["--dataset=mpii", f"--annotations={tmp_path / 'empty.mat'}", out],
         "positional": ["--dataset=synthetic", out, "extra"],
         "missing_annotations": [*mpii, f"--annotations={tmp_path / 'missing.mat'}"],

@@ -30,11 +30,39 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import tensorflow as tf
 
 from stacked_hourglass.data import features, images
+from stacked_hourglass.data.box_rule import BOX_MARGIN
 
 _EPS = 1e-6
+
+
+def box_to_center_scale(box):
+    """Person box → square crop centre and scale: the one home of the box → crop rule.
+
+    The rule of HRNet's `_xywh2cs` and mmpose's `GetBBoxCenterScale` for a square crop (aspect
+    ratio 1): centre = the box centre; the box widened to a square of its longer side, times
+    `BOX_MARGIN`; scale = that side / `features.PIXELS_PER_SCALE` (200). Used by the COCO
+    converter (ground-truth boxes) and by serving (`serving.box_crop`, requested boxes).
+
+    Args:
+        box: [..., 4] (x1, y1, x2, y2), 0-based pixels (pixel (0, 0)'s centre at (0, 0)). A numpy
+            array is computed in float64 numpy (the converter); anything else (a tensor, a list)
+            as float32 TensorFlow ops (graphs, `tf.data`).
+
+    Returns:
+        (center [..., 2] (x, y), scale [...]): numpy float64 for a numpy box, else float32
+        tensors.
+    """
+    if isinstance(box, np.ndarray):
+        box, maximum = box.astype(np.float64), np.maximum
+    else:
+        box, maximum = tf.convert_to_tensor(box, tf.float32), tf.maximum
+    center = 0.5 * (box[..., :2] + box[..., 2:])
+    side = maximum(box[..., 2] - box[..., 0], box[..., 3] - box[..., 1])
+    return center, BOX_MARGIN * side / features.PIXELS_PER_SCALE
 
 
 def crop_matrix(center, scale, input_size: int, rotation=0.0, flip=False):

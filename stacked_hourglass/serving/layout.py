@@ -16,6 +16,7 @@ import re
 
 import stacked_hourglass
 from stacked_hourglass import joints
+from stacked_hourglass.data.box_rule import BOX_MARGIN  # the box → crop rule's, re-exported
 from stacked_hourglass.serving.predictor import DEFAULT_DECODER
 from stacked_hourglass.utils import files
 
@@ -25,8 +26,6 @@ SERVING_BOX = "serving_box"
 SERVING_HEATMAPS = "serving_heatmaps"
 SERVING_IMAGE_TENSOR = "serving_image_tensor"
 SIGNATURES = (SERVING_DEFAULT, SERVING_BOX, SERVING_HEATMAPS, SERVING_IMAGE_TENSOR)
-# Crop side = BOX_MARGIN * the box's longer side (MPII convention: the person fills 1/1.25).
-BOX_MARGIN = 1.25
 
 _VERSION_RE = re.compile(r"^\d+$")
 
