@@ -87,6 +87,7 @@ def run(fv: flags.FlagValues) -> None:
     from stacked_hourglass.evaluation import model_eval  # TensorFlow: only for a model
 
     names = (*predictor.KINDS, "data", "dataset", "flip_test", "batch_size", "decoder")
+    names += ("ground_truth", "detections", "min_box_score", "oks_nms")
     model_eval.evaluate_sources(**{k: fv[k].value for k in names}, **common)
 
 

@@ -326,7 +326,8 @@ def write_results(path, entries: list[dict]) -> str:
     return files.write_text(path, json.dumps(entries, allow_nan=False, separators=(",", ":")))
 
 
-def _is_number(value) -> bool:
+def is_number(value) -> bool:
+    """A JSON number (not a bool)."""
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
@@ -344,9 +345,9 @@ def _entry_problem(entry, num_joints: int) -> str | None:
     if not isinstance(points, list) or len(points) != 3 * num_joints:
         length = len(points) if isinstance(points, list) else type(points).__name__
         return f"'keypoints' has {length} values, expected {3 * num_joints} ({num_joints} x, y, v)"
-    if not all(_is_number(x) and math.isfinite(x) for x in points):
+    if not all(is_number(x) and math.isfinite(x) for x in points):
         return "'keypoints' holds a value that is not a finite number"
-    if not (_is_number(entry["score"]) and math.isfinite(entry["score"])):
+    if not (is_number(entry["score"]) and math.isfinite(entry["score"])):
         return f"score {entry['score']!r} is not a finite number"
     return None
 

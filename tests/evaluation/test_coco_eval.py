@@ -291,3 +291,226 @@ def test_results_scoring_runs_without_tensorflow(tmp_path, gt_file):
                             timeout=120)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert "AP50" in result.stdout
+
+
+# --- a model on COCO-format records: ground-truth boxes and detections ------------------------
+
+# Image 102's boxes shrunk about their centres, so that no two people of the two images have
+# crops alike (the oracle below tells them apart by the crop alone).
+_SHRINK_102 = 0.75
+_MATCH_PX = 8.0  # a crop within this (centre + side, original pixels) of a person's is theirs
+
+
+def _shrunk(bbox, factor):
+    x, y, w, h = bbox
+    return [x + (1 - factor) * w / 2, y + (1 - factor) * h / 2, factor * w, factor * h]
+
+
+@pytest.fixture(scope="module")
+def coco_records(tmp_path_factory):
+    """Two images of two synthetic people (COCO's 17 joints), converted; and their people
+    (crop centre, crop side, keypoints, labelled) by the box rule."""
+    from conftest import write_coco_dataset
+
+    from stacked_hourglass import convert
+    from stacked_hourglass.data import geometry
+    from stacked_hourglass.data.sources.coco import coco_box
+
+    root = tmp_path_factory.mktemp("coco_eval")
+    annotations, images = write_coco_dataset(root / "src", num_images=2, people_per_image=2)
+    payload = json.loads(annotations.read_text())
+    for ann in payload["annotations"]:
+        if ann["image_id"] == 102:
+            ann["bbox"] = _shrunk(ann["bbox"], _SHRINK_102)
+    annotations.write_text(json.dumps(payload))
+    assert convert.main([
+        "--dataset=coco", f"--annotations={annotations}", f"--images={images}",
+        f"--output_dir={root / 'records'}", "--split=valid",
+    ]) == 0  # fmt: skip
+    people = []
+    for ann in payload["annotations"]:
+        if ann["iscrowd"] or not ann["num_keypoints"]:
+            continue
+        centre, scale = geometry.box_to_center_scale(np.array(coco_box(ann["bbox"])))
+        points = np.array(ann["keypoints"], np.float64).reshape(-1, 3)
+        people.append((ann["image_id"], centre, 200 * scale, points[:, :2], points[:, 2] > 0))
+    gaps = [
+        np.hypot(*(a[1] - b[1])) + abs(a[2] - b[2]) for a in people for b in people if a is not b
+    ]
+    assert min(gaps) > 3 * _MATCH_PX, "the people's crops must be told apart"
+    return {"annotations": str(annotations), "data": str(root / "records" / "valid-*"),
+            "payload": payload, "people": people, "root": root}  # fmt: skip
+
+
+def _oracle_step(people, matched):
+    """`inference.predict_step` of a model that returns the ground truth: a crop within
+    `_MATCH_PX` of a person's crop gets their keypoints (score 0.9 where labelled, 0.1 where not);
+    any other crop all joints at its centre (score 0.9). The model's heatmaps still run. Each
+    crop's distance to the nearest person is appended to `matched`."""
+    import tensorflow as tf
+
+    def make(heatmaps, codec):
+        size = codec.input_size
+
+        def step(images, matrices, targets):
+            heatmaps(images)
+            preds, scores = [], []
+            for matrix in matrices.numpy().astype(np.float64):
+                centre = (np.linalg.inv(matrix) @ [size / 2 - 0.5, size / 2 - 0.5, 1.0])[:2]
+                side = size / matrix[0, 0]
+                gaps = [np.hypot(*(centre - c)) + abs(side - s) for _, c, s, _, _ in people]
+                best = int(np.argmin(gaps))
+                matched.append(gaps[best])
+                if gaps[best] < _MATCH_PX:
+                    preds.append(people[best][3])
+                    scores.append(np.where(people[best][4], 0.9, 0.1))
+                else:
+                    preds.append(np.tile(centre, (17, 1)))
+                    scores.append(np.full(17, 0.9))
+            n = len(preds)
+            return (
+                tf.constant(np.array(preds), tf.float32),
+                tf.constant(scores, tf.float32),
+                tf.zeros([n]),
+            )
+
+        return step
+
+    return make
+
+
+@pytest.fixture(scope="module")
+def coco_model(coco_records, make_model_dir):
+    path = coco_records["root"] / "run"
+    make_model_dir(str(path), num_stacks=1, dataset="coco")
+    return str(path)
+
+
+def _direct_ap(annotations, results_path):
+    """pycocotools on the written file, as anyone would run it (COCO's default sigmas)."""
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(annotations)
+        evaluator = COCOeval(gt, gt.loadRes(str(results_path)), "keypoints")
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    return evaluator.stats
+
+
+def _printed_stats(out):
+    lines = out.splitlines()
+    row = lines[lines.index("".join(f"{n:>7}" for n in coco_eval.STAT_NAMES)) + 1]
+    return [float(v) for v in row.split()]
+
+
+def test_model_on_coco_records_with_ground_truth_boxes(
+    coco_records, coco_model, tmp_path, monkeypatch, capsys
+):
+    """One result per record, image_id = source/index, box score 1: a model returning the ground
+    truth scores AP 1.0, and the AP printed is pycocotools' on the written NAME.keypoints.json."""
+    from stacked_hourglass.model import inference
+
+    matched = []
+    monkeypatch.setattr(inference, "predict_step", _oracle_step(coco_records["people"], matched))
+    out_dir = tmp_path / "out"
+    assert evaluate.main([f"--model_dir={coco_model}", f"--data={coco_records['data']}",
+                          f"--output_dir={out_dir}"]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert max(matched) < 0.01 and len(matched) == 4  # every record's crop is its person's box
+    results = json.loads((out_dir / "run.keypoints.json").read_text())
+    assert sorted(r["image_id"] for r in results) == [101, 101, 102, 102]
+    assert {r["category_id"] for r in results} == {1}
+    assert [r["score"] for r in results] == pytest.approx([0.9] * 4)  # 1 × mean of the 0.9s
+    printed = _printed_stats(out)
+    direct = _direct_ap(coco_records["annotations"], out_dir / "run.keypoints.json")
+    np.testing.assert_allclose(printed, direct, atol=5e-4)  # printed to 3 decimals
+    assert printed[0] == pytest.approx(1.0)
+    assert "PCK@0.05" in out or "PCK@" in out  # the per-joint PCK table as well
+    figures = json.loads((out_dir / "run.coco_ap.json").read_text())
+    assert figures["settings"]["boxes"] == "ground truth"
+    assert figures["ground_truth"]["path"] == coco_records["annotations"]
+
+
+def _detections(coco_records):
+    """The ground-truth boxes (score 0.9), each also shifted by 3 px (0.8: duplicates for
+    OKS-NMS), a false positive in a corner (0.99), one under --min_box_score (0.05) and one of
+    another category."""
+    found = []
+    for ann in coco_records["payload"]["annotations"]:
+        if ann["iscrowd"] or not ann["num_keypoints"]:
+            continue
+        x, y, w, h = ann["bbox"]
+        found.append({"image_id": ann["image_id"], "category_id": 1, "bbox": [x, y, w, h],
+                      "score": 0.9})  # fmt: skip
+        found.append({"image_id": ann["image_id"], "category_id": 1,
+                      "bbox": [x + 3, y - 3, w, h], "score": 0.8})  # fmt: skip
+    found.append({"image_id": 101, "category_id": 1, "bbox": [0, 0, 20, 20], "score": 0.99})
+    found.append({"image_id": 102, "category_id": 1, "bbox": [0, 0, 20, 20], "score": 0.05})
+    found.append({"image_id": 102, "category_id": 2, "bbox": [0, 0, 20, 20], "score": 0.9})
+    return found
+
+
+def test_model_on_coco_records_with_detections(
+    coco_records, coco_model, tmp_path, monkeypatch, capsys
+):
+    """One crop per detection: rescoring (box × mean joint score above 0.2), OKS-NMS removes the
+    shifted duplicates, the false positive ranked first costs precision: AP = 4/5 at every
+    recall, and the AP printed is pycocotools' on the written file."""
+    from stacked_hourglass.model import inference
+
+    matched = []
+    monkeypatch.setattr(inference, "predict_step", _oracle_step(coco_records["people"], matched))
+    detections = _write(tmp_path / "detections.json", _detections(coco_records))
+    out_dir = tmp_path / "out"
+    assert evaluate.main([f"--model_dir={coco_model}", f"--data={coco_records['data']}",
+                          f"--detections={detections}", "--min_box_score=0.1",
+                          f"--output_dir={out_dir}"]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert ("Detections: 11 read, 9 cropped; not cropped: 1 of another category, 1 below "
+            "--min_box_score=0.1, 0 on images without records") in out  # fmt: skip
+    # The GT-box pass (PCK) sees 4 crops; the detections' 9 crops: the 4 exact boxes match
+    # their people to float32 precision (the converter's box rule is the detections').
+    assert len(matched) == 13 and sorted(matched[4:])[3] < 0.01
+    results = json.loads((out_dir / "run.keypoints.json").read_text())
+    assert len(results) == 5  # 4 people + the false positive; the 4 shifted copies suppressed
+    assert sorted(r["score"] for r in results) == pytest.approx([0.81] * 4 + [0.99 * 0.9])
+    printed = _printed_stats(out)
+    direct = _direct_ap(coco_records["annotations"], out_dir / "run.keypoints.json")
+    np.testing.assert_allclose(printed, direct, atol=5e-4)
+    assert printed[0] == pytest.approx(0.8, abs=1e-3)
+    figures = json.loads((out_dir / "run.coco_ap.json").read_text())
+    assert figures["people"] == {"predicted": 9, "after_oks_nms": 5}
+    assert figures["settings"]["min_box_score"] == 0.1
+
+
+def test_model_on_coco_records_errors(coco_records, coco_model, tmp_path):
+    """The manifest's annotation file changed since conversion, detections naming an unknown
+    image: one line each, before the model runs."""
+    from stacked_hourglass.data.records.split import Split
+    from stacked_hourglass.evaluation import coco_model_eval
+
+    split = Split.open(coco_records["data"])
+    data, gt = coco_records["data"], coco_records["annotations"]
+    changed = tmp_path / "annotations.json"
+    changed.write_text(json.dumps({**coco_records["payload"], "info": {}}))
+    manifest = next(iter(split.manifests.values()))
+    manifest.sources[0] = {**manifest.sources[0], "path": str(changed)}
+    with pytest.raises(ValueError, match="annotations.json: sha256 .* is not the .* recorded"):
+        coco_model_eval.prepare(split, coco_records["data"], COCO_JOINTS)
+    manifest.sources.clear()
+    with pytest.raises(ValueError, match="names no annotation file; give --ground_truth"):
+        coco_model_eval.prepare(split, coco_records["data"], COCO_JOINTS)
+    bad = _write(tmp_path / "d.json", [{"image_id": 7, "category_id": 1, "bbox": [0, 0, 5, 5],
+                                        "score": 1.0}])  # fmt: skip
+    with pytest.raises(ValueError, match=r"d.json: entry 0: image_id 7 is not an image of"):
+        coco_model_eval.prepare(split, data, COCO_JOINTS, ground_truth=gt, detections=bad)
+    bad = _write(tmp_path / "d.json", [{"image_id": 101, "category_id": 1, "bbox": [0, 0, 0, 5],
+                                        "score": 1.0}])  # fmt: skip
+    with pytest.raises(ValueError, match=r"entry 0: bbox \[0, 0, 0, 5\] is not \[x, y, w, h\]"):
+        coco_model_eval.prepare(split, data, COCO_JOINTS, ground_truth=gt, detections=bad)
