@@ -34,6 +34,27 @@ def synthetic_records(tmp_path_factory):
 # --- data sources / records builders: person examples, a tiny official MPII .mat ---------------
 
 
+def _png_header(width, height) -> bytes:
+    """A PNG signature + IHDR (+ IEND) claiming width x height: no pixel data at all (an image
+    "too large" to decode, read from its header only)."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
+
+
+@pytest.fixture(scope="session")
+def png_header():
+    """`png_header(width, height)` → the bytes of a PNG header claiming that size, no pixels."""
+    return _png_header
+
+
 def _solid_jpeg(height=48, width=64, value=128) -> bytes:
     import tensorflow as tf
 
@@ -415,7 +436,7 @@ def _coco_annotation(ann_id, image_id, category_id, keypoints, bbox, **extra) ->
     }  # fmt: skip
 
 
-def write_coco_dataset(directory, *, num_images=3, people_per_image=2, kind="people", seed=0):
+def _write_coco_dataset(directory, *, num_images=3, people_per_image=2, kind="people", seed=0):
     """Writes a small COCO-format keypoint dataset: DIRECTORY/images/*.jpg and
     DIRECTORY/annotations.json; returns (annotations_path, images_dir).
 
@@ -465,3 +486,10 @@ def write_coco_dataset(directory, *, num_images=3, people_per_image=2, kind="peo
     }
     path.write_text(json.dumps(payload))
     return path, images_dir
+
+
+@pytest.fixture(scope="session")
+def write_coco_dataset():
+    """`write_coco_dataset(directory, *, num_images=3, people_per_image=2, kind="people"|"shapes",
+    seed=0)` → (annotations_path, images_dir): see `_write_coco_dataset`."""
+    return _write_coco_dataset

@@ -261,7 +261,7 @@ def test_bad_split_name_and_dataset(tmp_path, person_example):
     with pytest.raises(ValueError, match="simple name"):
         shards.write_split([], 0, tmp_path, "../x", "synthetic")
     with pytest.raises(ValueError, match="Unknown dataset"):
-        shards.write_split([person_example(0)], 1, tmp_path / "o", "train", "coco",
+        shards.write_split([person_example(0)], 1, tmp_path / "o", "train", "lsp",
                            show_progress=False)  # fmt: skip
     assert not (tmp_path / "o").exists()
 
