@@ -307,11 +307,9 @@ def _shrunk(bbox, factor):
 
 
 @pytest.fixture(scope="module")
-def coco_records(tmp_path_factory):
+def coco_records(tmp_path_factory, write_coco_dataset):
     """Two images of two synthetic people (COCO's 17 joints), converted; and their people
     (crop centre, crop side, keypoints, labelled) by the box rule."""
-    from conftest import write_coco_dataset
-
     from stacked_hourglass import convert
     from stacked_hourglass.data import geometry
     from stacked_hourglass.data.sources.coco import coco_box
@@ -450,10 +448,25 @@ def _detections(coco_records):
                       "score": 0.9})  # fmt: skip
         found.append({"image_id": ann["image_id"], "category_id": 1,
                       "bbox": [x + 3, y - 3, w, h], "score": 0.8})  # fmt: skip
-    found.append({"image_id": 101, "category_id": 1, "bbox": [0, 0, 20, 20], "score": 0.99})
-    found.append({"image_id": 102, "category_id": 1, "bbox": [0, 0, 20, 20], "score": 0.05})
-    found.append({"image_id": 102, "category_id": 2, "bbox": [0, 0, 20, 20], "score": 0.9})
+    # Image 101's corner is its crowd region: a pose there would be ignored, not a false positive.
+    found.append({"image_id": 102, "category_id": 1, "bbox": [0, 0, 20, 20], "score": 0.99})
+    found.append({"image_id": 101, "category_id": 1, "bbox": [0, 0, 20, 20], "score": 0.05})
+    found.append({"image_id": 101, "category_id": 2, "bbox": [0, 0, 20, 20], "score": 0.9})
     return found
+
+
+class _StubModel:
+    """A `Predictor` of the model directory's info whose heatmaps are zeros (the oracle step
+    decides the keypoints), so that the detections' path runs without loading a model."""
+
+    def __init__(self, info):
+        self.info = info
+
+    def heatmaps(self, crops):
+        import tensorflow as tf
+
+        size = self.info.codec().heatmap_size
+        return tf.zeros([tf.shape(crops)[0], size, size, self.info.joint_set.num_joints])
 
 
 def test_model_on_coco_records_with_detections(
@@ -462,31 +475,58 @@ def test_model_on_coco_records_with_detections(
     """One crop per detection: rescoring (box × mean joint score above 0.2), OKS-NMS removes the
     shifted duplicates, the false positive ranked first costs precision: AP = 4/5 at every
     recall, and the AP printed is pycocotools' on the written file."""
+    from stacked_hourglass.data.records.split import Split
+    from stacked_hourglass.evaluation import coco_model_eval
     from stacked_hourglass.model import inference
+    from stacked_hourglass.serving import predictor
 
     matched = []
     monkeypatch.setattr(inference, "predict_step", _oracle_step(coco_records["people"], matched))
     detections = _write(tmp_path / "detections.json", _detections(coco_records))
-    out_dir = tmp_path / "out"
-    assert evaluate.main([f"--model_dir={coco_model}", f"--data={coco_records['data']}",
-                          f"--detections={detections}", "--min_box_score=0.1",
-                          f"--output_dir={out_dir}"]) == 0  # fmt: skip
+    split = Split.open(coco_records["data"])
+    setup = coco_model_eval.prepare(
+        split, coco_records["data"], COCO_JOINTS, detections=detections, min_box_score=0.1
+    )
+    model = _StubModel(predictor.read_info("model_dir", coco_model))
+    figures = coco_model_eval.evaluate(
+        setup, model, split, {}, batch_size=4, name="run", output_dir=str(tmp_path)
+    )
     out = capsys.readouterr().out
     assert ("Detections: 11 read, 9 cropped; not cropped: 1 of another category, 1 below "
             "--min_box_score=0.1, 0 on images without records") in out  # fmt: skip
-    # The GT-box pass (PCK) sees 4 crops; the detections' 9 crops: the 4 exact boxes match
-    # their people to float32 precision (the converter's box rule is the detections').
-    assert len(matched) == 13 and sorted(matched[4:])[3] < 0.01
-    results = json.loads((out_dir / "run.keypoints.json").read_text())
+    # The 4 exact boxes' crops match their people to float32 precision: the converter's box
+    # rule (and COCO bbox reading) is the detections'.
+    assert len(matched) == 9 and sorted(matched)[3] < 0.01
+    results = json.loads((tmp_path / "run.keypoints.json").read_text())
     assert len(results) == 5  # 4 people + the false positive; the 4 shifted copies suppressed
     assert sorted(r["score"] for r in results) == pytest.approx([0.81] * 4 + [0.99 * 0.9])
     printed = _printed_stats(out)
-    direct = _direct_ap(coco_records["annotations"], out_dir / "run.keypoints.json")
+    direct = _direct_ap(coco_records["annotations"], tmp_path / "run.keypoints.json")
     np.testing.assert_allclose(printed, direct, atol=5e-4)
-    assert printed[0] == pytest.approx(0.8, abs=1e-3)
-    figures = json.loads((out_dir / "run.coco_ap.json").read_text())
+    assert printed[0] == pytest.approx(0.8, abs=1e-3) == figures["stats"]["AP"]
     assert figures["people"] == {"predicted": 9, "after_oks_nms": 5}
-    assert figures["settings"]["min_box_score"] == 0.1
+    written = json.loads((tmp_path / "run.coco_ap.json").read_text())
+    assert written["settings"]["min_box_score"] == 0.1 and written["stats"] == figures["stats"]
+
+
+def test_evaluate_passes_the_coco_flags(coco_records, coco_model, monkeypatch, capsys):
+    """`evaluate --detections --min_box_score --oks_nms --ground_truth` reach the COCO setup,
+    which runs before the model is loaded."""
+    from stacked_hourglass.evaluation import coco_model_eval
+
+    given = {}
+
+    def capture(split, data, joint_set, **kwargs):
+        given.update(kwargs, joint_set=joint_set)
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(coco_model_eval, "prepare", capture)
+    assert evaluate.main([f"--model_dir={coco_model}", f"--data={coco_records['data']}",
+                          "--detections=d.json", "--min_box_score=0.3", "--oks_nms=0.8",
+                          "--ground_truth=gt.json"]) == 1  # fmt: skip
+    assert "stop here" in capsys.readouterr().err
+    assert given == {"ground_truth": "gt.json", "detections": "d.json", "min_box_score": 0.3,
+                     "oks_nms": 0.8, "joint_set": COCO_JOINTS}  # fmt: skip
 
 
 def test_model_on_coco_records_errors(coco_records, coco_model, tmp_path):
