@@ -33,6 +33,20 @@ NAME.preds.h5 in pose-hg's layout, 1-based, rows in source order):
 
 --dataset defaults to the model_dir's training dataset, or to the SavedModel's (its
 assets/joints.json).
+
+COCO-format records (`convert --dataset=coco`) are also scored by COCO keypoint AP (pycocotools;
+`evaluation.coco_model_eval`), with the records' ground-truth boxes or with person detections:
+
+  python -m stacked_hourglass.evaluate --model_dir=DIR --data=GLOB [--output_dir=DIR] \
+      [--detections=DETECTIONS.json [--min_box_score=0.0]] [--oks_nms=0.9] \
+      [--ground_truth=ANNOTATIONS.json]
+
+  prints the PCK table and AP, AP50, AP75, APm, APl, AR (...); with --output_dir also
+  NAME.keypoints.json (the results, COCO's results format) and NAME.coco_ap.json. Person score
+  = box score x mean of the joint scores above 0.2, then OKS-NMS per image at --oks_nms (HRNet's
+  and mmpose's settings). Ground truth: the annotation file the manifest records (its sha256
+  checked), or --ground_truth.
+
 --decoder=quarter|dark picks the heatmap decoder of a --model_dir evaluation (default quarter); an
 export (SavedModel or LiteRT) is evaluated with the decoder it was exported with.
 

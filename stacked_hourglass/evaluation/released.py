@@ -27,7 +27,8 @@ def define_flags(fv: flags.FlagValues) -> None:
     )  # fmt: skip
     flags.DEFINE_string(
         "ground_truth", None,
-        "Ground truth: detections_our_format.mat or a pose-hg .h5; a COCO annotation .json.",
+        "Ground truth: detections_our_format.mat or a pose-hg .h5; a COCO annotation .json "
+        "(a model on COCO-format records: instead of the file its manifest records).",
         flag_values=fv,
     )  # fmt: skip
     flags.DEFINE_boolean(

@@ -554,3 +554,24 @@ def test_model_on_coco_records_errors(coco_records, coco_model, tmp_path):
                                         "score": 1.0}])  # fmt: skip
     with pytest.raises(ValueError, match=r"entry 0: bbox \[0, 0, 0, 5\] is not \[x, y, w, h\]"):
         coco_model_eval.prepare(split, data, COCO_JOINTS, ground_truth=gt, detections=bad)
+
+
+def test_records_of_a_joint_set_without_sigmas(tmp_path, write_coco_dataset, capsys):
+    """A set of one's own without OKS sigmas: PCK only, after one note; with --detections (AP
+    only) one line asking for a joint-set file with oks_sigmas."""
+    from stacked_hourglass import convert
+    from stacked_hourglass.data.records.split import Split
+    from stacked_hourglass.evaluation import coco_model_eval
+
+    annotations, images = write_coco_dataset(tmp_path / "src", num_images=1, people_per_image=1,
+                                             kind="shapes")  # fmt: skip
+    assert convert.main(["--dataset=coco", f"--annotations={annotations}", f"--images={images}",
+                         f"--output_dir={tmp_path}", "--split=valid"]) == 0  # fmt: skip
+    data = str(tmp_path / "valid-*")
+    split = Split.open(data)
+    assert coco_model_eval.prepare(split, data, split.joints()) is None
+    assert "has no OKS sigmas: COCO keypoint AP skipped" in capsys.readouterr().out
+    detections = _write(tmp_path / "d.json", [{"image_id": 101, "category_id": 3,
+                                                "bbox": [0, 0, 9, 9], "score": 1.0}])  # fmt: skip
+    with pytest.raises(ValueError, match="has no OKS sigmas.*oks_sigmas"):
+        coco_model_eval.prepare(split, data, split.joints(), detections=detections)
