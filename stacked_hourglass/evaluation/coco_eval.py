@@ -161,7 +161,24 @@ def keypoint_category(
             f"joint set {joint_set.name!r} has no OKS sigmas, which COCO keypoint AP needs: give "
             "a joint-set file with oks_sigmas (--joints=FILE.json)"
         )
+    _check_keypoint_lengths(coco, path, category["id"], joint_set.num_joints)
     return category, joint_set
+
+
+def _check_keypoint_lengths(coco: COCO, path: str, category_id, num_joints: int) -> None:
+    """`ValueError` naming the first annotation of the category whose keypoints are not 3K
+    numbers (pycocotools would fail on it with a broadcasting error)."""
+    for i, ann in enumerate(coco.dataset["annotations"]):
+        if ann["category_id"] != category_id or "keypoints" not in ann:
+            continue
+        points = ann["keypoints"]
+        if not (isinstance(points, list) and len(points) == 3 * num_joints):
+            raise ValueError(
+                f"{path}: annotations[{i}] 'keypoints' is not {3 * num_joints} numbers "
+                f"({num_joints} x, y, v)"
+            )
+        if not all(is_number(v) for v in points):
+            raise ValueError(f"{path}: annotations[{i}] 'keypoints' holds a non-number")
 
 
 def person_scores(
@@ -462,7 +479,8 @@ def run_results_evaluation(
     coco = load_ground_truth(ground_truth)
     results = read_json_any(predictions, "COCO results file")
     check_results_list(results, predictions)
-    ids = {r.get("category_id") for r in results if isinstance(r, dict)}
+    ids = [r.get("category_id") for r in results if isinstance(r, dict)]
+    ids = {i for i in ids if isinstance(i, int)}
     category, joint_set = keypoint_category(coco, ground_truth, joint_set, ids)
     checked = check_results(
         results, predictions, coco, ground_truth, category["id"], joint_set.num_joints

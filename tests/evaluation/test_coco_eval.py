@@ -260,6 +260,10 @@ def test_ground_truth_errors_are_one_line(tmp_path):
     del gt["annotations"][2]["num_keypoints"]
     _one_line_error(tmp_path, _write(tmp_path / "gt.json", gt), results,
                     r"gt.json: annotations\[2\] has no 'num_keypoints'")  # fmt: skip
+    gt = _ground_truth()
+    gt["annotations"][1]["keypoints"] = gt["annotations"][1]["keypoints"][:-3]
+    _one_line_error(tmp_path, _write(tmp_path / "gt.json", gt), results,
+                    r"gt.json: annotations\[1\] 'keypoints' is not 51 numbers")  # fmt: skip
     _one_line_error(tmp_path, _write(tmp_path / "gt.json", {"images": []}), results,
                     r"gt.json: no 'annotations' list")  # fmt: skip
     with pytest.raises(FileNotFoundError, match="missing.json: COCO annotation file not found"):
