@@ -579,3 +579,26 @@ def test_records_of_a_joint_set_without_sigmas(tmp_path, write_coco_dataset, cap
                                                 "bbox": [0, 0, 9, 9], "score": 1.0}])  # fmt: skip
     with pytest.raises(ValueError, match="has no OKS sigmas.*oks_sigmas"):
         coco_model_eval.prepare(split, data, split.joints(), detections=detections)
+
+
+def test_records_written_back_as_results_score_ap_one(coco_records, tmp_path):
+    """Ground truth → records (`convert --dataset=coco`) → COCO results: AP 1.0 against the
+    annotation file (the converter's keypoints, image ids and joint order are COCO's)."""
+    import tensorflow as tf
+
+    from stacked_hourglass.data import features
+    from stacked_hourglass.data.records.split import Split
+
+    records = tf.data.TFRecordDataset(Split.open(coco_records["data"]).files).map(
+        lambda s: features.parse_example(s, COCO_JOINTS.num_joints)
+    )
+    index, keypoints = [], []
+    for record in records.as_numpy_iterator():
+        index.append(record[features.SOURCE_INDEX])
+        keypoints.append(record[features.KEYPOINTS])
+    entries = coco_eval.results_entries(
+        np.array(index), 1, np.array(keypoints), np.ones(len(index))
+    )
+    results = _write(tmp_path / "records.json", entries)
+    stats = coco_eval.run_results_evaluation(results, coco_records["annotations"])["stats"]
+    assert len(entries) == 4 and stats["AP"] == pytest.approx(1.0, abs=1e-12)
