@@ -348,10 +348,11 @@ _COCO_IMAGE_SIZE = (160, 160)  # (height, width) per image (width grows with the
 
 def _coco_bbox(x1, y1, x2, y2, height, width) -> list[float]:
     """A box (x1, y1, x2, y2) in pixel-centre coordinates, clipped to the image, as COCO's
-    continuous [x, y, w, h] (the inverse of `sources.coco.coco_box`)."""
-    x1, y1 = max(x1, -0.5), max(y1, -0.5)
-    x2, y2 = min(x2, width - 0.5), min(y2, height - 0.5)
-    return [round(x1 + 0.5, 3), round(y1 + 0.5, 3), round(x2 - x1, 3), round(y2 - y1, 3)]
+    continuous [x, y, w, h] (`sources.coco.to_coco_bbox`), rounded to 1/1000 pixel."""
+    from stacked_hourglass.data.sources import coco
+
+    clipped = (max(x1, -0.5), max(y1, -0.5), min(x2, width - 0.5), min(y2, height - 0.5))
+    return [round(v, 3) for v in coco.to_coco_bbox(clipped)]
 
 
 def _coco_people_image(rng, num_people: int):

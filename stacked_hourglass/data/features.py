@@ -220,10 +220,11 @@ def record_problem(
     The checks of a record this package did not necessarily write, cheapest first, without
     decoding the image: every key `parse_example` requires is present with the right number of
     values (`person/keypoints` 2K, `person/keypoint_status` K); the optional ones have at most
-    one; `person/center` is finite, `person/scale` finite and > 0, `person/keypoint_status` in
-    0..2, the annotated joints' `person/keypoints` finite; with `need_normalizer` (a split PCK
-    is computed on), `person/normalizer` finite and > 0; `image/encoded` is a JPEG, PNG, GIF,
-    BMP or WebP whose header (`images.image_header`) gives at most `max_pixels` pixels.
+    one (`person/box`: none or 4); `person/center` is finite, `person/scale` finite and > 0,
+    `person/keypoint_status` in 0..2, the annotated joints' `person/keypoints` finite; with
+    `need_normalizer` (a split PCK is computed on), `person/normalizer` finite and > 0;
+    `image/encoded` is a JPEG, PNG, GIF, BMP or WebP whose header (`images.image_header`) gives
+    at most `max_pixels` pixels.
 
     Args:
         serialized: string scalar, one `tf.train.Example`.
@@ -293,6 +294,12 @@ def _count_checks(values: dict, num_joints: int) -> list:
                 tf.strings.format(f"{key} has {{}} values, expected at most 1", counts[key]),
             )
         )
+    checks.append(
+        (
+            (counts[PERSON_BOX] != 0) & (counts[PERSON_BOX] != 4),
+            tf.strings.format(f"{PERSON_BOX} has {{}} values, expected 0 or 4", counts[PERSON_BOX]),
+        )
+    )
     return checks
 
 

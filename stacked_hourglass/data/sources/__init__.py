@@ -258,24 +258,33 @@ def confine_and_deduplicate(items: Iterable[Item], images_dir: PathLike) -> list
         images_dir: the images folder every image must lie in.
     """
     root = pathlib.Path(images_dir).resolve()
-    seen, out = set(), []
+    seen, resolved, out = set(), {}, []
     for item in items:
         if isinstance(item, PendingExample):
-            item = _confined(item, root, seen)
+            item = _confined(item, root, seen, resolved)
         out.append(item)
     return out
 
 
-def _confined(item: PendingExample, root: pathlib.Path, seen: set) -> Item:
+def _resolve(path: pathlib.Path, resolved: dict) -> pathlib.Path | Exception:
+    """`path.resolve()`, or the error it raised, once per path (images hold several people)."""
+    if path not in resolved:
+        try:
+            resolved[path] = path.resolve()
+        except (RuntimeError, OSError) as e:  # a symlink loop (RuntimeError before Python 3.13)
+            resolved[path] = e
+    return resolved[path]
+
+
+def _confined(item: PendingExample, root: pathlib.Path, seen: set, resolved: dict) -> Item:
     example = item.example
 
     def skip(reason: str, detail: str) -> Skipped:
         return Skipped(example.filename, example.index, example.person, reason, detail)
 
-    try:
-        resolved = item.image_path.resolve()
-    except (RuntimeError, OSError) as e:  # a symlink loop (RuntimeError before Python 3.13)
-        return skip(MISSING_IMAGE, f"{item.image_path}: cannot be resolved ({one_line(e)})")
+    resolved = _resolve(item.image_path, resolved)
+    if isinstance(resolved, Exception):
+        return skip(MISSING_IMAGE, f"{item.image_path}: cannot be resolved ({one_line(resolved)})")
     if not resolved.is_relative_to(root):
         return skip(OUTSIDE_IMAGES_DIR, f"{item.image_path} resolves to {resolved}, outside {root}")
     key = (

@@ -9,9 +9,9 @@ category itself (`joints.from_coco_category`).
 Coordinate convention. COCO's keypoint (x, y) are read as pixel indices, i.e. already in this
 package's convention (pixel (0, 0)'s centre at (0.0, 0.0)) and kept unchanged, as Detectron2
 reads them. COCO's `bbox` [x, y, w, h] is continuous (pixel (0, 0) covers [0, 1) x [0, 1)), so
-the person box is `coco_box`: (x - 0.5, y - 0.5, x + w - 0.5, y + h - 0.5). Written back, the
-keypoints and `bbox` come out as they were read, so ground truth scored as predictions gives
-AP 1.0.
+the person box is `coco_box`: (x - 0.5, y - 0.5, x + w - 0.5, y + h - 0.5), and `to_coco_bbox`
+its inverse. Written back (keypoints unchanged, boxes through `to_coco_bbox`), annotations come out
+as they were read, so ground truth scored as predictions gives AP 1.0.
 
 Per person (one record per annotation that is not skipped):
 
@@ -94,8 +94,18 @@ def coco_box(bbox) -> tuple[float, float, float, float]:
     return (x - 0.5, y - 0.5, x + w - 0.5, y + h - 0.5)
 
 
+_NUMBER_TYPES = (int, float)
+
+
+def to_coco_bbox(box) -> list[float]:
+    """(x1, y1, x2, y2) in 0-based pixel-centre coordinates → COCO's continuous `bbox`
+    [x, y, w, h]: the inverse of `coco_box`."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    return [x1 + 0.5, y1 + 0.5, x2 - x1, y2 - y1]
+
+
 def _is_number(value) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    return type(value) in _NUMBER_TYPES
 
 
 def _is_int(value) -> bool:
@@ -206,36 +216,35 @@ def _images(payload: Mapping, path) -> dict[int, _Image]:
     return out
 
 
-def _check_annotation(ann, path, i: int, num_joints: int) -> None:
-    """Raises a `ValueError` naming annotation `i` (and its id) when a field is malformed."""
-    if not isinstance(ann, dict):
-        raise ValueError(f"{path}: annotations[{i}] is not an object")
-    name = f"{path}: annotations[{i}] (id {ann.get('id')})"
+def _numbers(value, count: int) -> bool:
+    """Whether `value` is a list of `count` JSON numbers (bools excluded)."""
+    return (
+        isinstance(value, list)
+        and len(value) == count
+        and all(type(v) in _NUMBER_TYPES for v in value)  # type(): one lookup per value, no bool
+    )
+
+
+def _annotation_problem(ann: dict, num_joints: int) -> str:
+    """What is malformed in a (dict) annotation of the converted category, or ""."""
     keypoints, bbox = ann.get("keypoints"), ann.get("bbox")
-    problems = [
-        (not _is_int(ann.get("num_keypoints", 0)), "'num_keypoints' is not an integer"),
-        (ann.get("iscrowd", 0) not in (0, 1), "'iscrowd' is not 0 or 1"),
-        (not _is_number(ann.get("area", 0)), "'area' is not a number"),
-        (
-            not (isinstance(bbox, list) and len(bbox) == 4 and all(map(_is_number, bbox))),
-            f"'bbox' is not [x, y, w, h] (got {str(bbox)[:80]})",
-        ),
-        (
-            not (
-                isinstance(keypoints, list)
-                and len(keypoints) == 3 * num_joints
-                and all(map(_is_number, keypoints))
-            ),  # fmt: skip
+    if not _is_int(ann.get("num_keypoints", 0)):
+        return "'num_keypoints' is not an integer"
+    if ann.get("iscrowd", 0) not in (0, 1):
+        return "'iscrowd' is not 0 or 1"
+    if not _is_number(ann.get("area", 0)):
+        return "'area' is not a number"
+    if not _numbers(bbox, 4):
+        return f"'bbox' is not [x, y, w, h] (got {str(bbox)[:80]})"
+    if not _numbers(keypoints, 3 * num_joints):
+        return (
             f"'keypoints' is not {3 * num_joints} numbers ([x, y, v] for {num_joints} joints; "
-            f"got {str(keypoints)[:80]})",
-        ),
-    ]
-    for bad, message in problems:
-        if bad:
-            raise ValueError(f"{name}: {message}")
+            f"got {str(keypoints)[:80]})"
+        )
     flags = keypoints[2::3]
     if any(v not in STATUS_OF_VISIBILITY for v in flags):
-        raise ValueError(f"{name}: visibility flags must be 0, 1 or 2, got {flags}")
+        return f"visibility flags must be 0, 1 or 2, got {flags}"
+    return ""
 
 
 def _person(ann: dict, image: _Image, images_dir: pathlib.Path) -> Item:
@@ -248,8 +257,6 @@ def _person(ann: dict, image: _Image, images_dir: pathlib.Path) -> Item:
     status = np.asarray([STATUS_OF_VISIBILITY[int(v)] for v in values[:, 2]], np.int64)
     labelled = status != features.NOT_ANNOTATED
     num_keypoints = ann.get("num_keypoints", int(labelled.sum()))
-    if ann.get("iscrowd", 0):
-        return skip(CROWD, "iscrowd = 1 (a crowd region, not one person)")
     if num_keypoints == 0 or not labelled.any():
         return skip(NO_KEYPOINTS, f"num_keypoints = {num_keypoints}")
     x, y, w, h = (float(v) for v in ann["bbox"])
@@ -275,6 +282,33 @@ def _person(ann: dict, image: _Image, images_dir: pathlib.Path) -> Item:
     return PendingExample(example, images_dir / image.file_name)
 
 
+def _item(path, i: int, ann, category_id: int, images: dict, images_dir, num_joints: int) -> Item:
+    """Annotation `i`'s item: a pending person or why it is skipped; `ValueError` naming the file
+    and the annotation when it is malformed."""
+    if not isinstance(ann, dict) or not all(
+        _is_int(ann.get(k)) for k in ("id", "image_id", "category_id")
+    ):
+        raise ValueError(
+            f"{path}: annotations[{i}] needs integer 'id', 'image_id' and 'category_id' "
+            f"(got {str(ann)[:120]})"
+        )
+    image = images.get(ann["image_id"])
+
+    def skip(reason: str, detail: str) -> Skipped:
+        return Skipped(image.file_name if image else "", ann["image_id"], ann["id"], reason, detail)
+
+    if ann["category_id"] != category_id:
+        return skip(OTHER_CATEGORY, f"category_id {ann['category_id']}")
+    if image is None:
+        return skip(UNKNOWN_IMAGE_ID, f"no image with id {ann['image_id']} in {path}")
+    if ann.get("iscrowd") == 1:  # before the checks: nothing of a crowd region is used
+        return skip(CROWD, "iscrowd = 1 (a crowd region, not one person)")
+    problem = _annotation_problem(ann, num_joints)
+    if problem:
+        raise ValueError(f"{path}: annotations[{i}] (id {ann['id']}): {problem}")
+    return _person(ann, image, pathlib.Path(images_dir))
+
+
 def read_annotations(
     path: os.PathLike | str,
     images_dir: os.PathLike | str,
@@ -293,30 +327,13 @@ def read_annotations(
     Raises:
         FileNotFoundError / ValueError: one line naming the file and the entry.
     """
-    images_dir = pathlib.Path(images_dir)
     payload = load(path)
     chosen = pick_category(payload, path, category)
     joint_set, note = joint_set_of(chosen, path, joints_file)
     images = _images(payload, path)
-    items = []
-    for i, ann in enumerate(payload["annotations"]):
-        if not isinstance(ann, dict) or not all(
-            _is_int(ann.get(k)) for k in ("id", "image_id", "category_id")
-        ):
-            raise ValueError(
-                f"{path}: annotations[{i}] needs integer 'id', 'image_id' and 'category_id' "
-                f"(got {str(ann)[:120]})"
-            )
-        image = images.get(ann["image_id"])
-        name = image.file_name if image else ""
-        if ann["category_id"] != chosen["id"]:
-            items.append(Skipped(name, ann["image_id"], ann["id"], OTHER_CATEGORY,
-                                 f"category_id {ann['category_id']}"))  # fmt: skip
-        elif image is None:
-            items.append(Skipped("", ann["image_id"], ann["id"], UNKNOWN_IMAGE_ID,
-                                 f"no image with id {ann['image_id']} in {path}"))  # fmt: skip
-        else:
-            _check_annotation(ann, path, i, joint_set.num_joints)
-            items.append(_person(ann, image, images_dir))
+    items = [
+        _item(path, i, ann, chosen["id"], images, images_dir, joint_set.num_joints)
+        for i, ann in enumerate(payload["annotations"])
+    ]
     category_entry = {"id": chosen["id"], "name": str(chosen.get("name", ""))}
     return CocoData(items, joint_set, category_entry, note)

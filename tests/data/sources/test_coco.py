@@ -49,7 +49,7 @@ def _hand_file(tmp_path, png_header, annotations=None, categories=None, images=N
     default_annotations = [
         _ann(11, 7, [4, 2, 40, 30]),
         _ann(12, 9, [0, 0, 10, 20], [5, 5, 2, 6, 6, 2, 7, 7, 2], area=150.0),
-        _ann(13, 7, [0, 0, 64, 48], [0] * 9, iscrowd=1),
+        {"id": 13, "image_id": 7, "category_id": 2, "iscrowd": 1},  # crowd: nothing else read
         _ann(14, 7, [1, 1, 10, 10], [0] * 9),
         {"id": 15, "image_id": 7, "category_id": 1, "bbox": [1, 1, 5, 5]},  # a box-only "car"
         _ann(16, 99, [1, 1, 10, 10]),
@@ -90,12 +90,13 @@ def test_coco_box_and_the_box_rule_by_hand():
     # bbox [4, 2, 40, 30] covers pixels 4..43 x 2..31: centres -0.5 from its continuous edges.
     box = coco.coco_box([4, 2, 40, 30])
     assert box == (3.5, 1.5, 43.5, 31.5)
+    assert coco.to_coco_bbox(box) == [4, 2, 40, 30]  # written back as it was read
     center, scale = geometry.box_to_center_scale(np.asarray(box))
     np.testing.assert_array_equal(center, [23.5, 16.5])  # numpy in, float64 numpy out
     assert scale == 1.25 * 40 / 200 == 0.25
     center, scale = geometry.box_to_center_scale(tf.constant([box, (-0.5, -0.5, 9.5, 19.5)]))
-    np.testing.assert_array_equal(center.numpy(), [[23.5, 16.5], [4.5, 9.5]])
-    np.testing.assert_array_equal(scale.numpy(), np.float32([0.25, 0.125]))
+    np.testing.assert_allclose(center.numpy(), [[23.5, 16.5], [4.5, 9.5]], rtol=4 * 2.0**-23)
+    np.testing.assert_allclose(scale.numpy(), [0.25, 0.125], rtol=4 * 2.0**-23)  # float32 ulps
 
 
 def test_hand_written_file_converts_as_specified(tmp_path, capsys, hand_file):
