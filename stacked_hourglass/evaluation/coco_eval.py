@@ -69,7 +69,7 @@ def define_flags(fv: flags.FlagValues) -> None:
     flags.DEFINE_float(
         "oks_nms", OKS_NMS_THRESHOLD,
         "COCO model evaluation: OKS-NMS threshold per image (HRNet/mmpose 0.9; 1 keeps all).",
-        flag_values=fv,
+        lower_bound=0.0, upper_bound=1.0, flag_values=fv,
     )  # fmt: skip
 
 
