@@ -73,6 +73,8 @@ def ground_truth_file(split: Split, data: str, override: str | None) -> dict:
             the file missing, or its sha256 not the one the manifest recorded.
     """
     if override:
+        if not files.exists(override):
+            raise FileNotFoundError(f"{override}: COCO annotation file not found")
         return coco_eval.file_source(override)
     recorded = {}
     for where, manifest in split.manifests.items():

@@ -547,6 +547,10 @@ def test_model_on_coco_records_errors(coco_records, coco_model, tmp_path):
     manifest.sources[0] = {**manifest.sources[0], "path": str(changed)}
     with pytest.raises(ValueError, match="annotations.json: sha256 .* is not the .* recorded"):
         coco_model_eval.prepare(split, coco_records["data"], COCO_JOINTS)
+    with pytest.raises(FileNotFoundError, match="nowhere.json: COCO annotation file not found"):
+        coco_model_eval.prepare(
+            split, data, COCO_JOINTS, ground_truth=str(tmp_path / "nowhere.json")
+        )
     manifest.sources.clear()
     with pytest.raises(ValueError, match="names no annotation file; give --ground_truth"):
         coco_model_eval.prepare(split, coco_records["data"], COCO_JOINTS)
