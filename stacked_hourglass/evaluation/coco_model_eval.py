@@ -133,7 +133,7 @@ def prepare(
     coco = coco_eval.load_ground_truth(source["path"])
     category, joint_set = coco_eval.keypoint_category(coco, source["path"], joint_set)
     settings = {
-        "boxes": "detections" if detections else "ground truth",
+        "boxes": "detection" if detections else "ground-truth",
         "keypoint_score_threshold": coco_eval.KEYPOINT_SCORE_THRESHOLD,
         "oks_nms": oks_nms,
     }

@@ -435,7 +435,7 @@ def test_model_on_coco_records_with_ground_truth_boxes(
     assert printed[0] == pytest.approx(1.0)
     assert "PCK@0.05" in out or "PCK@" in out  # the per-joint PCK table as well
     figures = json.loads((out_dir / "run.coco_ap.json").read_text())
-    assert figures["settings"]["boxes"] == "ground truth"
+    assert figures["settings"]["boxes"] == "ground-truth"
     assert figures["ground_truth"]["path"] == coco_records["annotations"]
 
 
