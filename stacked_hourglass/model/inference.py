@@ -95,12 +95,13 @@ def predict_dataset(
     Returns:
         dict of numpy arrays over the N people, in dataset order: "preds" [N, K, 2] and
         "keypoints" [N, K, 2] (0-based original pixels), "scores" [N, K], "missing" [N, K] bool
-        (not annotated), "normalizer" [N], "index" [N], "person" [N], and "heatmap_mse" [N]
+        (not annotated), "normalizer" [N], "index" [N], "person" [N], "scale" [N] (the crop's
+        side is 200 × scale original pixels), and "heatmap_mse" [N]
         (mean squared error of the predicted against the target heatmaps, when the dataset
         carries targets in info["heatmaps"]).
     """
     step = step or predict_step(heatmaps, codec)
-    keys = ("preds", "scores", "keypoints", "missing", "normalizer", "index", "person")
+    keys = ("preds", "scores", "keypoints", "missing", "normalizer", "index", "person", "scale")
     parts = {k: [] for k in (*keys, "heatmap_mse")}
     for batch, (images, info) in enumerate(dataset):
         if max_batches is not None and batch >= max_batches:
@@ -118,6 +119,7 @@ def predict_dataset(
         parts["normalizer"].append(info["normalizer"].numpy())
         parts["index"].append(info["index"].numpy())
         parts["person"].append(info["person"].numpy())
+        parts["scale"].append(info["scale"].numpy())
     if not parts["preds"]:
         raise ValueError("The evaluation dataset is empty")
     return {k: np.concatenate(v) for k, v in parts.items() if v}
