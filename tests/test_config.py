@@ -391,3 +391,40 @@ def test_config_json_without_unlabelled_trained_them_to_zero():
     stored = ExperimentConfig.from_dict(payload)
     assert stored.data.unlabelled == "zero"
     assert stored.resolve().data.unlabelled == "zero"
+    # A run resumes under its stored rule; another one only when --allow_config_change names it.
+    coco = ExperimentConfig(data=DataConfig(dataset="coco")).resolve()
+    assert config_lib.check_resume(coco, coco) == []
+    with pytest.raises(ValueError, match=r"data.unlabelled 'zero' -> 'ignore' \(--allow_config"):
+        config_lib.check_resume(stored, coco)
+    allowed = dataclasses.replace(coco, train=TrainConfig(allow_config_change=("unlabelled",)))
+    assert config_lib.check_resume(stored, allowed) == ["data.unlabelled"]
+
+
+@pytest.mark.parametrize("stacks", [8, 2])
+def test_coco_flagfiles_are_the_mpii_recipe_on_coco(stacks):
+    """configs/coco_Nstack.flags differ from mpii_Nstack.flags in the data and run folder only;
+    unlabelled joints are ignored there and trained to zero in the paper's MPII recipe."""
+    coco, mpii = (
+        config_lib.from_flags(_parse([f"--flagfile={CONFIGS_DIR / f'{name}_{stacks}stack.flags'}"]))
+        for name in ("coco", "mpii")
+    )
+    differing = {
+        f"{section}.{key}"
+        for section, values in coco.to_dict().items()
+        for key, value in values.items()
+        if mpii.to_dict()[section][key] != value
+    }
+    assert differing == {
+        "data.dataset",
+        "data.train_files",
+        "data.valid_files",
+        "data.unlabelled",
+        "train.model_dir",
+    }
+    coco, mpii = coco.resolve(), mpii.resolve()
+    assert (coco.model.num_stacks, coco.model.input_size, coco.model.num_joints) == (
+        stacks,
+        256,
+        17,
+    )
+    assert coco.data.unlabelled == "ignore" and mpii.data.unlabelled == "zero"

@@ -402,6 +402,7 @@ def _make_callbacks(run: _Run, steps_per_epoch: int, eval_ds, extra) -> _Callbac
         log_dir,
         train_config.tensorboard_images,
         flip_test=train_config.valid_flip_test,
+        ignore_unlabelled=config.data.unlabelled_rule == "ignore",
     )
     plateau = keras.callbacks.ReduceLROnPlateau(
         monitor=validation.monitor,

@@ -9,7 +9,8 @@ import pytest
 import tensorflow as tf
 
 from stacked_hourglass.config import DataConfig, ModelConfig, TrainConfig
-from stacked_hourglass.model import build_model
+from stacked_hourglass.data.codec import HeatmapCodec
+from stacked_hourglass.model import build_model, inference
 from stacked_hourglass.training import losses, trainer
 
 TINY = ModelConfig(num_stacks=1, num_features=8, depth=1, input_size=64, num_joints=3)
@@ -103,3 +104,19 @@ def test_only_the_labelled_joint_gets_gradients(ignoring_model, joint):
     heatmaps, kernel, _ = (g.numpy() for g in _gradients(ignoring_model, joint, weighted=False))
     assert np.all(np.any(heatmaps != 0.0, axis=(0, 1, 2)))
     assert np.all(np.any(kernel != 0.0, axis=(0, 1, 2)))
+
+
+@pytest.mark.parametrize("ignore", [False, True])
+def test_validation_heatmap_mse_follows_the_rule(ignore):
+    """`val_heatmap_mse` (the validation step's MSE per person) leaves the unlabelled joints
+    out exactly as the training loss does under "ignore", over the same H * W * K."""
+    rng = np.random.default_rng(2)
+    pred = rng.random((2, 4, 4, 3), np.float32)
+    target = rng.random((2, 4, 4, 3), np.float32)
+    annotated = np.array([[True, False, True], [False, False, True]])
+    step = inference.predict_step(lambda images: tf.constant(pred), HeatmapCodec(16, 4), ignore)
+    _, _, mse = step(tf.zeros([2, 16, 16, 3]), tf.eye(3, batch_shape=[2]), target, annotated)
+    squared = (pred - target) ** 2
+    if ignore:
+        squared = squared * annotated[:, None, None, :]
+    np.testing.assert_allclose(mse, squared.sum(axis=(1, 2, 3)) / 48, rtol=1e-6)
