@@ -198,7 +198,8 @@ class DataConfig:
 
     @property
     def unlabelled_rule(self) -> str:
-        """ "ignore" or "zero": `unlabelled`, "auto" decided by the joint set (the one place)."""
+        """The rule in force, "ignore" or "zero": `unlabelled`, or for "auto" the joint set's
+        default (zero for the paper's joint sets, ignore for any other)."""
         if self.unlabelled != "auto":
             return self.unlabelled
         paper_sets = [joints.get_joint_set(name) for name in _ZERO_UNLABELLED_SETS]

@@ -3,7 +3,8 @@
 Training: files -> interleaved parallel reads, each record checked -> shuffle -> parse -> the
 crop (`geometry.decode_crop`: decode only the window the crop reads, a JPEG downscaled in the DCT
 domain, area averaging to the crop's scale, one bilinear warp for crop + rotation + scale + flip)
--> colour jitter -> Gaussian heatmaps -> batch -> prefetch. Evaluation: the same crop without
+-> colour jitter -> Gaussian heatmaps (and, under `--unlabelled=ignore`, per-joint loss weights:
+`joint_loss_weights`) -> batch -> prefetch. Evaluation: the same crop without
 augmentation, keeping what scoring needs. The SavedModel crops with the same function.
 
 `antialias=False` (in `make_training_example`, `make_eval_example` and the dataset builders)
