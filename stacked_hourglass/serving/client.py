@@ -34,6 +34,7 @@ import tensorflow as tf
 from stacked_hourglass import joints
 from stacked_hourglass.data import images
 from stacked_hourglass.serving import box_crop, layout, predictor
+from stacked_hourglass.serving.boxes import parse_box  # noqa: F401 (client.parse_box)
 from stacked_hourglass.serving.layout import resolve_saved_model
 from stacked_hourglass.serving.predictor import ModelInfo, Predictor
 from stacked_hourglass.utils import drawing, files
@@ -118,22 +119,6 @@ def load_serving_model(path: str) -> ServingModel:
         info=predictor.info_from_metadata("saved_model", path, metadata),
         loaded=loaded,
     )
-
-
-def parse_box(text: str | None) -> np.ndarray | None:
-    """ "x1,y1,x2,y2" → float32 [4]; None/empty → None (whole image)."""
-    if not text:
-        return None
-    parts = text.split(",")
-    try:
-        values = [float(p) for p in parts]
-    except ValueError:
-        values = []
-    if len(values) != 4 or not np.all(np.isfinite(values)):
-        raise ValueError(f"--box={text!r}: expected four numbers x1,y1,x2,y2 (original pixels)")
-    if values[2] <= values[0] or values[3] <= values[1]:
-        raise ValueError(f"--box={text!r}: need x1 < x2 and y1 < y2")
-    return np.asarray(values, np.float32)
 
 
 def list_images(spec: str) -> list[str]:
