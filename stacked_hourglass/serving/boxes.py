@@ -28,7 +28,7 @@ index, matched as an image_id). Sources:
 
 Both detection sources keep the person category (`--person_category` / `--person_class`,
 COCO's 1), boxes scoring at least `--min_box_score`, and the `--max_people` best. Boxes are not
-checked against the image here: the people path (`people.predict_people`) skips a detected box
+checked against the image here: the people path (`predict_lib.find_people`) skips a detected box
 that does not fit its image with a warning naming it (`Boxes.origins`).
 
 This module imports TensorFlow only when a detector is loaded, so that commands define their
@@ -95,7 +95,16 @@ def make_boxes(boxes, scores, origins, image_id=None) -> Boxes:
 
 
 class BoxSource(Protocol):
-    """Where the people of each image are (see the module docstring)."""
+    """Where the people of each image are (see the module docstring).
+
+    Attributes:
+        needs_pixels: `boxes` reads the decoded image (a detector).
+        skip_bad_boxes: the boxes are found, not given: one that does not fit its image is
+            skipped with a warning (`predict_lib.screen_boxes`) rather than failing the image.
+    """
+
+    needs_pixels: bool
+    skip_bad_boxes: bool
 
     def boxes(self, key: str | int, image=None) -> Boxes:
         """The person boxes of the image `key` names (a file path or name, or an int id).
@@ -113,6 +122,9 @@ class BoxSource(Protocol):
 class WholeImage:
     """No boxes given: the whole image is one person (a box of four zeros, score 1)."""
 
+    needs_pixels = False
+    skip_bad_boxes = False
+
     def boxes(self, key, image=None) -> Boxes:
         return make_boxes([[0.0, 0.0, 0.0, 0.0]], [1.0], ["the whole image"])
 
@@ -122,6 +134,9 @@ class WholeImage:
 
 class FixedBox:
     """`--box`: the same box (float32 [4] x1, y1, x2, y2) for every image, score 1."""
+
+    needs_pixels = False
+    skip_bad_boxes = False
 
     def __init__(self, box):
         self.box = np.asarray(box, np.float32).reshape(4)
@@ -268,6 +283,9 @@ class DetectionsFile:
         detections: its entries of the person category scoring at least `min_score`.
     """
 
+    needs_pixels = False
+    skip_bad_boxes = True
+
     def __init__(
         self,
         path: str,
@@ -352,6 +370,9 @@ class DetectorModel:
         min_score: boxes scoring below are dropped.
         max_people: at most this many boxes per image, best first (0: all).
     """
+
+    needs_pixels = True
+    skip_bad_boxes = True
 
     def __init__(
         self,
