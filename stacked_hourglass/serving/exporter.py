@@ -99,6 +99,7 @@ class _ServingModule(tf.Module):
         self._input_size = int(input_size)
         self._codec = codec
         self._max_pixels = int(max_pixels)
+        self._num_joints = joint_set.num_joints
         self._flip_permutation = joint_set.flip_permutation() if flip_test else None
         bytes_spec = tf.TensorSpec([None], tf.string, name="image_bytes")
         box_spec = tf.TensorSpec([None, 4], tf.float32, name="box")
@@ -224,8 +225,15 @@ class _ServingModule(tf.Module):
             (tf.fill([n], image_bytes), boxes, tf.range(n)),
             fn_output_signature=self._crop_specs(),
         )
-        heatmaps = self._heatmaps(crops)
-        keypoints, scores = self._codec.decode_to_original(heatmaps, matrices)
+        k = self._num_joints
+
+        def network():
+            return self._codec.decode_to_original(self._heatmaps(crops), matrices)
+
+        def nobody():  # the network's batch norms refuse an empty batch
+            return tf.zeros([0, k, 2], tf.float32), tf.zeros([0, k], tf.float32)
+
+        keypoints, scores = tf.cond(n > 0, network, nobody)
         return {"keypoints": keypoints, "scores": scores, "image_size": size, "boxes": used}
 
     def _crop_specs(self):
