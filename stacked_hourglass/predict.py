@@ -69,6 +69,7 @@ def run(fv: flags.FlagValues) -> int:
     if os.path.exists(output_dir) and not os.path.isdir(output_dir):
         raise NotADirectoryError(f"--output_dir={output_dir}: not a directory")
     source = boxes.from_flags(fv)
+    source.check_keys(paths)  # a detections file for other images: before the model loads
     model = predictor.open_predictor(kind, path)
     info = model.info
     print(f"{info.path} ({info.describe()}): decoder={info.decoder}, flip_test={info.flip_test}")

@@ -243,16 +243,20 @@ def test_detections_for_other_images_stop_before_any_image(
     assert not (tmp_path / "out").exists()
 
 
-def test_detector_of_another_signature_stops_the_run(flip_export, scene, run_predict, tmp_path):
+def test_detector_of_another_signature_stops_the_run(
+    flip_export, scene, run_predict, tmp_path, make_detector
+):
+    other = make_detector(tmp_path / "float_detector", [[0, 0, 1, 1]], [1.0], [1.0], "float32")
     status, _, err = run_predict(
         f"--saved_model={flip_export['path']}", f"--image={scene['path']}",
-        f"--detector={flip_export['path']}", f"--output_dir={tmp_path / 'out'}",
+        f"--detector={other}", f"--output_dir={tmp_path / 'out'}",
     )  # fmt: skip
     assert status == 1 and len(err) == 1, err
     assert err[0].startswith(
-        f"predict: error: --detector={flip_export['path']}: not a TF2 Object Detection API "
-        "detector: its input 'image_bytes' is string"
+        f"predict: error: --detector={other}: not a TF2 Object Detection API detector: its "
+        "input 'input_tensor' is float32"
     ), err
+    assert not (tmp_path / "out").exists()
 
 
 def test_exports_list_serving_people(flip_export):
