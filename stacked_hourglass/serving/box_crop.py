@@ -102,13 +102,14 @@ def box_problems(box, size, index):
     return [(tf.logical_and(finite, positive), area), (overlaps, outside), (sized, size_message)]
 
 
-def crop_on_host(image, box, input_size: int):
+def crop_on_host(image, box, input_size: int, index: int = 0):
     """The crop `serving_box` makes, from decoded pixels (TF eager).
 
     Args:
         image: uint8 [H, W, 3].
         box: float32 [4] x1, y1, x2, y2 in original pixels; None or four zeros = the whole image.
         input_size: S.
+        index: the box's row among the image's boxes (named in the messages).
 
     Returns:
         (crop float32 [S, S, 3] in [0, 1], matrix float32 [3, 3] original → crop, box used [4]),
@@ -119,7 +120,7 @@ def crop_on_host(image, box, input_size: int):
     """
     size = tf.constant(image.shape[:2], tf.int32)
     box = fill_box(np.zeros(4, np.float32) if box is None else box, size)
-    for ok, message in box_problems(box, size, 0):
+    for ok, message in box_problems(box, size, index):
         if not bool(ok):
             raise ValueError(message.numpy().decode("utf-8"))
     matrix = box_matrix(box, input_size)
