@@ -55,6 +55,8 @@ _EXIF_SEGMENTS = 4  # APPn segments walked (EXIF's APP1 comes first, or after AP
 _EXIF_ENTRIES = 64  # IFD0 entries looked at (sorted by tag: 0x0112 is among the first)
 _EXIF_MAGIC4 = int.from_bytes(b"Exif", "big")  # then two zero bytes
 _ORIENTATION_TAG = 0x0112
+_PAD22 = b"\x00" * 22
+_APPN_MARKERS = [bytes([0xFF, m]) for m in [*range(0xE0, 0xF0), 0xFE]]  # APP0-15, COM
 _SHORT = 3  # the TIFF type of the orientation tag's value
 # EXIF orientation (index) → how its stored pixels turn upright: (transpose, mirror
 # left-right, mirror top-bottom), applied in that order. The one table of the 8 transforms.
@@ -179,9 +181,16 @@ def _parse_orientation(encoded):
     return tf.where(valid, tf.cast(value[first], tf.int32), 1)
 
 
-# Eager callers (the converters, the host path) run its ~70 small ops as one graph.
-_parse_orientation_function = tf.function(
-    _parse_orientation, input_signature=[tf.TensorSpec([], tf.string)]
+def _orientation_graph(encoded):
+    """`exif_orientation` in graph ops: the parse, skipped where `_without_exif`."""
+    return tf.cond(
+        _without_exif(encoded), lambda: tf.constant(1), lambda: _parse_orientation(encoded)
+    )
+
+
+# Eager callers (the converters, the host path) run its ~90 small ops as one graph.
+_orientation_function = tf.function(
+    _orientation_graph, input_signature=[tf.TensorSpec([], tf.string)]
 )
 
 
@@ -206,8 +215,19 @@ def exif_orientation(encoded):
     """
     encoded = tf.convert_to_tensor(encoded, tf.string)
     if tf.executing_eagerly():
-        return _parse_orientation_function(encoded)
-    return _parse_orientation(encoded)
+        return _orientation_function(encoded)
+    return _orientation_graph(encoded)
+
+
+def _without_exif(encoded):
+    """bool []: a few string ops show that the bytes hold no EXIF segment the walk would find:
+    not a JPEG, or the JPEG libjpeg writes without EXIF (SOI, a 16-byte JFIF APP0, then a
+    marker other than APPn/COM). Skips the parse for most non-phone pictures."""
+    head = tf.strings.substr(tf.strings.join([tf.strings.substr(encoded, 0, 22), _PAD22]), 0, 22)
+    jpeg = tf.equal(tf.strings.substr(head, 0, 2), b"\xff\xd8")
+    jfif = tf.equal(tf.strings.substr(head, 2, 9), b"\xff\xe0\x00\x10JFIF\x00")
+    after = tf.reduce_any(tf.equal(tf.strings.substr(head, 20, 2), _APPN_MARKERS))
+    return tf.logical_not(jpeg) | (jfif & tf.logical_not(after))
 
 
 def _orientation_flags(orientation):

@@ -75,9 +75,15 @@ def test_the_tag_is_read_in_both_byte_orders(stored, plain):
             data = _insert(plain, _app1(_tiff(v, order)))
             assert int(images.exif_orientation(data)) == v, (v, order)
             assert int(graph(data)) == v
-        # After a JFIF APP0 (as tools that re-save photos write it), and in tf.data.
+        # After a JFIF APP0 (as tools that re-save photos write it), also behind a comment:
+        # not the plain JFIF layout whose parse is skipped.
+        assert plain[2:4] == b"\xff\xe0" and plain[20:22] == b"\xff\xdb"
         after = plain[:20] + _app1(_tiff(v)) + plain[20:]
-        assert plain[2:4] == b"\xff\xe0" and int(images.exif_orientation(after)) == v
+        assert int(images.exif_orientation(after)) == v
+        comment = b"\xff\xfe\x00\x06hi\x00\x00"
+        assert (
+            int(images.exif_orientation(plain[:20] + comment + _app1(_tiff(v)) + plain[20:])) == v
+        )
     ds = tf.data.Dataset.from_tensor_slices([stored[v] for v in ORIENTATIONS])
     assert list(ds.map(images.exif_orientation).as_numpy_iterator()) == list(ORIENTATIONS)
 
