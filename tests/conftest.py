@@ -534,3 +534,59 @@ def make_detector():
     SavedModel with the TF2 Object Detection API's serving signature returning those
     detections (boxes normalised ymin, xmin, ymax, xmax) for any image."""
     return _save_detector
+
+
+def _blocky_picture(height, width, seed):
+    """uint8 [H, W, 3] grey 8x8 blocks of random levels (H, W multiples of 8): asymmetric under
+    every flip and quarter turn, and stored losslessly by a quality-100 4:4:4 JPEG in any of them
+    (a constant grey block is one integer DC coefficient; grey has Cb = Cr = 128 exactly)."""
+    import numpy as np
+
+    levels = np.random.default_rng(seed).integers(0, 256, (height // 8, width // 8))
+    grey = np.kron(levels, np.ones((8, 8), np.int64)).astype(np.uint8)
+    return np.repeat(grey[..., None], 3, axis=-1)
+
+
+# EXIF orientation → the stored pixels of an upright picture: the inverse of what the tag says
+# to do (checked against Pillow's `ImageOps.exif_transpose` in tests/data/test_exif.py).
+STORED_FOR_ORIENTATION = {
+    1: lambda u: u,
+    2: lambda u: u[:, ::-1],
+    3: lambda u: u[::-1, ::-1],
+    4: lambda u: u[::-1],
+    5: lambda u: u.transpose(1, 0, 2),
+    6: lambda u: u.transpose(1, 0, 2)[::-1],  # shown turned 90 degrees clockwise
+    7: lambda u: u.transpose(1, 0, 2)[::-1, ::-1],
+    8: lambda u: u.transpose(1, 0, 2)[:, ::-1],  # shown turned 90 degrees anticlockwise
+}
+
+
+def _oriented_jpeg(upright, orientation, exif=None):
+    """JPEG bytes of `upright` stored in `orientation` with Pillow's EXIF tag 0x0112 (Pillow
+    writes it big-endian, "MM"), quality 100, 4:4:4; `exif`: other EXIF bytes instead."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    stored = np.ascontiguousarray(STORED_FOR_ORIENTATION[orientation](upright))
+    if exif is None:
+        tags = Image.Exif()
+        tags[0x0112] = orientation
+        exif = tags.tobytes()
+    out = io.BytesIO()
+    Image.fromarray(stored).save(out, "JPEG", quality=100, subsampling=0, exif=exif)
+    return out.getvalue()
+
+
+@pytest.fixture(scope="session")
+def blocky_picture():
+    """`make(height, width, seed)` → `_blocky_picture`."""
+    return _blocky_picture
+
+
+@pytest.fixture(scope="session")
+def oriented_jpeg():
+    """`make(upright uint8 [H, W, 3], orientation 1-8, exif=None)` → JPEG bytes of the picture
+    stored the way a camera with that EXIF orientation stores it (`_oriented_jpeg`)."""
+    return _oriented_jpeg

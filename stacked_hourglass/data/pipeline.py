@@ -56,8 +56,9 @@ ON_BAD_RECORD = ("fail", "skip")
 
 
 def decode_image(encoded):
-    """JPEG/PNG bytes -> float32 [H, W, 3] in [0, 1]."""
-    image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+    """JPEG/PNG bytes -> the upright image (`images.decode_upright`), float32 [H, W, 3] in
+    [0, 1]."""
+    image = images.decode_upright(encoded)
     return tf.image.convert_image_dtype(image, tf.float32)
 
 

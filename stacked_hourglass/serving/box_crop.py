@@ -13,6 +13,8 @@ outside the image is fine: the crop is padded with zeros, as in training).
 (`geometry.decode_crop`); `crop_on_host` (the image path of the LiteRT and Keras predictors,
 `client.predict_on_host`) checks the same conditions eagerly and crops the decoded pixels
 (`geometry.crop_image`): the same matrix, the same pixels up to the decoder's DCT scaling.
+Both read the upright image (a JPEG's EXIF orientation applied: `decode_crop` composes it into
+the matrix, the host path decodes upright, `client.decode_on_host`), so boxes are in its pixels.
 """
 
 from __future__ import annotations
