@@ -3,6 +3,9 @@ r"""Predicts poses on one's own images with an exported SavedModel or a LiteRT m
   python -m stacked_hourglass.predict --saved_model=EXPORT_DIR[/VERSION] \
       --image=FILE[,FILE...]|DIR [--box=x1,y1,x2,y2] --output_dir=DIR
   python -m stacked_hourglass.predict --litert=FILE.tflite --image=... [--box=...] --output_dir=DIR
+  python -m stacked_hourglass.predict --saved_model=...|--litert=... --video=FILE[,FILE...]|DIR \
+      --output_dir=DIR [--track] [--smooth=one_euro|none] (`serving.video_lib`: NAME.mp4 with the
+      skeletons drawn and NAME.jsonl, a line per frame; needs the [video] extra, PyAV)
 
 With --litert the image is decoded and cropped on the host (`serving.box_crop`, the crop rule of
 the SavedModel's `serving_box`) and the crop goes through the LiteRT interpreter. The heatmap
@@ -24,7 +27,7 @@ import os
 
 from absl import flags
 
-from stacked_hourglass.serving import predictor
+from stacked_hourglass.serving import predictor, video_options
 from stacked_hourglass.utils import cli
 
 KINDS = ("saved_model", "litert")
@@ -38,12 +41,15 @@ def define_flags(fv: flags.FlagValues) -> None:
         ("output_dir", "Where NAME.json and NAME.png go."),
     ):
         flags.DEFINE_string(name, None, help_text, flag_values=fv)
+    video_options.define_flags(fv)
 
 
 def run(fv: flags.FlagValues) -> int:
     kind, path = predictor.choose_model(
         {k: fv[k].value for k in KINDS}, missing="--saved_model is required"
     )
+    if fv["video"].value:
+        return _run_video(fv, kind, path)
     cli.require(fv, "image", "output_dir")
     # TF's per-call C++ warnings (e.g. "Local rendezvous is aborting" on a failed assertion)
     # would bury the one-line error; the user can still ask for them.
@@ -75,6 +81,18 @@ def run(fv: flags.FlagValues) -> int:
         + (f"; {len(failures)} failed (named on stderr)" if failures else "")
     )
     return 1 if failures else 0
+
+
+def _run_video(fv: flags.FlagValues, kind: str, path: str) -> int:
+    if fv["image"].value:
+        raise cli.UsageError("give --image or --video, not both")
+    cli.require(fv, "output_dir")
+    options = video_options.from_flags(fv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from stacked_hourglass.serving import client, video_lib
+
+    box = client.parse_box(fv["box"].value)
+    return video_lib.run_videos(kind, path, fv["video"].value, fv["output_dir"].value, options, box)
 
 
 def main(argv=None) -> int:
