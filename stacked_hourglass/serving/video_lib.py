@@ -29,11 +29,12 @@ rule of `box_crop` (`crop_on_host`), one batch through the model (`Predictor.key
 with the frames' timestamps, so variable frame rates are handled), drawing (the numpy rasteriser
 `utils.drawing.draw_skeletons`), encoding. Options: `video_options`.
 
-A video that cannot be used is one line naming it: not a video, no video stream, no frames;
-a video that breaks in the middle (a decoding error, or fewer frames than the container
-announces) keeps the frames done: both files are closed properly (the MP4's index written) and
-hold every frame decoded before the break, and the line says where it broke. Both files are
-written under temporary names and renamed when closed (`utils.files.atomic_path`).
+A video that cannot be used is one line naming it: not a video, no video stream, no frames.
+A video that breaks in the middle (a decoding error, or frames that end more than a frame
+interval before the duration its container announces) keeps the frames done: both files are
+closed properly (the MP4's index written) and hold every frame decoded before the break, and the
+line says where it broke. Both files are written under temporary names and renamed when closed
+(`utils.files.atomic_path`).
 """
 
 from __future__ import annotations
@@ -379,6 +380,8 @@ class _Run:
         self.smoother = tracking.PoseSmoother(options.filter_params())
         self.skipped: list[str] = []
         self.first_pts: int | None = None
+        self.last_seconds: float | None = None
+        self.step = 0.0  # the last interval between frames, seconds
         self.encoder: _Encoder | None = None
         self.jsonl = None
 
@@ -411,13 +414,16 @@ class _Run:
         pts = _frame_pts(frame, index, self.stream, self.first_pts)
         self.first_pts = pts if self.first_pts is None else self.first_pts
         seconds = float(pts * self.stream.time_base)
+        if self.last_seconds is not None and seconds > self.last_seconds:
+            self.step = seconds - self.last_seconds
+        self.last_seconds = seconds
         boxes, box_scores, tracked = self.boxes(index, image)
         people = _predict_people(self.model, image, boxes, box_scores, self.skipped)
         if tracked and not len(people.boxes):
             self.boxes.lose()
-        if not self.boxes.observe(people.keypoints, people.scores):
-            self.smoother.reset()
         keypoints, ids = self.smoother.update(seconds, people.boxes, people.keypoints)
+        if not self.boxes.observe(people.keypoints, people.scores):
+            self.smoother.reset()  # lost: whoever the next frame finds starts a new track
         people.keypoints = keypoints
         drawing.draw_skeletons(
             image, keypoints, self.model.info.joint_set, people.scores,
@@ -488,18 +494,42 @@ def predict_video(
     problem = f"{path}: broken after {done} frames ({errors[0]})" if errors else None
     if done:
         meter.update(done, final=True)
-    return _result(path, done, total, problem, paths, run.skipped)
+    return _result(path, done, stream, run, problem, paths)
 
 
-def _result(path, done, total, problem, paths, skipped) -> VideoResult:
+def _short_of(stream, last_seconds: float | None, step: float) -> float | None:
+    """The end (seconds) the stream's header announces when the frames decoded stop more than a
+    frame interval (`step`, the last one seen) before it; None when not short or unknown.
+
+    The header's longest claim counts: its duration, or its frame count at its average rate.
+    Either alone misleads: a cut AVI's duration is that of the packets left, and an AVI written
+    on a fine time base counts its ticks as frames (and its rate as ticks per second).
+    """
+    if last_seconds is None:
+        return None
+    start = float((stream.start_time or 0) * stream.time_base)
+    ends = []
+    if stream.duration:
+        ends.append(start + float(stream.duration * stream.time_base))
+    if stream.frames and stream.average_rate:
+        ends.append(start + stream.frames / float(stream.average_rate))
+    if not ends:
+        return None
+    end = max(ends)
+    return end if end - (last_seconds + step) > max(step, 1e-3) else None
+
+
+def _result(path, done, stream, run: _Run, problem, paths) -> VideoResult:
     if done == 0:
         return VideoResult(path, 0, (), problem or f"{path}: no video frames")
-    if problem is None and total and done < total:
+    end = _short_of(stream, run.last_seconds, run.step) if problem is None else None
+    if end is not None:
         problem = (
-            f"{path}: ended after {done} of the {total} frames its container announces (truncated?)"
+            f"{path}: ended after {done} frames at {run.last_seconds:.3f} s; its container "
+            f"announces {end:.3f} s (truncated?)"
         )
-    first = skipped[0] if skipped else ""
-    return VideoResult(path, done, paths, problem, (len(skipped), first))
+    first = run.skipped[0] if run.skipped else ""
+    return VideoResult(path, done, paths, problem, (len(run.skipped), first))
 
 
 def run_videos(
