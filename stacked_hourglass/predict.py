@@ -1,33 +1,45 @@
-r"""Predicts poses on one's own images with an exported SavedModel or a LiteRT model.
+r"""Predicts the poses of the people in one's own images with an exported SavedModel or a LiteRT
+model.
 
   python -m stacked_hourglass.predict --saved_model=EXPORT_DIR[/VERSION] \
-      --image=FILE[,FILE...]|DIR [--box=x1,y1,x2,y2] --output_dir=DIR
-  python -m stacked_hourglass.predict --litert=FILE.tflite --image=... [--box=...] --output_dir=DIR
+      --image=FILE[,FILE...]|DIR --output_dir=DIR [--coco_results=FILE.json] \
+      [--box=x1,y1,x2,y2 | --detections=FILE.json | --detector=SAVED_MODEL_DIR] \
+      [--min_box_score=0.5] [--person_category=1] [--person_class=1] [--max_people=20]
+  python -m stacked_hourglass.predict --litert=FILE.tflite --image=... --output_dir=DIR [...]
   python -m stacked_hourglass.predict --saved_model=...|--litert=... --video=FILE[,FILE...]|DIR \
-      --output_dir=DIR [--track] [--smooth=one_euro|none] (`serving.video_lib`: NAME.mp4 with the
-      skeletons drawn and NAME.jsonl, a line per frame; needs the [video] extra, PyAV)
+      --output_dir=DIR [--track] [--smooth=one_euro|none] [--box=... | --detections=... | ...]
+      (`serving.video_lib`: NAME.mp4 with the skeletons drawn and NAME.jsonl, a line per frame;
+      needs the [video] extra, PyAV; the options: `serving.video_options`)
 
-With --litert the image is decoded and cropped on the host (`serving.box_crop`, the crop rule of
-the SavedModel's `serving_box`) and the crop goes through the LiteRT interpreter. The heatmap
+The people of an image are its person boxes (`serving.boxes`): the boxes a COCO detection results
+file gives it (--detections), the boxes a TF2 Object Detection API SavedModel finds in it
+(--detector), the one --box for every image, or, with none of these, the whole image as one
+person. All the boxes of an image are cropped from one decode and run as one batch
+(`Predictor.predict_people`: the SavedModel's `serving_people`; with --litert the image is
+decoded and cropped on the host with the rule of `serving_box`, `serving.box_crop`). The heatmap
 decoder is the export's (recorded in its metadata) and is printed.
 
-Writes NAME.json (joint name -> x, y, score in 0-based original pixels, image size, box) and
-NAME.png (skeleton overlay) per image and prints the keypoints table. Without --box the whole
-image is the person box; with it, the same box is used for every image.
+Writes NAME.json (the people: box, box score, keypoints with scores per joint name, in 0-based
+original pixels) and NAME.png (every skeleton, a colour per person) per image, prints a keypoints
+table per person, and with --coco_results one COCO keypoint results file (`serving.predict_lib`).
+An image with no people gets "people": [] and the plain image.
 
-Every image is tried: a bad one (unreadable, not an image, truncated, above the pixel limit, a box
-outside it) gets one line `predict: error: FILE: reason` on stderr and no output, the others are
-written, and the exit status is 1 when any failed. Errors that concern the whole run (flags, the
-model, an output path that is a file) stop it before any image, with one line.
+Every image is tried: a bad one (unreadable, not an image, truncated, above the pixel limit, a
+--box outside it) gets one line `predict: error: FILE: reason` on stderr and no output, the others
+are written, and the exit status is 1 when any failed. A detected box that does not fit its image
+is skipped with one line `predict: warning: FILE: SOURCE: reason; skipped`. Errors that concern
+the whole run (flags, the model, the detector, a detections file malformed or for other images,
+an output path that is a file) stop it before any image, with one line.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 
 from absl import flags
 
-from stacked_hourglass.serving import predictor, video_options
+from stacked_hourglass.serving import boxes, predictor, video_options
 from stacked_hourglass.utils import cli
 
 KINDS = ("saved_model", "litert")
@@ -37,10 +49,11 @@ def define_flags(fv: flags.FlagValues) -> None:
     predictor.define_flags(fv, KINDS)
     for name, help_text in (
         ("image", "Image file(s), comma-separated, or a directory of .jpg/.png/.bmp/.gif."),
-        ("box", "Person box x1,y1,x2,y2 in original pixels (default: the whole image)."),
         ("output_dir", "Where NAME.json and NAME.png go."),
+        ("coco_results", "Also write every person as COCO keypoint results to this JSON file."),
     ):
         flags.DEFINE_string(name, None, help_text, flag_values=fv)
+    boxes.define_flags(fv)
     video_options.define_flags(fv)
 
 
@@ -55,26 +68,23 @@ def run(fv: flags.FlagValues) -> int:
     # would bury the one-line error; the user can still ask for them.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     # Imported here so that flag errors do not wait for TensorFlow to load.
-    from stacked_hourglass.serving import client
+    from stacked_hourglass.serving import client, predict_lib
 
-    box = client.parse_box(fv["box"].value)
+    boxes.parse_box(fv["box"].value)  # a bad --box is a flag error, before any loading
     paths = client.list_images(fv["image"].value)
-    names = client.output_names(paths)
     output_dir = fv["output_dir"].value
     if os.path.exists(output_dir) and not os.path.isdir(output_dir):
         raise NotADirectoryError(f"--output_dir={output_dir}: not a directory")
+    source = boxes.from_flags(fv)
+    source.check_keys(paths)  # a detections file for other images: before the model loads
     model = predictor.open_predictor(kind, path)
     info = model.info
     print(f"{info.path} ({info.describe()}): decoder={info.decoder}, flip_test={info.flip_test}")
-    failures = []
-    for result, name in zip(client.predict_each(model, paths, box), names, strict=True):
-        if isinstance(result, client.Failure):
-            cli.error("predict", str(result))
-            failures.append(result)
-            continue
-        print(client.format_table(model, result))
-        json_path, png_path = client.write_prediction(model, result, output_dir, name)
-        print(f"  wrote {json_path} and {png_path}")
+    failures = predict_lib.predict_images(
+        model, paths, source, output_dir, fv["coco_results"].value,
+        warn=lambda line: print(f"predict: warning: {line}", file=sys.stderr),
+        fail=lambda failure: cli.error("predict", str(failure)),
+    )  # fmt: skip
     written = len(paths) - len(failures)
     print(
         f"{written} image(s) -> {os.path.abspath(output_dir)}"
@@ -84,15 +94,20 @@ def run(fv: flags.FlagValues) -> int:
 
 
 def _run_video(fv: flags.FlagValues, kind: str, path: str) -> int:
-    if fv["image"].value:
-        raise cli.UsageError("give --image or --video, not both")
+    if fv["image"].value or fv["coco_results"].value:
+        raise cli.UsageError("--video takes neither --image nor --coco_results")
     cli.require(fv, "output_dir")
     options = video_options.from_flags(fv)
+    boxes.parse_box(fv["box"].value)  # a bad --box is a flag error, before any loading
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from stacked_hourglass.serving import client, video_lib
+    from stacked_hourglass.serving import video_lib
 
-    box = client.parse_box(fv["box"].value)
-    return video_lib.run_videos(kind, path, fv["video"].value, fv["output_dir"].value, options, box)
+    video_lib.import_av()  # the missing extra is said before a detector loads
+    given = [f"--{n}={fv[n].value}" for n in ("box", "detections", "detector") if fv[n].value]
+    return video_lib.run_videos(
+        kind, path, fv["video"].value, fv["output_dir"].value, options,
+        boxes.from_flags(fv), given[0] if given else "whole frame",
+    )  # fmt: skip
 
 
 def main(argv=None) -> int:

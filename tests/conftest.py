@@ -313,3 +313,43 @@ def kill_at_step():
                 raise Killed(f"killed at step {self.step}")
 
     return Killed, KillAtStep
+
+
+# --- person detectors: SavedModels with the TF2 Object Detection API's signature ---------------
+
+
+def _save_detector(path, boxes, scores, classes, input_dtype="uint8", outputs=None):
+    """A SavedModel whose `serving_default` takes `input_tensor` [1, H, W, 3] of `input_dtype`
+    and returns the given detections, whatever the image: `detection_boxes` [1, N, 4]
+    normalised (ymin, xmin, ymax, xmax), `detection_scores` [1, N], `detection_classes` [1, N]
+    float and `num_detections` [1] (the TF2 Object Detection API's outputs; `outputs` names the
+    ones to keep)."""
+    import tensorflow as tf
+
+    constants = {
+        "detection_boxes": tf.constant([boxes], tf.float32, shape=[1, len(boxes), 4]),
+        "detection_scores": tf.constant([scores], tf.float32, shape=[1, len(scores)]),
+        "detection_classes": tf.constant([classes], tf.float32, shape=[1, len(classes)]),
+        "num_detections": tf.constant([len(boxes)], tf.float32),
+    }
+    keep = outputs or list(constants)
+
+    class Detector(tf.Module):
+        @tf.function(
+            input_signature=[tf.TensorSpec([1, None, None, 3], input_dtype, name="input_tensor")]
+        )
+        def detect(self, input_tensor):
+            del input_tensor  # the detections are fixed
+            return {k: tf.identity(constants[k]) for k in keep}
+
+    module = Detector()
+    tf.saved_model.save(module, str(path), signatures={"serving_default": module.detect})
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def make_detector():
+    """`make(path, boxes, scores, classes, input_dtype="uint8", outputs=None)` → the path of a
+    SavedModel with the TF2 Object Detection API's serving signature returning those
+    detections (boxes normalised ymin, xmin, ymax, xmax) for any image."""
+    return _save_detector

@@ -36,13 +36,14 @@ def test_cli_writes_json_and_png(flip_export):
     with open(out_dir / "person.json") as f:
         record = json.load(f)
     assert record["image_size"] == {"width": 72, "height": 96}
-    assert record["box"] == [5, 10, 60, 90]
-    assert list(record["keypoints"]) == list(joints.MPII.names)
-    assert set(record["keypoints"]["r_ankle"]) == {"x", "y", "score"}
+    (person,) = record["people"]  # one --box: one person per image
+    assert person["box"] == [5, 10, 60, 90]
+    assert list(person["keypoints"]) == list(joints.MPII.names)
+    assert set(person["keypoints"]["r_ankle"]) == {"x", "y", "score"}
     # Same numbers as calling the signature directly.
     serving = client.load_serving_model(flip_export["path"])
     direct = client.predict_image(serving, str(image), np.array([5, 10, 60, 90], np.float32))
-    got = np.array([[v["x"], v["y"]] for v in record["keypoints"].values()])
+    got = np.array([[v["x"], v["y"]] for v in person["keypoints"].values()])
     np.testing.assert_allclose(got, direct.keypoints, atol=1e-4)
     assert (out_dir / "person.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -159,7 +160,8 @@ def test_folder_with_bad_files_writes_the_good_ones_and_names_the_bad(
         "a_person.json", "a_person.png", "b_other.json", "b_other.png"
     ]  # fmt: skip
     with open(out_dir / "a_person.json") as f:
-        assert list(json.load(f)["keypoints"]) == list(joints.MPII.names)
+        (person,) = json.load(f)["people"]  # no boxes: the whole image is one person
+    assert list(person["keypoints"]) == list(joints.MPII.names)
     assert "2 image(s) -> " in out and "2 failed" in out
     # One line per bad file, naming it and the reason; no traceback.
     assert len(err) == 2, err

@@ -106,13 +106,13 @@ def box_problems(box, size, index):
 
 
 @tf.function(reduce_retracing=True)
-def _checked_crop(image, box, input_size: int):
+def _checked_crop(image, box, index, input_size: int):
     """`crop_on_host`'s work as one graph (eager, its dozens of small ops cost more than the
     crop): (crop, matrix, box filled in, oks bool [C], messages string [C]) of `box_problems`;
     the crop is zeros when a condition fails (a box of 1e30 must not reach the warp)."""
     size = tf.shape(image)[:2]
     box = fill_box(box, size)
-    problems = box_problems(box, size, 0)
+    problems = box_problems(box, size, index)
     oks = tf.stack([ok for ok, _ in problems])
     matrix = box_matrix(box, input_size)
     crop = tf.cond(
@@ -123,13 +123,14 @@ def _checked_crop(image, box, input_size: int):
     return crop, matrix, box, oks, tf.stack([message for _, message in problems])
 
 
-def crop_on_host(image, box, input_size: int):
+def crop_on_host(image, box, input_size: int, index: int = 0):
     """The crop `serving_box` makes, from decoded pixels (TF, one graph per input size).
 
     Args:
         image: uint8 [H, W, 3].
         box: float32 [4] x1, y1, x2, y2 in original pixels; None or four zeros = the whole image.
         input_size: S.
+        index: the box's row among the image's boxes (named in the messages).
 
     Returns:
         (crop float32 [S, S, 3] in [0, 1], matrix float32 [3, 3] original → crop, box used [4]),
@@ -140,7 +141,7 @@ def crop_on_host(image, box, input_size: int):
     """
     box = np.zeros(4, np.float32) if box is None else np.asarray(box, np.float32)
     crop, matrix, used, oks, messages = _checked_crop(
-        tf.convert_to_tensor(image, tf.uint8), tf.constant(box), int(input_size)
+        tf.convert_to_tensor(image, tf.uint8), tf.constant(box), tf.constant(index), int(input_size)
     )
     for ok, message in zip(oks.numpy(), messages.numpy(), strict=True):
         if not ok:

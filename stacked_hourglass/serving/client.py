@@ -34,8 +34,9 @@ import tensorflow as tf
 from stacked_hourglass import joints
 from stacked_hourglass.data import images
 from stacked_hourglass.serving import box_crop, layout, predictor
+from stacked_hourglass.serving.boxes import parse_box  # noqa: F401 (client.parse_box)
 from stacked_hourglass.serving.layout import resolve_saved_model
-from stacked_hourglass.serving.predictor import ModelInfo, Predictor
+from stacked_hourglass.serving.predictor import ModelInfo, People, Predictor
 from stacked_hourglass.utils import drawing, files
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
@@ -73,6 +74,8 @@ class ServingModel:
         info: the `ModelInfo` read from it (the decoder and the flip test baked in).
         loaded: the loaded SavedModel object; it owns the variables the signatures read, so it
             must live as long as they are called.
+        serve_people: the `serving_people` concrete function (one image's bytes and N boxes
+            in); None for exports written before it existed.
     """
 
     path: str
@@ -81,6 +84,7 @@ class ServingModel:
     metadata: dict
     info: ModelInfo
     loaded: object
+    serve_people: object | None = None
 
     @property
     def joint_set(self) -> joints.JointSet:
@@ -100,6 +104,28 @@ class ServingModel:
         """One image file through `serving_box` (`predict_image`)."""
         return predict_image(self, path, box)
 
+    def predict_people(self, image, boxes, box_scores=None, pixels=None) -> People:
+        """One image and N boxes through `serving_people` (one call; see `Predictor`)."""
+        if self.serve_people is None:
+            raise ValueError(
+                f"{self.path} has no {layout.SERVING_PEOPLE} signature; export it again with "
+                "this version for several people per image"
+            )
+        data = read_image(image)
+        boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+        out = self.serve_people(image_bytes=tf.constant(data), boxes=tf.constant(boxes))
+        if pixels is None:  # decoded again only for drawing: the graph has checked the bytes
+            pixels = tf.io.decode_image(data, channels=3, expand_animations=False).numpy()
+        height, width = (int(v) for v in out["image_size"].numpy())
+        return People(
+            image=pixels,
+            image_size=(height, width),
+            keypoints=out["keypoints"].numpy(),
+            scores=out["scores"].numpy(),
+            boxes=out["boxes"].numpy(),
+            box_scores=_box_scores(box_scores, len(boxes)),
+        )
+
 
 def load_serving_model(path: str) -> ServingModel:
     """Loads an exported SavedModel (or the latest version of an export directory)."""
@@ -117,23 +143,8 @@ def load_serving_model(path: str) -> ServingModel:
         metadata=metadata,
         info=predictor.info_from_metadata("saved_model", path, metadata),
         loaded=loaded,
+        serve_people=loaded.signatures.get(layout.SERVING_PEOPLE),
     )
-
-
-def parse_box(text: str | None) -> np.ndarray | None:
-    """ "x1,y1,x2,y2" → float32 [4]; None/empty → None (whole image)."""
-    if not text:
-        return None
-    parts = text.split(",")
-    try:
-        values = [float(p) for p in parts]
-    except ValueError:
-        values = []
-    if len(values) != 4 or not np.all(np.isfinite(values)):
-        raise ValueError(f"--box={text!r}: expected four numbers x1,y1,x2,y2 (original pixels)")
-    if values[2] <= values[0] or values[3] <= values[1]:
-        raise ValueError(f"--box={text!r}: need x1 < x2 and y1 < y2")
-    return np.asarray(values, np.float32)
 
 
 def list_images(
@@ -315,13 +326,18 @@ def predict_each(
     for path in paths:
         try:
             result = model.predict_image(path, box)
-        except tf.errors.InvalidArgumentError as e:  # the SavedModel's checks name the input
-            result = Failure(path, error_summary(e))
-        except ValueError as e:  # the host-side checks (`predict_on_host`)
-            result = Failure(path, str(e).removeprefix(f"{path}: "))
-        except OSError as e:  # the file cannot be read
-            result = Failure(path, e.strerror or str(e))
+        except (tf.errors.InvalidArgumentError, ValueError, OSError) as e:
+            result = as_failure(path, e)
         yield result
+
+
+def as_failure(path: str, error: tf.errors.InvalidArgumentError | ValueError | OSError) -> Failure:
+    """The `Failure` of a file from the error predicting it raised (one line)."""
+    if isinstance(error, tf.errors.InvalidArgumentError):  # the SavedModel's checks name the input
+        return Failure(path, error_summary(error))
+    if isinstance(error, OSError):  # the file cannot be read
+        return Failure(path, error.strerror or str(error))
+    return Failure(path, str(error).removeprefix(f"{path}: "))  # the host-side checks
 
 
 def predict_files(model: Predictor, paths: list[str], box=None) -> list[Prediction]:
@@ -406,4 +422,51 @@ def predict_on_host(model: Predictor, path: str, box: np.ndarray | None = None) 
         keypoints=box_crop.to_original(keypoints[0], matrix),
         scores=scores[0],
         box=used,
+    )
+
+
+def read_image(image: str | bytes) -> bytes:
+    """An image file's bytes (`image` a path), or `image` itself (bytes)."""
+    if isinstance(image, bytes | bytearray):
+        return bytes(image)
+    with open(image, "rb") as f:
+        return f.read()
+
+
+def _box_scores(box_scores, n: int) -> np.ndarray:
+    """float32 [n]: the given scores, or ones."""
+    if box_scores is None:
+        return np.ones(n, np.float32)
+    return np.asarray(box_scores, np.float32).reshape(n)
+
+
+def predict_people_on_host(model: Predictor, image, boxes, box_scores=None, pixels=None) -> People:
+    """`Predictor.predict_people` of the host path: one decode (none when `pixels` is given),
+    one `box_crop.crop_on_host` per box, one `model.keypoints` call for the N crops.
+
+    Raises:
+        ValueError: not an image, a damaged image, above the pixel limit, or a bad box (named by
+            its row, "box[2] = ..."); the path is not named (the caller knows it).
+        OSError: the file cannot be read.
+    """
+    if pixels is None:
+        pixels = decode_on_host(
+            read_image(image), model.info.max_pixels or images.DEFAULT_MAX_PIXELS
+        )
+    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+    s, k = model.info.input_size, model.info.joint_set.num_joints
+    cropped = [box_crop.crop_on_host(pixels, box, s, index=i) for i, box in enumerate(boxes)]
+    keypoints, scores = np.zeros((0, k, 2), np.float32), np.zeros((0, k), np.float32)
+    if cropped:
+        keypoints, scores = model.keypoints(np.stack([c[0] for c in cropped]))
+        keypoints = np.stack(
+            [box_crop.to_original(kp, c[1]) for kp, c in zip(keypoints, cropped, strict=True)]
+        )
+    return People(
+        image=pixels,
+        image_size=(int(pixels.shape[0]), int(pixels.shape[1])),
+        keypoints=keypoints.astype(np.float32),
+        scores=np.asarray(scores, np.float32),
+        boxes=np.stack([c[2] for c in cropped]) if cropped else boxes,
+        box_scores=_box_scores(box_scores, len(boxes)),
     )

@@ -21,6 +21,13 @@ Signatures (coordinates are 0-based pixels, (x, y), integer values at pixel cent
   convention where a crop side is `200 * scale` and includes a 25% margin), resized to S x S;
   the rule, and the checks of the box, are `box_crop`'s (the LiteRT host path uses it too).
 * `serving_heatmaps`: as `serving_box`, plus `heatmaps` float32 [B, H, H, K].
+* `serving_people`: several people of one image: `image_bytes` string [] (one image) and `boxes`
+  float32 [N, 4] (the people's boxes, four zeros = the whole image; N may be 0) → `keypoints`
+  float32 [N, K, 2] in original pixels, `scores` float32 [N, K], `image_size` int32 [2] and
+  `boxes` float32 [N, 4] (the boxes used). The bytes are checked once, each box is checked and
+  cropped as `serving_box` does (`geometry.decode_crop`: the window it reads; the same crop, so
+  the same keypoints as N `serving_box` calls), and the N crops go through the network as one
+  batch.
 * `serving_image_tensor`: `images` float32 [B, S, S, 3] in [0, 1] (already cropped) → `keypoints`
   in crop pixels, `scores`, `heatmaps`.
 
@@ -58,6 +65,7 @@ from stacked_hourglass.serving.layout import (
     SERVING_DEFAULT,
     SERVING_HEATMAPS,
     SERVING_IMAGE_TENSOR,
+    SERVING_PEOPLE,
     joints_metadata,
     next_version,
 )
@@ -91,6 +99,7 @@ class _ServingModule(tf.Module):
         self._input_size = int(input_size)
         self._codec = codec
         self._max_pixels = int(max_pixels)
+        self._num_joints = joint_set.num_joints
         self._flip_permutation = joint_set.flip_permutation() if flip_test else None
         bytes_spec = tf.TensorSpec([None], tf.string, name="image_bytes")
         box_spec = tf.TensorSpec([None, 4], tf.float32, name="box")
@@ -98,6 +107,13 @@ class _ServingModule(tf.Module):
         self.serve_box = tf.function(self._serve_box, input_signature=[bytes_spec, box_spec])
         self.serve_heatmaps = tf.function(
             self._serve_heatmaps, input_signature=[bytes_spec, box_spec]
+        )
+        self.serve_people = tf.function(
+            self._serve_people,
+            input_signature=[
+                tf.TensorSpec([], tf.string, name="image_bytes"),
+                tf.TensorSpec([None, 4], tf.float32, name="boxes"),
+            ],
         )
         # Spatial dims are left open in the spec and checked in the graph, so that a wrong size
         # gets a message naming the expected size rather than a shape mismatch deep in a conv.
@@ -113,6 +129,7 @@ class _ServingModule(tf.Module):
             SERVING_BOX: self.serve_box.get_concrete_function(),
             SERVING_HEATMAPS: self.serve_heatmaps.get_concrete_function(),
             SERVING_IMAGE_TENSOR: self.serve_images.get_concrete_function(),
+            SERVING_PEOPLE: self.serve_people.get_concrete_function(),
         }
 
     def _heatmaps(self, crops):
@@ -163,7 +180,6 @@ class _ServingModule(tf.Module):
         return self._predict(image_bytes, box)
 
     def _predict(self, image_bytes, box):
-        s = self._input_size
         n_images, n_boxes = tf.shape(image_bytes)[0], tf.shape(box)[0]
         checks = [
             tf.debugging.Assert(
@@ -184,14 +200,7 @@ class _ServingModule(tf.Module):
         with tf.control_dependencies(checks):
             index = tf.range(n_images)
         crops, matrices, sizes, boxes = tf.map_fn(
-            self._crop_one,
-            (image_bytes, box, index),
-            fn_output_signature=(
-                tf.TensorSpec([s, s, 3], tf.float32),
-                tf.TensorSpec([3, 3], tf.float32),
-                tf.TensorSpec([2], tf.int32),
-                tf.TensorSpec([4], tf.float32),
-            ),
+            self._crop_one, (image_bytes, box, index), fn_output_signature=self._crop_specs()
         )
         heatmaps = self._heatmaps(crops)
         keypoints, scores = self._codec.decode_to_original(heatmaps, matrices)
@@ -202,6 +211,40 @@ class _ServingModule(tf.Module):
             "image_size": sizes,
             "box": boxes,
         }
+
+    def _serve_people(self, image_bytes, boxes):
+        # The bytes are checked once, before any crop: each crop's own check of them (in
+        # `_crop_one`, shared with `serving_box`) then passes, and an error names index 0.
+        checked, height, width = self._check_bytes(image_bytes, tf.constant(0))
+        with tf.control_dependencies([checked]):
+            size = tf.cast(tf.stack([height, width]), tf.int32)
+            boxes = tf.identity(boxes)
+        n = tf.shape(boxes)[0]
+        crops, matrices, _, used = tf.map_fn(
+            self._crop_one,
+            (tf.fill([n], image_bytes), boxes, tf.range(n)),
+            fn_output_signature=self._crop_specs(),
+        )
+        k = self._num_joints
+
+        def network():
+            return self._codec.decode_to_original(self._heatmaps(crops), matrices)
+
+        def nobody():  # the network's batch norms refuse an empty batch
+            return tf.zeros([0, k, 2], tf.float32), tf.zeros([0, k], tf.float32)
+
+        keypoints, scores = tf.cond(n > 0, network, nobody)
+        return {"keypoints": keypoints, "scores": scores, "image_size": size, "boxes": used}
+
+    def _crop_specs(self):
+        """The `fn_output_signature` of `_crop_one`."""
+        s = self._input_size
+        return (
+            tf.TensorSpec([s, s, 3], tf.float32),
+            tf.TensorSpec([3, 3], tf.float32),
+            tf.TensorSpec([2], tf.int32),
+            tf.TensorSpec([4], tf.float32),
+        )
 
     def _check_bytes(self, data, i):
         """Assertions on one image's bytes, in order, before anything decodes them.
@@ -321,7 +364,7 @@ def export_model(
     sigma: float = 1.0,
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> str:
-    """Writes `model` as `EXPORT_DIR/<version>/` with the four serving signatures.
+    """Writes `model` as `EXPORT_DIR/<version>/` with the five serving signatures.
 
     The SavedModel is written to a temporary directory next to the final one (named so that TF
     Serving, which only loads integer names, ignores it) and renamed when complete.

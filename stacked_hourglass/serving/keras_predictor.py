@@ -14,7 +14,7 @@ import tensorflow as tf
 from stacked_hourglass import run_dir
 from stacked_hourglass.model import inference
 from stacked_hourglass.serving import client
-from stacked_hourglass.serving.predictor import ModelInfo
+from stacked_hourglass.serving.predictor import ModelInfo, People
 
 
 class KerasPredictor:
@@ -49,3 +49,7 @@ class KerasPredictor:
     def predict_image(self, path: str, box=None) -> client.Prediction:
         """One image file (cropped on the host) → `client.Prediction`."""
         return client.predict_on_host(self, path, box)
+
+    def predict_people(self, image, boxes, box_scores=None, pixels=None) -> People:
+        """One image and N boxes: one decode, N host crops, one batch (`Predictor`)."""
+        return client.predict_people_on_host(self, image, boxes, box_scores, pixels)

@@ -24,7 +24,10 @@ SERVING_DEFAULT = "serving_default"
 SERVING_BOX = "serving_box"
 SERVING_HEATMAPS = "serving_heatmaps"
 SERVING_IMAGE_TENSOR = "serving_image_tensor"
-SIGNATURES = (SERVING_DEFAULT, SERVING_BOX, SERVING_HEATMAPS, SERVING_IMAGE_TENSOR)
+SERVING_PEOPLE = "serving_people"
+SIGNATURES = (
+    SERVING_DEFAULT, SERVING_BOX, SERVING_HEATMAPS, SERVING_IMAGE_TENSOR, SERVING_PEOPLE
+)  # fmt: skip
 # Crop side = BOX_MARGIN * the box's longer side (MPII convention: the person fills 1/1.25).
 BOX_MARGIN = 1.25
 

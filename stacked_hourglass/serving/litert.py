@@ -218,3 +218,7 @@ class LiteRTModel:
     def predict_image(self, path: str, box=None) -> client.Prediction:
         """One image file, decoded and cropped on the host (`client.predict_on_host`)."""
         return client.predict_on_host(self, path, box)
+
+    def predict_people(self, image, boxes, box_scores=None, pixels=None) -> predictor.People:
+        """One image and N boxes: one decode, N host crops, one `run` (`Predictor`)."""
+        return client.predict_people_on_host(self, image, boxes, box_scores, pixels)

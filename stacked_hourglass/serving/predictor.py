@@ -7,13 +7,14 @@ export and a LiteRT file.
     model.heatmaps(crops)                   # float32 [B, S, S, 3] in [0, 1] → [B, H, H, K]
     model.keypoints(crops)                  # → (keypoints [B, K, 2] crop pixels, scores [B, K])
     model.predict_image(path, box)          # one image file → `client.Prediction`
+    model.predict_people(path, boxes)       # one image, N person boxes → `People` (one batch)
 
 Implementations (`Predictor`): `keras_predictor.KerasPredictor` (a model directory's final model
-or latest checkpoint), `client.ServingModel` (a SavedModel's `serving_image_tensor` and
-`serving_box` signatures) and `litert.LiteRTModel` (the LiteRT interpreter; images are cropped on
-the host with the rule of `box_crop`). A model directory runs the decoder and the flip test the
-caller asks for; an export runs the ones baked into it, and asking for others is an error naming
-the export.
+or latest checkpoint), `client.ServingModel` (a SavedModel's `serving_image_tensor`,
+`serving_box` and `serving_people` signatures) and `litert.LiteRTModel` (the LiteRT interpreter;
+images are cropped on the host with the rule of `box_crop`). A model directory runs the decoder
+and the flip test the caller asks for; an export runs the ones baked into it, and asking for
+others is an error naming the export.
 
 This module imports neither TensorFlow nor Keras (an implementation is imported when a model of
 its kind is read), so that commands define their flags here (`define_flags`) and report flag
@@ -88,6 +89,32 @@ class ModelInfo:
         return {"model_dir": "Keras model directory", "saved_model": "SavedModel"}[self.kind]
 
 
+@dataclasses.dataclass(frozen=True)
+class People:
+    """The people of one image: N person boxes, each cropped from the one decode of the image,
+    run through the network as one batch.
+
+    Attributes:
+        image: uint8 [H, W, 3] the decoded (upright) image, for drawing.
+        image_size: (height, width).
+        keypoints: float32 [N, K, 2] (x, y) 0-based original pixels.
+        scores: float32 [N, K] heatmap peaks.
+        boxes: float32 [N, 4] (x1, y1, x2, y2) the boxes used (four zeros filled in as the whole
+            image, [-0.5, -0.5, W - 0.5, H - 0.5]).
+        box_scores: float32 [N] the boxes' scores (1 where none was given).
+    """
+
+    image: np.ndarray
+    image_size: tuple[int, int]
+    keypoints: np.ndarray
+    scores: np.ndarray
+    boxes: np.ndarray
+    box_scores: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.keypoints.shape[0])
+
+
 class Predictor(Protocol):
     """A loaded model of any kind (see the module docstring)."""
 
@@ -104,6 +131,22 @@ class Predictor(Protocol):
     def predict_image(self, path: str, box=None) -> Prediction:
         """One image file and person box (None: the whole image) → keypoints in original
         pixels (`client.Prediction`); a bad file or box raises with a message naming it."""
+
+    def predict_people(self, image, boxes, box_scores=None, pixels=None) -> People:
+        """One image and its person boxes → every person's keypoints (`People`).
+
+        Args:
+            image: the image file's path, or its encoded bytes (JPEG/PNG/BMP/GIF).
+            boxes: float [N, 4] (x1, y1, x2, y2) original pixels (a row of four zeros: the whole
+                image); N may be 0.
+            box_scores: float [N] (None: ones).
+            pixels: uint8 [H, W, 3] the image already decoded by the caller, if it was (the host
+                predictors then crop it instead of decoding again; a SavedModel draws it).
+
+        Raises:
+            ValueError (host path) / tf.errors.InvalidArgumentError (SavedModel): a bad image or
+                box, the message naming it ("box[2] = [...] lies outside ...").
+        """
 
 
 def joint_set_from_metadata(metadata: Mapping) -> joints.JointSet:

@@ -22,12 +22,14 @@ For each video NAME.EXT this writes, into the output directory:
                 (greedy box IoU, `tracking`); a tracked box's `box_score` is the mean joint score
                 of the frame that made it.
 
-Per frame: decode (RGB), person boxes (`BoxSource`: the whole frame by default, or detections;
-with `--track` the previous frame's joints, `tracking.keypoint_box`), one crop per box with the
-rule of `box_crop` (`crop_on_host`), one batch through the model (`Predictor.keypoints`), crop
-→ frame pixels (`box_crop.to_original`), smoothing (`tracking.PoseSmoother`, One-Euro filters fed
-with the frames' timestamps, so variable frame rates are handled), drawing (the numpy rasteriser
-`utils.drawing.draw_skeletons`), encoding. Options: `video_options`.
+Per frame: decode (RGB), person boxes (a `boxes.BoxSource` asked with the frame's index: the
+whole frame by default, `--box`, `--detections` (image_id = the frame index) or `--detector`;
+found boxes that do not fit the frame are skipped, `predict_lib.screen_boxes`; with `--track` the
+previous frame's joints, `tracking.keypoint_box`), the people through the host path
+(`client.predict_people_on_host`: a `box_crop.crop_on_host` crop per box, one batch through
+`Predictor.keypoints`, back to frame pixels), smoothing (`tracking.PoseSmoother`, One-Euro
+filters fed with the frames' timestamps, so variable frame rates are handled), drawing (the numpy
+rasteriser `utils.drawing.draw_skeletons`), encoding. Options: `video_options`.
 
 A video that cannot be used is one line naming it: not a video, no video stream, no frames.
 A video that breaks in the middle (a decoding error, or frames that end more than a frame
@@ -46,11 +48,10 @@ import os
 import sys
 import time
 from fractions import Fraction
-from typing import Protocol
 
 import numpy as np
 
-from stacked_hourglass.serving import box_crop, client, predictor, tracking
+from stacked_hourglass.serving import boxes, client, predict_lib, predictor, tracking
 from stacked_hourglass.serving.predictor import Predictor
 from stacked_hourglass.serving.video_options import VideoOptions
 from stacked_hourglass.utils import cli, drawing, files
@@ -91,32 +92,6 @@ def choose_encoder(av) -> tuple[str, dict]:
             continue
         return name, options
     raise ValueError(f"PyAV's FFmpeg has none of the encoders {', '.join(n for n, _ in ENCODERS)}")
-
-
-@dataclasses.dataclass(frozen=True)
-class FrameBoxes:
-    """One frame's person boxes: float32 [N, 4] (x1, y1, x2, y2, frame pixels; four zeros: the
-    whole frame) and their scores float32 [N]."""
-
-    boxes: np.ndarray
-    scores: np.ndarray
-
-
-class BoxSource(Protocol):
-    """Where a frame's people are: `boxes(key, image)` → an object with `boxes` [N, 4] and
-    `scores` [N] (`FrameBoxes`); `key` is the frame's index."""
-
-    def boxes(self, key, image=None): ...
-
-
-class OneBox:
-    """The same box in every frame (`--box`; None: the whole frame), score 1."""
-
-    def __init__(self, box=None):
-        self._box = np.zeros(4, np.float32) if box is None else np.asarray(box, np.float32)
-
-    def boxes(self, key, image=None) -> FrameBoxes:
-        return FrameBoxes(self._box[None], np.ones(1, np.float32))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -197,83 +172,48 @@ class _Encoder:
 class _Boxes:
     """Each frame's boxes: the source's, or with `track` the previous frame's joints' box."""
 
-    def __init__(self, source: BoxSource, options: VideoOptions):
+    def __init__(self, source: boxes.BoxSource, options: VideoOptions):
         self._source, self._options = source, options
         self._next: tuple[np.ndarray, float] | None = None
 
-    def __call__(self, index: int, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
-        """(boxes float32 [N, 4], scores float32 [N], tracked) of frame `index`."""
+    def __call__(self, index: int, image: np.ndarray, skipped: list[str]):
+        """(`boxes.Boxes` that fit the frame, tracked) of frame `index`: the tracking box, or
+        when there is none or it does not fit the frame, the source's boxes (with `track`, its
+        best one). Found boxes that do not fit are left out, their lines added to `skipped`."""
         if self._next is not None:
             box, score = self._next
-            return box[None], np.array([score], np.float32), True
+            self._next = None
+            found = boxes.make_boxes(box[None], [score], ["the tracking box"])
+            found, _ = predict_lib.screen_boxes(found, image.shape[:2])  # e.g. left the frame
+            if len(found):
+                return found, True
         found = self._source.boxes(index, image)
-        boxes = np.asarray(found.boxes, np.float32).reshape(-1, 4)
-        scores = np.asarray(found.scores, np.float32).reshape(-1)
-        if self._options.track and len(boxes) > 1:  # one person: the best box
-            best = int(np.argmax(scores))
-            boxes, scores = boxes[best : best + 1], scores[best : best + 1]
-        return boxes, scores, False
+        if self._source.skip_bad_boxes:
+            found, lines = predict_lib.screen_boxes(found, image.shape[:2])
+            skipped.extend(f"frame {index}: {line}" for line in lines)
+        if self._options.track and len(found) > 1:  # one person: the best box
+            found = found.select(np.arange(len(found)) == int(np.argmax(found.scores)))
+        return found, False
 
-    def observe(self, keypoints: np.ndarray, scores: np.ndarray) -> bool:
+    def observe(self, people: predictor.People) -> bool:
         """After a frame's prediction: the next frame's tracking box (`--track`); False when
         the person is lost (no one, or a mean joint score under `track_min_score`)."""
         if not self._options.track:
             return True
-        self._next = None
-        if len(scores) and float(np.mean(scores[0])) >= self._options.track_min_score:
-            box = tracking.keypoint_box(keypoints[0], scores[0], self._options.min_joint_score)
-            if box is not None:
-                self._next = (box, float(np.mean(scores[0])))
+        if len(people) and float(np.mean(people.scores[0])) >= self._options.track_min_score:
+            score = float(np.mean(people.scores[0]))
+            box = tracking.keypoint_box(
+                people.keypoints[0], people.scores[0], self._options.min_joint_score
+            )
+            self._next = None if box is None else (box, score)
         return self._next is not None
-
-    def lose(self) -> None:
-        """The tracking box did not fit the frame: the next frame asks the source."""
-        self._next = None
-
-
-@dataclasses.dataclass
-class _People:
-    """One frame's predicted people (N may be 0)."""
-
-    boxes: np.ndarray  # float32 [N, 4], the boxes used (four zeros filled in)
-    box_scores: np.ndarray  # float32 [N]
-    keypoints: np.ndarray  # float32 [N, K, 2] frame pixels
-    scores: np.ndarray  # float32 [N, K]
-
-
-def _predict_people(model: Predictor, image, boxes, box_scores, skipped: list) -> _People:
-    """Crops every box (`box_crop.crop_on_host`), runs them as one batch, maps back. A box
-    that does not fit the frame is left out and its reason appended to `skipped`."""
-    k = model.info.joint_set.num_joints
-    crops, matrices, used, kept = [], [], [], []
-    for box, score in zip(boxes, box_scores, strict=True):
-        try:
-            crop, matrix, box_used = box_crop.crop_on_host(image, box, model.info.input_size)
-        except ValueError as e:
-            skipped.append(one_line(e))
-            continue
-        crops.append(crop)
-        matrices.append(matrix)
-        used.append(box_used)
-        kept.append(score)
-    if not crops:
-        return _People(np.zeros((0, 4), np.float32), np.zeros(0, np.float32),
-                       np.zeros((0, k, 2), np.float32), np.zeros((0, k), np.float32))  # fmt: skip
-    keypoints, scores = model.keypoints(np.stack(crops))
-    original = [box_crop.to_original(p, m) for p, m in zip(keypoints, matrices, strict=True)]
-    return _People(
-        np.stack(used),
-        np.asarray(kept, np.float32),
-        np.stack(original).astype(np.float32),
-        np.asarray(scores, np.float32),
-    )
 
 
 def _rounded(values, digits: int) -> list:
     return np.round(np.asarray(values, np.float64), digits).tolist()
 
 
-def _frame_record(index: int, seconds: float, people: _People, ids, tracked) -> dict:
+def _frame_record(index: int, seconds: float, people: predictor.People, ids, tracked):
     """One JSONL frame line (module docstring)."""
     record = {"frame": index, "time": round(seconds, 6)}
     if tracked is not None:
@@ -374,7 +314,7 @@ def open_video(av, path: str):
 class _Run:
     """The per-frame work of one video (`predict_video`), its state and its two output files."""
 
-    def __init__(self, model: Predictor, options: VideoOptions, source: BoxSource, stream):
+    def __init__(self, model: Predictor, options: VideoOptions, source: boxes.BoxSource, stream):
         self.model, self.options, self.stream = model, options, stream
         self.boxes = _Boxes(source, options)
         self.smoother = tracking.PoseSmoother(options.filter_params())
@@ -417,14 +357,14 @@ class _Run:
         if self.last_seconds is not None and seconds > self.last_seconds:
             self.step = seconds - self.last_seconds
         self.last_seconds = seconds
-        boxes, box_scores, tracked = self.boxes(index, image)
-        people = _predict_people(self.model, image, boxes, box_scores, self.skipped)
-        if tracked and not len(people.boxes):
-            self.boxes.lose()
+        found, tracked = self.boxes(index, image, self.skipped)
+        people = client.predict_people_on_host(
+            self.model, None, found.boxes, found.scores, pixels=image
+        )
         keypoints, ids = self.smoother.update(seconds, people.boxes, people.keypoints)
-        if not self.boxes.observe(people.keypoints, people.scores):
+        if not self.boxes.observe(people):
             self.smoother.reset()  # lost: whoever the next frame finds starts a new track
-        people.keypoints = keypoints
+        people = dataclasses.replace(people, keypoints=keypoints)
         drawing.draw_skeletons(
             image, keypoints, self.model.info.joint_set, people.scores,
             min_score=self.options.min_joint_score,
@@ -441,7 +381,7 @@ def predict_video(
     output_dir: str,
     name: str,
     options: VideoOptions,
-    source: BoxSource | None = None,
+    source: boxes.BoxSource | None = None,
     source_name: str = "whole frame",
     progress=sys.stderr,
 ) -> VideoResult:
@@ -475,7 +415,7 @@ def predict_video(
     except (ValueError, OSError) as e:
         return VideoResult(path, 0, (), one_line(e))
     total = stream.frames or None
-    run = _Run(model, options, source or OneBox(), stream)
+    run = _Run(model, options, source or boxes.WholeImage(), stream)
     header = _header(path, stream, total, model, options, source_name, None)
     meter = _Progress(os.path.basename(path), total, progress)
     done = 0
@@ -533,11 +473,18 @@ def _result(path, done, stream, run: _Run, problem, paths) -> VideoResult:
 
 
 def run_videos(
-    kind: str, model_path: str, spec: str, output_dir: str, options: VideoOptions, box=None
+    kind: str,
+    model_path: str,
+    spec: str,
+    output_dir: str,
+    options: VideoOptions,
+    source: boxes.BoxSource | None = None,
+    source_name: str = "whole frame",
 ) -> int:
-    """`predict --video`: every video of `spec` (`list_videos`) into `output_dir`; prints a
-    line per video and `predict: error: ...` for each one that failed; returns the exit status
-    (1 when any failed)."""
+    """`predict --video`: every video of `spec` (`list_videos`) into `output_dir`, the people
+    of each frame from `source` (keys: frame indices; None: the whole frame); prints a line per
+    video and `predict: error: ...` for each one that failed; returns the exit status (1 when
+    any failed)."""
     import_av()  # the missing extra is said before the model loads
     paths = list_videos(spec)
     names = client.output_names(paths)
@@ -546,11 +493,10 @@ def run_videos(
     model = predictor.open_predictor(kind, model_path)
     info = model.info
     print(f"{info.path} ({info.describe()}): decoder={info.decoder}, flip_test={info.flip_test}")
-    source_name = "whole frame" if box is None else f"box {[float(v) for v in box]}"
     failed = 0
     for path, name in zip(paths, names, strict=True):
         result = predict_video(
-            model, path, output_dir, name, options, OneBox(box), source_name=source_name
+            model, path, output_dir, name, options, source, source_name=source_name
         )
         if result.outputs:
             print(f"  {path}: {result.frames} frames -> {' and '.join(result.outputs)}")

@@ -21,7 +21,14 @@ def _pyplot():
     return plt
 
 
-def draw_pose(ax, keypoints, joint_set: joints_lib.JointSet, scores=None, visible=None):
+# One colour per person (matplotlib's tab10, cycled): distinguishable on photos and in print.
+PERSON_COLORS = (
+    "tab:red", "tab:blue", "tab:green", "tab:orange", "tab:purple",
+    "tab:cyan", "tab:pink", "tab:olive", "tab:brown", "tab:gray",
+)  # fmt: skip
+
+
+def draw_pose(ax, keypoints, joint_set: joints_lib.JointSet, scores=None, visible=None, color=None):
     """Draws a skeleton on a matplotlib axis.
 
     Args:
@@ -30,6 +37,8 @@ def draw_pose(ax, keypoints, joint_set: joints_lib.JointSet, scores=None, visibl
         joint_set: names, skeleton edges, left/right.
         scores: optional [K] in [0, 1]; joints are coloured by score (viridis) when given.
         visible: optional [K] bool; joints and limbs of False joints are not drawn.
+        color: one colour for the whole skeleton (limbs and joint outlines: several people);
+            None: limbs by side (right red, left blue) and joints by score.
     """
     keypoints = np.asarray(keypoints, np.float64)
     k = joint_set.num_joints
@@ -37,8 +46,9 @@ def draw_pose(ax, keypoints, joint_set: joints_lib.JointSet, scores=None, visibl
     for a, b in joint_set.skeleton_indices():
         if visible[a] and visible[b]:
             side = joint_set.names[a][:2] + joint_set.names[b][:2]
-            color = "tab:red" if "r_" in side else "tab:blue" if "l_" in side else "gold"
-            ax.plot(keypoints[[a, b], 0], keypoints[[a, b], 1], "-", color=color, lw=2.5)
+            limb = "tab:red" if "r_" in side else "tab:blue" if "l_" in side else "gold"
+            limb = color or limb
+            ax.plot(keypoints[[a, b], 0], keypoints[[a, b], 1], "-", color=limb, lw=2.5)
     shown = np.flatnonzero(visible)
     if scores is not None:
         colors = np.clip(np.asarray(scores, np.float64)[shown], 0.0, 1.0)
@@ -50,7 +60,7 @@ def draw_pose(ax, keypoints, joint_set: joints_lib.JointSet, scores=None, visibl
             vmin=0,
             vmax=1,
             s=30,
-            edgecolors="white",
+            edgecolors=color or "white",
             linewidths=0.8,
             zorder=3,
         )
@@ -68,6 +78,37 @@ def draw_pose(ax, keypoints, joint_set: joints_lib.JointSet, scores=None, visibl
 
 def render_pose(image, keypoints, joint_set, scores=None, visible=None, title=None, dpi=100):
     """Renders an image with its skeleton to a uint8 RGB array [H', W', 3]."""
+    return _render(
+        image, lambda ax: draw_pose(ax, keypoints, joint_set, scores, visible), title, dpi
+    )
+
+
+def render_people(image, keypoints, joint_set, scores=None, boxes=None, title=None, dpi=100):
+    """Renders an image with every person's skeleton (and box), a colour per person
+    (`PERSON_COLORS`), to a uint8 RGB array [H', W', 3]; no people: the plain image.
+
+    Args:
+        image: uint8 [H, W, 3].
+        keypoints: [N, K, 2] (x, y) 0-based pixels.
+        joint_set: names and skeleton.
+        scores: optional [N, K]; joints are filled by score (viridis).
+        boxes: optional [N, 4] (x1, y1, x2, y2) 0-based pixels, drawn as outlines.
+    """
+
+    def draw(ax):
+        for i in range(len(keypoints)):
+            color = PERSON_COLORS[i % len(PERSON_COLORS)]
+            if boxes is not None:
+                x1, y1, x2, y2 = (float(v) for v in boxes[i])
+                ax.plot([x1, x2, x2, x1, x1], [y1, y1, y2, y2, y1], "--", color=color, lw=1)
+            draw_pose(ax, keypoints[i], joint_set, None if scores is None else scores[i],
+                      color=color)  # fmt: skip
+
+    return _render(image, draw, title, dpi)
+
+
+def _render(image, draw, title, dpi):
+    """The image, with what `draw(ax)` adds in its pixel coordinates, as uint8 RGB."""
     plt = _pyplot()
     image = np.asarray(image)
     h, w = image.shape[:2]
@@ -75,7 +116,7 @@ def render_pose(image, keypoints, joint_set, scores=None, visible=None, title=No
     fig = plt.figure(figsize=(w * scale / dpi, h * scale / dpi), dpi=dpi)
     ax = fig.add_axes([0, 0, 1, 1])
     ax.imshow(image)
-    draw_pose(ax, keypoints, joint_set, scores=scores, visible=visible)
+    draw(ax)
     ax.set_xlim(-0.5, w - 0.5)
     ax.set_ylim(h - 0.5, -0.5)
     ax.axis("off")
@@ -95,16 +136,13 @@ def save_pose_png(path, image, keypoints, joint_set, scores=None, visible=None, 
     plt.imsave(path, render_pose(image, keypoints, joint_set, scores, visible, title))
 
 
-# A colour per person (Sasha Trubetskoy's "20 distinct colours", the first eight), RGB.
-PERSON_COLORS = (
-    (230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48),
-    (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60),
-)  # fmt: skip
-
-
 def person_color(index: int) -> tuple[int, int, int]:
-    """The RGB colour of person `index` (the palette repeats after eight)."""
-    return PERSON_COLORS[index % len(PERSON_COLORS)]
+    """The RGB (0-255) of person `index`'s colour, `PERSON_COLORS` cycled: the overlays of
+    images and the frames of videos colour people alike."""
+    from matplotlib import colors  # the names' RGB; no pyplot, no backend
+
+    rgb = colors.to_rgb(PERSON_COLORS[index % len(PERSON_COLORS)])
+    return tuple(int(round(255 * c)) for c in rgb)
 
 
 def _capsule_windows(p, q, reach: float):

@@ -161,3 +161,21 @@ def test_evaluate_decoder_flag(synthetic_model, synthetic_records, capsys):
         ]
     )
     assert status == 0, capsys.readouterr().err
+
+
+def test_litert_people_equal_single_box_calls(converted, image_bytes):
+    """Several boxes of one image: one decode, N host crops, one `run`; each person's keypoints
+    are those of `predict_image` with its box (the same crop, the interpreter one crop at a
+    time either way)."""
+    model = litert.LiteRTModel(converted["files"]["none"])
+    data = image_bytes((96, 120), 4)
+    boxes = np.array([[5, 10, 60, 90], [50, 0, 119, 95], [0, 0, 0, 0]], np.float32)
+    people = model.predict_people(data, boxes)
+    assert people.keypoints.shape == (3, 16, 2) and people.image_size == (96, 120)
+    path = converted["root"] / "people.jpg"
+    path.write_bytes(data)
+    for i, box in enumerate(boxes):
+        single = model.predict_image(str(path), box)
+        np.testing.assert_array_equal(people.boxes[i], single.box)
+        np.testing.assert_allclose(people.keypoints[i], single.keypoints, rtol=0, atol=1e-4)
+        np.testing.assert_allclose(people.scores[i], single.scores, rtol=0, atol=1e-6)

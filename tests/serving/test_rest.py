@@ -114,3 +114,46 @@ def test_rest_bad_instance_names_the_input(signatures):
     signature = sigs[layout.SERVING_DEFAULT]
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"image_bytes\[0\] \(12 bytes\)"):
         signature(**decode_rest(body, signature))
+
+
+def decode_columnar(body: str, signature) -> dict:
+    """TF Serving's columnar ("inputs") decoding: each named input is one tensor as written
+    (`{"b64": ...}` → a string scalar), so inputs of different batch sizes can be sent."""
+    request = json.loads(body)
+    inputs = {}
+    for name, spec in signature.structured_input_signature[1].items():
+        value = request["inputs"][name]
+        if spec.dtype == tf.string:
+            value = base64.b64decode(value["b64"])
+        inputs[name] = tf.constant(value, spec.dtype)
+    return inputs
+
+
+def test_rest_people_request(signatures, image_bytes):
+    """`serving_people`: one image and N boxes in the columnar format (the row format batches
+    every input on axis 0, which a scalar image and [N, 4] boxes cannot share)."""
+    _, sigs = signatures
+    data = image_bytes((96, 72), 1)
+    boxes = [[5.0, 10.0, 60.0, 90.0], [0.0, 0.0, 0.0, 0.0]]
+    body = json.dumps(
+        {
+            "signature_name": layout.SERVING_PEOPLE,
+            "inputs": {"image_bytes": {"b64": base64.b64encode(data).decode()}, "boxes": boxes},
+        }
+    )
+    signature = sigs[json.loads(body)["signature_name"]]
+    assert set(signature.structured_input_signature[1]) == {"image_bytes", "boxes"}
+    outputs = signature(**decode_columnar(body, signature))
+    response = json.loads(
+        json.dumps({"outputs": {k: v.numpy().tolist() for k, v in outputs.items()}})
+    )
+    people = response["outputs"]
+    assert set(people) == {"keypoints", "scores", "image_size", "boxes"}
+    assert np.shape(people["keypoints"]) == (2, 16, 2) and np.shape(people["scores"]) == (2, 16)
+    assert people["image_size"] == [96, 72]
+    assert people["boxes"] == [[5.0, 10.0, 60.0, 90.0], [-0.5, -0.5, 71.5, 95.5]]
+    # The keypoints of N serving_box rows (the same crops, one batch).
+    single = sigs[layout.SERVING_BOX](
+        image_bytes=tf.constant([data, data]), box=tf.constant(boxes, tf.float32)
+    )
+    np.testing.assert_allclose(people["keypoints"], single["keypoints"].numpy(), rtol=0, atol=1e-4)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from stacked_hourglass import joints, predict
-from stacked_hourglass.serving import box_crop, predictor, tracking, video_lib
+from stacked_hourglass.serving import box_crop, boxes, predictor, tracking, video_lib
 from stacked_hourglass.serving.video_options import VideoOptions
 
 av = pytest.importorskip("av")
@@ -147,14 +147,17 @@ class FakeModel:
 
 
 class RecordingSource:
-    """A box source that remembers which frames asked it."""
+    """A box source (`boxes.BoxSource`) that remembers which frames asked it."""
+
+    needs_pixels, skip_bad_boxes = True, True
 
     def __init__(self):
         self.keys = []
 
     def boxes(self, key, image=None):
         self.keys.append(key)
-        return video_lib.FrameBoxes(np.array([[10, 5, 40, 45]], np.float32), np.array([0.8]))
+        # The second box does not fit the frame: skipped, counted.
+        return boxes.make_boxes([[10, 5, 40, 45], [500, 500, 600, 600]], [0.8, 0.9], ["a", "b"])
 
 
 def test_track_follows_the_joints_and_falls_back_to_the_source(tmp_path):
@@ -166,6 +169,7 @@ def test_track_follows_the_joints_and_falls_back_to_the_source(tmp_path):
     result = video_lib.predict_video(fake, str(path), str(tmp_path), "t", options, source,
                                      progress=None)  # fmt: skip
     assert result.problem is None
+    assert result.skipped_boxes[0] == 2 and result.skipped_boxes[1].startswith("frame 0: b: box")
     header, frames = read_jsonl(tmp_path / "t.jsonl")
     assert header["boxes"] == "track"
     # Frame 2's mean score (0.1) is under 0.25: frame 3 asks the source again.
@@ -304,7 +308,10 @@ def test_command_folder_of_videos(run_predict, flip_export, tmp_path):
         f"--saved_model={flip_export['export_dir']}", f"--video={folder}", "--image=x.jpg",
         f"--output_dir={tmp_path / 'out'}",
     )  # fmt: skip
-    assert (status, errors) == (1, ["predict: error: give --image or --video, not both"])
+    assert (status, errors) == (
+        1,
+        ["predict: error: --video takes neither --image nor --coco_results"],
+    )
 
 
 def test_missing_extra_is_one_line(run_predict, flip_export, tmp_path, monkeypatch):
