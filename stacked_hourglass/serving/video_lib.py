@@ -273,8 +273,9 @@ def _frame_pts(frame, index: int, stream, first: int | None) -> int:
     return int(round(index / rate / stream.time_base)) + (first or 0)
 
 
-class _SizeChange(ValueError):
-    """A frame whose size differs from the stream's (the output has one size)."""
+class _Stop(ValueError):
+    """A frame the run cannot go on from: its size differs from the stream's (the output has
+    one size), or a box the user gave does not fit it."""
 
 
 def _reason(error) -> str:
@@ -325,9 +326,14 @@ class _Run:
         self.encoder: _Encoder | None = None
         self.jsonl = None
 
-    def open(self, stack, av, paths: tuple[str, str], header: dict) -> None:
-        """Opens the outputs under temporary names, renamed onto `paths` when `stack` closes
-        (the encoder closed first, so the MP4's index is written before the rename)."""
+    def outputs(self, stack, av, paths: tuple[str, str], header: dict) -> None:
+        """Where `open` will write, at the first frame predicted (none: nothing written)."""
+        self._outputs = (stack, av, paths, header)
+
+    def open(self) -> None:
+        """Opens the outputs under temporary names, renamed onto their paths when the stack
+        closes (the encoder closed first, so the MP4's index is written before the rename)."""
+        stack, av, paths, header = self._outputs
         video_tmp = stack.enter_context(files.atomic_path(paths[0], local=True))
         jsonl_tmp = stack.enter_context(files.atomic_path(paths[1], local=True))
         # Closed by `stack`, with the renames (a `with` block cannot span the frames' loop).
@@ -347,7 +353,7 @@ class _Run:
         """Predicts, smooths, draws, encodes and records one decoded frame."""
         image = frame.to_ndarray(format="rgb24")
         if image.shape[:2] != (self.stream.height, self.stream.width):
-            raise _SizeChange(
+            raise _Stop(
                 f"frame {index} is {image.shape[1]}x{image.shape[0]}, the video "
                 f"{self.stream.width}x{self.stream.height} (a size change mid-stream)"
             )
@@ -358,9 +364,14 @@ class _Run:
             self.step = seconds - self.last_seconds
         self.last_seconds = seconds
         found, tracked = self.boxes(index, image, self.skipped)
-        people = client.predict_people_on_host(
-            self.model, None, found.boxes, found.scores, pixels=image
-        )
+        try:
+            people = client.predict_people_on_host(
+                self.model, None, found.boxes, found.scores, pixels=image
+            )
+        except ValueError as e:  # found boxes are screened: a --box that does not fit
+            raise _Stop(f"frame {index}: {one_line(e)}") from None
+        if self.encoder is None:
+            self.open()
         keypoints, ids = self.smoother.update(seconds, people.boxes, people.keypoints)
         if not self.boxes.observe(people):
             self.smoother.reset()  # lost: whoever the next frame finds starts a new track
@@ -420,18 +431,19 @@ def predict_video(
     meter = _Progress(os.path.basename(path), total, progress)
     done = 0
     errors: list[str] = []
+    stopped = None
     with container, contextlib.ExitStack() as stack:
+        run.outputs(stack, av, paths, header)
         for frame in _decoded_frames(av, container, stream, errors):
-            if run.encoder is None:
-                run.open(stack, av, paths, header)
             try:
                 run.frame(frame, done)
-            except _SizeChange as e:
-                errors.append(str(e))
+            except _Stop as e:
+                stopped = str(e)
                 break
             done += 1
             meter.update(done)
     problem = f"{path}: broken after {done} frames ({errors[0]})" if errors else None
+    problem = f"{path}: {stopped}" if stopped else problem
     if done:
         meter.update(done, final=True)
     return _result(path, done, stream, run, problem, paths)

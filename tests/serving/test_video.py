@@ -200,6 +200,15 @@ def test_bad_videos_are_one_line_and_keep_the_frames_done(model, tmp_path):
                                      progress=None)  # fmt: skip
     assert result.problem == f"{empty}: no video frames"
     assert not (tmp_path / "o").exists() or not list((tmp_path / "o").iterdir())
+    # A --box that does not fit the frames: one line, nothing written.
+    good = write_video(tmp_path / "good.mp4", [0.0, 0.04])
+    outside = boxes.FixedBox(np.array([500, 500, 600, 600], np.float32))
+    result = video_lib.predict_video(model, str(good), str(tmp_path / "o"), "g", RAW, outside,
+                                     progress=None)  # fmt: skip
+    assert result.problem == (
+        f"{good}: frame 0: box[0] = [500 500 600 600] lies outside the 64x48 (width x height) image"
+    )
+    assert result.outputs == () and not list((tmp_path / "o").glob("g.*"))
     # An MP4 (index first) cut short: the decoder breaks, or the frames end early, depending on
     # where the cut falls; either way one line, and the frames before it are kept.
     whole = write_video(tmp_path / "whole.mp4", [i / 25 for i in range(12)], noise_seed=0,
