@@ -115,7 +115,7 @@ class ServingModel:
         boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
         out = self.serve_people(image_bytes=tf.constant(data), boxes=tf.constant(boxes))
         if pixels is None:  # decoded again only for drawing: the graph has checked the bytes
-            pixels = tf.io.decode_image(data, channels=3, expand_animations=False).numpy()
+            pixels = decode_on_host(data, max_pixels=0)
         height, width = (int(v) for v in out["image_size"].numpy())
         return People(
             image=pixels,
