@@ -184,6 +184,32 @@ def test_track_follows_the_joints_and_falls_back_to_the_source(tmp_path):
     assert frames[1]["people"][0]["box_score"] == pytest.approx(0.9)
 
 
+class TwoPeople:
+    """Two boxes moving right 2 px per frame, listed in the opposite order every other frame."""
+
+    needs_pixels, skip_bad_boxes = False, True
+
+    def boxes(self, key, image=None):
+        left, right = [2 + 2 * key, 4, 26 + 2 * key, 44], [34 + 2 * key, 4, 58 + 2 * key, 44]
+        rows = [left, right] if key % 2 == 0 else [right, left]
+        return boxes.make_boxes(rows, [0.9, 0.8], ["first", "second"])
+
+
+def test_several_people_keep_their_ids_and_are_smoothed_apart(model, tmp_path):
+    path = write_video(tmp_path / "two.mp4", [i / 25 for i in range(4)])
+    result = video_lib.predict_video(model, str(path), str(tmp_path / "o"), "two",
+                                     VideoOptions(), TwoPeople(), source_name="two",
+                                     progress=None)  # fmt: skip
+    assert result.problem is None
+    header, frames = read_jsonl(tmp_path / "o" / "two.jsonl")
+    assert header["boxes"] == "two"
+    # The person whose box starts on the left is id 0 in every frame, wherever it is listed.
+    for index, frame in enumerate(frames):
+        left = min(frame["people"], key=lambda person: person["box"][0])
+        assert left["id"] == 0 and left["box"][0] == 2 + 2 * index
+        assert sorted(person["id"] for person in frame["people"]) == [0, 1]
+
+
 def test_bad_videos_are_one_line_and_keep_the_frames_done(model, tmp_path):
     text = tmp_path / "notes.mp4"
     text.write_text("not a video\n")
