@@ -12,6 +12,7 @@ set once, by `ExperimentConfig.resolve()`:
 
     model.num_joints               = joints of data.dataset
     model.intermediate_supervision = (train.supervise == "all")
+    data.unlabelled                = "zero" or "ignore" for "auto" (`DataConfig.unlabelled_rule`)
 
 `MODEL_DIR/config.json` is `to_dict()`; `from_dict()` reads it back, including the files
 written before this module existed (a flat `model`/`data`/`train` payload with a few older key
@@ -34,6 +35,9 @@ PRECISIONS = ("none", "float16", "bfloat16", "auto")
 DISTRIBUTIONS = ("auto", "one_device", "mirrored", "multi_worker", "none")
 GRAPH_OPTIMIZERS = ("auto", "full")
 STEM_PADDINGS = ("symmetric", "same")
+UNLABELLED = ("auto", "ignore", "zero")
+# Joint sets trained with the paper's recipe, an unlabelled joint's heatmap trained towards zero.
+_ZERO_UNLABELLED_SETS = ("mpii", "flic", "synthetic")
 
 
 def _field(default, help: str, *, flag: bool = True, choices=None, aliases=()):  # noqa: A002
@@ -168,9 +172,18 @@ class DataConfig:
         "at the first one, naming it; 'skip' drops it, with a warning once per shard.",
         choices=("fail", "skip"),
     )
+    unlabelled: str = _field(
+        "auto",
+        "What a joint that is not annotated (keypoint status 0) does to the loss: 'zero' trains "
+        "its heatmap towards all zeros (the paper's recipe); 'ignore' gives it weight 0 (it "
+        "contributes nothing). auto: zero for mpii, flic and synthetic, ignore for coco and "
+        "other joint sets.",
+        choices=UNLABELLED,
+    )
 
     def __post_init__(self):
         _one_of("dataset", self.dataset, tuple(joints.JOINT_SET_NAMES))
+        _one_of("unlabelled", self.unlabelled, UNLABELLED)
         if not self.sigma > 0:
             raise ValueError(f"sigma must be > 0, got {self.sigma}")
         for name in ("rotation_prob",):
@@ -182,6 +195,15 @@ class DataConfig:
     @property
     def joint_set(self) -> joints.JointSet:
         return joints.get_joint_set(self.dataset)
+
+    @property
+    def unlabelled_rule(self) -> str:
+        """The rule in force, "ignore" or "zero": `unlabelled`, or for "auto" the joint set's
+        default (zero for the paper's joint sets, ignore for any other)."""
+        if self.unlabelled != "auto":
+            return self.unlabelled
+        paper_sets = [joints.get_joint_set(name) for name in _ZERO_UNLABELLED_SETS]
+        return "zero" if self.joint_set in paper_sets else "ignore"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -293,7 +315,8 @@ class ExperimentConfig:
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
 
     def resolve(self, num_replicas: int = 1) -> ExperimentConfig:
-        """The config with derived fields set (joints, supervision, synchronised BatchNorm).
+        """The config with derived fields set (joints, supervision, synchronised BatchNorm,
+        the rule for unlabelled joints).
 
         Args:
             num_replicas: replicas training in sync; BatchNorm is synchronised only with
@@ -310,7 +333,8 @@ class ExperimentConfig:
                 f"loss_weights has {len(self.train.loss_weights)} values but the model has "
                 f"{len(model.output_names)} supervised outputs {model.output_names}"
             )
-        return dataclasses.replace(self, model=model)
+        data = dataclasses.replace(self.data, unlabelled=self.data.unlabelled_rule)
+        return dataclasses.replace(self, model=model, data=data)
 
     def to_dict(self) -> dict:
         return {name: dataclasses.asdict(getattr(self, name)) for name in _SECTIONS}
@@ -329,6 +353,9 @@ class ExperimentConfig:
             if name == "model" and values and "stem_padding" not in values:
                 # Written before the stem padded symmetrically: those weights saw TF's 'same'.
                 values["stem_padding"] = "same"
+            if name == "data" and values and "unlabelled" not in values:
+                # Written before the rule existed: those runs trained unlabelled joints to zero.
+                values["unlabelled"] = "zero"
             known = {f.name for f in dataclasses.fields(section_cls)}
             unknown = sorted(set(values) - known)
             if unknown:

@@ -1,4 +1,5 @@
-r"""Converts MPII / FLIC annotations (or synthetic people) to sharded TFRecords plus a manifest.
+r"""Converts MPII / FLIC / COCO-format annotations (or synthetic people) to sharded TFRecords plus
+a manifest.
 
   python -m stacked_hourglass.convert --dataset=mpii --annotations=valid.h5 \
       --images=mpii/images --output_dir=tfrecords/mpii --split=valid
@@ -8,6 +9,9 @@ r"""Converts MPII / FLIC annotations (or synthetic people) to sharded TFRecords 
   python -m stacked_hourglass.convert --dataset=flic --annotations=FLIC/examples.mat \
       --images=FLIC/images --output_dir=tfrecords/flic --split=valid
   python -m stacked_hourglass.convert --dataset=synthetic --num_examples=2000 --output_dir=DIR
+  python -m stacked_hourglass.convert --dataset=coco \
+      --annotations=annotations/person_keypoints_val2017.json --images=val2017 \
+      --output_dir=tfrecords/coco --split=valid [--category=NAME|ID] [--joints=FILE.json]
 
 Writes OUTPUT_DIR/SPLIT-XXXXX-of-NNNNN.tfrecord and OUTPUT_DIR/SPLIT.manifest.json (see
 tfrecords/README.md). The train split is written in a seeded random order (`--shuffle_seed`),
@@ -39,7 +43,8 @@ def run(fv: flags.FlagValues) -> int:
             split_file=fv.split_file, ground_truth=fv.ground_truth, num_shards=fv.num_shards,
             num_workers=fv.num_workers, strict=fv.strict, verify_images=fv.verify_images,
             num_examples=fv.num_examples, seed=fv.seed, order=fv.order,
-            shuffle_seed=fv.shuffle_seed, flic_labels=fv.flic_labels,
+            shuffle_seed=fv.shuffle_seed, flic_labels=fv.flic_labels, category=fv.category,
+            joints_file=fv.joints,
         )  # fmt: skip
     except shards.NothingWrittenError as e:
         return cli.error("convert", f"{errors.one_line(e)}; nothing written")

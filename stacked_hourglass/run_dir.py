@@ -22,11 +22,14 @@ through h5py and zipfile, which need local files: they are written locally and u
 from __future__ import annotations
 
 import contextlib
+import errno
+import math
 import os
 import re
 from collections.abc import Iterator
 
 import keras
+import numpy as np
 
 from stacked_hourglass.config import ExperimentConfig
 from stacked_hourglass.model.hourglass import build_model
@@ -112,9 +115,50 @@ def _keras_file(target: str, suffix: str) -> Iterator[str]:
                 os.remove(named)
 
 
+# HDF5's own structures around the arrays of a weights file, generously.
+_H5_OVERHEAD_BYTES = 4 * 2**20
+
+
+def weights_file_bytes(model: keras.Model) -> int:
+    """About how many bytes `save_weights` writes: the weights and the optimizer's variables
+    (an upper bound up to HDF5's headers, `_H5_OVERHEAD_BYTES`)."""
+    variables = list(model.weights)
+    if getattr(model, "optimizer", None) is not None:
+        variables += list(model.optimizer.variables)
+    arrays = sum(
+        math.prod(int(n) for n in v.shape)
+        * np.dtype(keras.backend.standardize_dtype(v.dtype)).itemsize
+        for v in variables
+    )
+    return arrays + _H5_OVERHEAD_BYTES
+
+
+def check_free_space(path: str, needed: int, name: str = "") -> None:
+    """Raises `OSError(ENOSPC)` when the local filesystem of `path` has fewer than `needed`
+    bytes free. HDF5 does not survive a full disk (h5py's cleanup after a failed write can crash
+    the process), so a weights file is written only where it fits."""
+    if files.is_url(path):
+        return
+    folder = os.path.dirname(os.path.abspath(path))
+    stats = os.statvfs(folder)
+    free = stats.f_bavail * stats.f_frsize
+    if free < needed:
+        raise OSError(
+            errno.ENOSPC,
+            f"no space left on device: {folder} has {free / 2**20:.1f} MiB free, writing "
+            f"{name or os.path.basename(path)} needs about {needed / 2**20:.1f} MiB",
+        )
+
+
 def save_weights(model: keras.Model, checkpoint: str) -> None:
-    """`model.save_weights` (weights and optimizer state) to `checkpoint`, atomically."""
+    """`model.save_weights` (weights and optimizer state) to `checkpoint`, atomically.
+
+    Raises:
+        OSError: ENOSPC, before anything is written, when the disk lacks the room for the file
+            (`check_free_space`); nothing is left behind.
+    """
     with _keras_file(checkpoint, ".weights.h5") as local:
+        check_free_space(local, weights_file_bytes(model), os.path.basename(checkpoint))
         model.save_weights(local)
 
 

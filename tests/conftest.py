@@ -1,5 +1,6 @@
 """Shared fixtures: small synthetic TFRecord splits written to a temporary folder."""
 
+import numpy as np
 import pytest
 
 from stacked_hourglass.data.records import shards
@@ -31,6 +32,27 @@ def synthetic_records(tmp_path_factory):
 
 
 # --- data sources / records builders: person examples, a tiny official MPII .mat ---------------
+
+
+def _png_header(width, height) -> bytes:
+    """A PNG signature + IHDR (+ IEND) claiming width x height: no pixel data at all (an image
+    "too large" to decode, read from its header only)."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
+
+
+@pytest.fixture(scope="session")
+def png_header():
+    """`png_header(width, height)` → the bytes of a PNG header claiming that size, no pixels."""
+    return _png_header
 
 
 def _solid_jpeg(height=48, width=64, value=128) -> bytes:
@@ -315,6 +337,165 @@ def kill_at_step():
     return Killed, KillAtStep
 
 
+# --- COCO-format datasets: annotation JSON + JPEG images (synthetic people, or a 5-joint tool) --
+
+# The 5-joint "tool" of `write_coco_dataset(kind="shapes")`: a pentagon's corners, clockwise as
+# displayed from the top one (angles in degrees, y down); left/right as seen in the image.
+COCO_TOOL_JOINTS = ("tip", "right_wing", "right_foot", "left_foot", "left_wing")
+_TOOL_ANGLES = (-90.0, -18.0, 54.0, 126.0, 198.0)
+_COCO_IMAGE_SIZE = (160, 160)  # (height, width) per image (width grows with the people)
+
+
+def _coco_bbox(x1, y1, x2, y2, height, width) -> list[float]:
+    """A box (x1, y1, x2, y2) in pixel-centre coordinates, clipped to the image, as COCO's
+    continuous [x, y, w, h] (`sources.coco.to_coco_bbox`), rounded to 1/1000 pixel."""
+    from stacked_hourglass.data.sources import coco
+
+    clipped = (max(x1, -0.5), max(y1, -0.5), min(x2, width - 0.5), min(y2, height - 0.5))
+    return [round(v, 3) for v in coco.to_coco_bbox(clipped)]
+
+
+def _coco_people_image(rng, num_people: int):
+    """(image uint8 [H, W, 3], [(keypoints [17, 3], bbox)]) of `num_people` synthetic people side
+    by side; COCO's 12 limb joints labelled from the generator's (v 2, or 1 where another person
+    covers the joint), the face joints and joints outside the image v 0."""
+    from stacked_hourglass import joints
+    from stacked_hourglass.data.sources import synthetic
+
+    height, width = _COCO_IMAGE_SIZE[0], max(_COCO_IMAGE_SIZE[1], 80 * num_people)
+    canvas = synthetic.render_background(rng, height, width)
+    owner = np.zeros((height, width), np.uint8)
+    mpii = {joints.canonical_name(n): i for i, n in enumerate(synthetic.JOINT_SET.names)}
+    config = synthetic.SyntheticConfig(max_rotation_deg=20.0)
+    bodies = []
+    for k in range(num_people):
+        centre = ((k + 0.5) * width / num_people, height / 2 + rng.uniform(-5, 5))
+        body = synthetic.pose_body(synthetic.sample_pose(rng, config), rng.uniform(90, 120), centre)
+        synthetic.render_person(canvas, owner, k + 1, body, synthetic.sample_style(rng))
+        bodies.append(body)
+    people = []
+    for k, body in enumerate(bodies):
+        keypoints = np.zeros((joints.COCO.num_joints, 3))
+        for j, name in enumerate(joints.COCO.names):
+            if name not in mpii:
+                continue
+            x, y = body.keypoints[mpii[name]]
+            xi, yi = int(round(x)), int(round(y))
+            if 0 <= xi < width and 0 <= yi < height:
+                keypoints[j] = (round(x, 2), round(y, 2), 2 if owner[yi, xi] == k + 1 else 1)
+        people.append((keypoints, _coco_bbox(*body.extent(), height, width)))
+    return np.clip(np.rint(canvas), 0, 255).astype(np.uint8), people
+
+
+def _coco_shapes_image(rng, num_tools: int):
+    """(image, [(keypoints [5, 3], bbox)]) of `num_tools` pentagon tools side by side (a filled
+    pentagon with a star of darker spokes and a light tip), every corner labelled v 2."""
+    from stacked_hourglass.data.sources import synthetic
+
+    height, width = _COCO_IMAGE_SIZE[0], max(_COCO_IMAGE_SIZE[1], 80 * num_tools)
+    canvas = synthetic.render_background(rng, height, width)
+    tools = []
+    for k in range(num_tools):
+        centre = np.array([(k + 0.5) * width / num_tools, height / 2]) + rng.uniform(-6, 6, 2)
+        radius = rng.uniform(22.0, 34.0)
+        angles = np.radians(np.asarray(_TOOL_ANGLES) + rng.uniform(-25, 25))
+        corners = centre + radius * np.stack([np.cos(angles), np.sin(angles)], axis=1)
+        colour = rng.uniform(40, 220, 3).astype(np.float32)
+        synthetic.draw_polygon(canvas, None, 0, corners, colour, shade=0.2)
+        for corner in corners:
+            synthetic.draw_capsule(canvas, None, 0, centre, corner, 2.0, 0.5 * colour)
+        synthetic.draw_ellipse(canvas, None, 0, corners[0], 4.0, 4.0, 0.0,
+                               np.float32([250, 250, 250]))  # fmt: skip
+        keypoints = np.concatenate([np.round(corners, 2), np.full((5, 1), 2.0)], axis=1)
+        x1, y1 = corners.min(axis=0) - 3.0
+        x2, y2 = corners.max(axis=0) + 3.0
+        tools.append((keypoints, _coco_bbox(x1, y1, x2, y2, height, width)))
+    return np.clip(np.rint(canvas), 0, 255).astype(np.uint8), tools
+
+
+def _coco_category(kind: str) -> dict:
+    from stacked_hourglass import joints
+
+    if kind == "people":
+        names, skeleton = joints.COCO.names, joints.COCO.skeleton
+        category = {"id": 1, "name": "person", "supercategory": "person"}
+    else:
+        names = COCO_TOOL_JOINTS
+        skeleton = list(zip(names, names[1:] + names[:1], strict=True))
+        category = {"id": 3, "name": "tool", "supercategory": "tool"}
+    one_based = [[names.index(a) + 1, names.index(b) + 1] for a, b in skeleton]
+    return {**category, "keypoints": list(names), "skeleton": one_based}
+
+
+def _coco_annotation(ann_id, image_id, category_id, keypoints, bbox, **extra) -> dict:
+    return {
+        "id": ann_id, "image_id": image_id, "category_id": category_id,
+        "keypoints": [float(v) if i % 3 < 2 else int(v) for i, v in
+                      enumerate(np.asarray(keypoints).reshape(-1))],
+        "num_keypoints": int(np.count_nonzero(np.asarray(keypoints)[:, 2])),
+        "bbox": bbox, "area": round(bbox[2] * bbox[3], 3), "iscrowd": 0, **extra,
+    }  # fmt: skip
+
+
+def _write_coco_dataset(directory, *, num_images=3, people_per_image=2, kind="people", seed=0):
+    """Writes a small COCO-format keypoint dataset: DIRECTORY/images/*.jpg and
+    DIRECTORY/annotations.json; returns (annotations_path, images_dir).
+
+    kind "people": synthetic people (COCO's 17-joint person category, `joints.COCO`'s keypoints
+    and skeleton; the 12 limb joints labelled, v 2 or 1 where another person covers the joint,
+    the 5 face joints v 0); kind "shapes": a 5-joint "tool" (`COCO_TOOL_JOINTS`, category id 3,
+    a pentagon on a textured background). `num_images` images (ids 101, 102, ...) of
+    `people_per_image` annotated people or tools (annotation ids 1, 2, ...), each with its tight
+    box (a small margin, clipped to the image) and area = w * h; then one `iscrowd` annotation
+    and one with `num_keypoints` 0 on the first image, which the converter skips. So converting
+    writes `num_images * people_per_image` records. Deterministic in `seed`; 160 px high images.
+    """
+    import json
+    import pathlib
+
+    from stacked_hourglass.data.sources import synthetic
+
+    if kind not in ("people", "shapes"):
+        raise ValueError(f"kind must be 'people' or 'shapes', got {kind!r}")
+    directory = pathlib.Path(directory)
+    images_dir = directory / "images"
+    images_dir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng([seed, 22])
+    category = _coco_category(kind)
+    draw = _coco_people_image if kind == "people" else _coco_shapes_image
+    images, annotations = [], []
+    for i in range(num_images):
+        image, objects = draw(rng, people_per_image)
+        image_id, file_name = 101 + i, f"{101 + i:012d}.jpg"
+        (images_dir / file_name).write_bytes(synthetic.encode_jpeg(image))
+        images.append({"id": image_id, "file_name": file_name,
+                       "height": image.shape[0], "width": image.shape[1]})  # fmt: skip
+        for keypoints, bbox in objects:
+            annotations.append(_coco_annotation(len(annotations) + 1, image_id, category["id"],
+                                                keypoints, bbox))  # fmt: skip
+    unlabelled = np.zeros((len(category["keypoints"]), 3))
+    annotations.append(_coco_annotation(len(annotations) + 1, 101, category["id"], unlabelled,
+                                        [0.0, 0.0, 40.0, 40.0], iscrowd=1))  # fmt: skip
+    annotations.append(_coco_annotation(len(annotations) + 1, 101, category["id"], unlabelled,
+                                        [10.0, 10.0, 20.0, 30.0]))  # fmt: skip
+    path = directory / "annotations.json"
+    payload = {
+        "info": {"description": f"write_coco_dataset kind={kind} seed={seed}"},
+        "images": images,
+        "annotations": annotations,
+        "categories": [category],
+    }
+    path.write_text(json.dumps(payload))
+    return path, images_dir
+
+
+@pytest.fixture(scope="session")
+def write_coco_dataset():
+    """`write_coco_dataset(directory, *, num_images=3, people_per_image=2, kind="people"|"shapes",
+    seed=0)` → (annotations_path, images_dir): see `_write_coco_dataset`."""
+    return _write_coco_dataset
+
+
 # --- person detectors: SavedModels with the TF2 Object Detection API's signature ---------------
 
 
@@ -353,3 +534,59 @@ def make_detector():
     SavedModel with the TF2 Object Detection API's serving signature returning those
     detections (boxes normalised ymin, xmin, ymax, xmax) for any image."""
     return _save_detector
+
+
+def _blocky_picture(height, width, seed):
+    """uint8 [H, W, 3] grey 8x8 blocks of random levels (H, W multiples of 8): asymmetric under
+    every flip and quarter turn, and stored losslessly by a quality-100 4:4:4 JPEG in any of them
+    (a constant grey block is one integer DC coefficient; grey has Cb = Cr = 128 exactly)."""
+    import numpy as np
+
+    levels = np.random.default_rng(seed).integers(0, 256, (height // 8, width // 8))
+    grey = np.kron(levels, np.ones((8, 8), np.int64)).astype(np.uint8)
+    return np.repeat(grey[..., None], 3, axis=-1)
+
+
+# EXIF orientation → the stored pixels of an upright picture: the inverse of what the tag says
+# to do (checked against Pillow's `ImageOps.exif_transpose` in tests/data/test_exif.py).
+STORED_FOR_ORIENTATION = {
+    1: lambda u: u,
+    2: lambda u: u[:, ::-1],
+    3: lambda u: u[::-1, ::-1],
+    4: lambda u: u[::-1],
+    5: lambda u: u.transpose(1, 0, 2),
+    6: lambda u: u.transpose(1, 0, 2)[::-1],  # shown turned 90 degrees clockwise
+    7: lambda u: u.transpose(1, 0, 2)[::-1, ::-1],
+    8: lambda u: u.transpose(1, 0, 2)[:, ::-1],  # shown turned 90 degrees anticlockwise
+}
+
+
+def _oriented_jpeg(upright, orientation, exif=None):
+    """JPEG bytes of `upright` stored in `orientation` with Pillow's EXIF tag 0x0112 (Pillow
+    writes it big-endian, "MM"), quality 100, 4:4:4; `exif`: other EXIF bytes instead."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    stored = np.ascontiguousarray(STORED_FOR_ORIENTATION[orientation](upright))
+    if exif is None:
+        tags = Image.Exif()
+        tags[0x0112] = orientation
+        exif = tags.tobytes()
+    out = io.BytesIO()
+    Image.fromarray(stored).save(out, "JPEG", quality=100, subsampling=0, exif=exif)
+    return out.getvalue()
+
+
+@pytest.fixture(scope="session")
+def blocky_picture():
+    """`make(height, width, seed)` → `_blocky_picture`."""
+    return _blocky_picture
+
+
+@pytest.fixture(scope="session")
+def oriented_jpeg():
+    """`make(upright uint8 [H, W, 3], orientation 1-8, exif=None)` → JPEG bytes of the picture
+    stored the way a camera with that EXIF orientation stores it (`_oriented_jpeg`)."""
+    return _oriented_jpeg

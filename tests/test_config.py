@@ -274,9 +274,11 @@ def test_resolve_derives_joints_supervision_and_sync_batch_norm():
     assert ExperimentConfig().resolve(num_replicas=2).model.sync_batch_norm is True
     no_sync = ExperimentConfig(train=TrainConfig(sync_batch_norm=False))
     assert no_sync.resolve(num_replicas=4).model.sync_batch_norm is False
-    # Nothing else changes, and resolving twice is resolving once.
+    # Nothing else changes (but "auto" for unlabelled joints, decided), and resolving twice is
+    # resolving once.
     resolved = ODD.resolve()
-    assert resolved.data == ODD.data and resolved.train == ODD.train
+    assert resolved.data == dataclasses.replace(ODD.data, unlabelled=resolved.data.unlabelled)
+    assert resolved.data.unlabelled == ODD.data.unlabelled_rule and resolved.train == ODD.train
     assert dataclasses.replace(resolved.model, num_joints=16) == ODD.model
     assert resolved.resolve() == resolved
 
@@ -355,3 +357,74 @@ def test_resume_lists_every_unnamed_change_and_accepts_named_ones():
 def test_allow_config_change_names_fields():
     with pytest.raises(ValueError, match="names no config field: epoch, data.nope"):
         config_lib.TrainConfig(allow_config_change=("epoch", "data.nope", "data.sigma"))
+
+
+def test_unlabelled_defaults_by_joint_set_and_resolve_records_them():
+    """auto: zero (the paper's recipe) for mpii/flic/synthetic, ignore for coco; resolve()
+    writes the rule into the config (config.json), an explicit value wins."""
+    assert DataConfig().unlabelled == "auto"
+    for dataset, rule in (
+        ("mpii", "zero"),
+        ("flic", "zero"),
+        ("synthetic", "zero"),
+        ("coco", "ignore"),
+    ):
+        config = ExperimentConfig(data=DataConfig(dataset=dataset))
+        assert config.data.unlabelled_rule == rule
+        resolved = config.resolve()
+        assert resolved.to_dict()["data"]["unlabelled"] == rule
+        assert resolved.resolve() == resolved
+    mpii_ignoring = ExperimentConfig(data=DataConfig(unlabelled="ignore")).resolve()
+    assert mpii_ignoring.data.unlabelled == "ignore"
+    coco = config_lib.from_flags(_parse(["--dataset=coco", "--unlabelled=zero"]))
+    assert coco.resolve().data.unlabelled == "zero"
+    with pytest.raises(flags.IllegalFlagValueError):
+        _parse(["--unlabelled=mask"])
+    with pytest.raises(ValueError, match="unlabelled must be one of auto, ignore, zero; got 'x'"):
+        DataConfig(unlabelled="x")
+
+
+def test_config_json_without_unlabelled_trained_them_to_zero():
+    """A config.json written before the rule existed resumes as "zero", whatever its joint set."""
+    payload = ExperimentConfig(data=DataConfig(dataset="coco")).resolve().to_dict()
+    del payload["data"]["unlabelled"]
+    stored = ExperimentConfig.from_dict(payload)
+    assert stored.data.unlabelled == "zero"
+    assert stored.resolve().data.unlabelled == "zero"
+    # A run resumes under its stored rule; another one only when --allow_config_change names it.
+    coco = ExperimentConfig(data=DataConfig(dataset="coco")).resolve()
+    assert config_lib.check_resume(coco, coco) == []
+    with pytest.raises(ValueError, match=r"data.unlabelled 'zero' -> 'ignore' \(--allow_config"):
+        config_lib.check_resume(stored, coco)
+    allowed = dataclasses.replace(coco, train=TrainConfig(allow_config_change=("unlabelled",)))
+    assert config_lib.check_resume(stored, allowed) == ["data.unlabelled"]
+
+
+@pytest.mark.parametrize("stacks", [8, 2])
+def test_coco_flagfiles_are_the_mpii_recipe_on_coco(stacks):
+    """configs/coco_Nstack.flags differ from mpii_Nstack.flags in the data and run folder only;
+    unlabelled joints are ignored there and trained to zero in the paper's MPII recipe."""
+    coco, mpii = (
+        config_lib.from_flags(_parse([f"--flagfile={CONFIGS_DIR / f'{name}_{stacks}stack.flags'}"]))
+        for name in ("coco", "mpii")
+    )
+    differing = {
+        f"{section}.{key}"
+        for section, values in coco.to_dict().items()
+        for key, value in values.items()
+        if mpii.to_dict()[section][key] != value
+    }
+    assert differing == {
+        "data.dataset",
+        "data.train_files",
+        "data.valid_files",
+        "data.unlabelled",
+        "train.model_dir",
+    }
+    coco, mpii = coco.resolve(), mpii.resolve()
+    assert (coco.model.num_stacks, coco.model.input_size, coco.model.num_joints) == (
+        stacks,
+        256,
+        17,
+    )
+    assert coco.data.unlabelled == "ignore" and mpii.data.unlabelled == "zero"

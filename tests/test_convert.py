@@ -59,7 +59,7 @@ def test_converts_deterministically(official_mpii, capsys):
     ]
     assert manifest["options"] == {
         "split_file": str(official_mpii / "split.txt"),
-        "verify_images": False,
+        "verify_images": True,
     }
 
 
@@ -126,7 +126,7 @@ def test_strict_fails_on_a_skip(official_mpii, capsys):
     "case,message",
     [
         ("no_dataset", "--dataset is required"),
-        ("bad_dataset", "flag --dataset=coco"),
+        ("bad_dataset", "flag --dataset=lsp"),
         ("no_images", "--dataset=mpii needs --annotations and --images"),
         ("positional", "unexpected arguments: extra"),
         ("missing_annotations", "annotations file {tmp}/missing.mat does not exist"),
@@ -159,7 +159,7 @@ def test_user_errors_are_one_line(tmp_path, capsys, case, message):
     mpii = ["--dataset=mpii", images, out]
     args = {
         "no_dataset": [out],
-        "bad_dataset": ["--dataset=coco", out],
+        "bad_dataset": ["--dataset=lsp", out],
         "no_images": ["--dataset=mpii", f"--annotations={tmp_path / 'empty.mat'}", out],
         "positional": ["--dataset=synthetic", out, "extra"],
         "missing_annotations": [*mpii, f"--annotations={tmp_path / 'missing.mat'}"],
@@ -331,7 +331,7 @@ def test_module_smoke(tmp_path):
     manifest = json.loads((out / "valid.manifest.json").read_text())
     assert manifest["num_records"] == 3 and manifest["dataset"] == "synthetic"
     assert manifest["options"] == {"num_examples": 3, "seed": 1, "split_file": None,
-                                   "verify_images": False}  # fmt: skip
+                                   "verify_images": True}  # fmt: skip
 
 
 def test_tools_shim_smoke(tmp_path):
@@ -343,3 +343,24 @@ def test_tools_shim_smoke(tmp_path):
     assert errors == [f"convert: error: annotations file {tmp_path / 'missing.mat'} does not exist"]
     assert not (tmp_path / "out").exists()
     assert shards.manifest_name("valid") == "valid.manifest.json"
+
+
+def test_a_truncated_image_is_skipped_by_default(official_mpii, capsys):
+    """A truncated JPEG passes every header check; convert decodes each image to its end by
+    default and skips its people (`corrupt_image`); --noverify_images reads headers only."""
+    import numpy as np
+    import tensorflow as tf
+
+    noise = np.random.default_rng(0).integers(0, 256, (400, 500, 3), np.uint8)
+    whole = tf.io.encode_jpeg(noise, quality=90).numpy()
+    (official_mpii / "images" / "b.jpg").write_bytes(whole[: len(whole) // 2])
+    out = official_mpii / "out"
+    assert convert.main(_mpii_args(official_mpii, out, "--split=train")) == 0
+    manifest = json.loads((out / "train.manifest.json").read_text())
+    corrupt = [s for s in manifest["skipped"] if s["reason"] == "corrupt_image"]
+    assert [s["filename"] for s in corrupt] == ["b.jpg", "b.jpg"], manifest["skipped"]
+    unchecked = official_mpii / "unchecked"
+    assert convert.main(_mpii_args(official_mpii, unchecked, "--split=train",
+                                   "--noverify_images")) == 0  # fmt: skip
+    manifest = json.loads((unchecked / "train.manifest.json").read_text())
+    assert not [s for s in manifest["skipped"] if s["reason"] == "corrupt_image"]

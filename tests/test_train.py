@@ -117,7 +117,7 @@ def test_a_file_that_is_not_tfrecords_is_one_line(capsys, synthetic_records, tmp
         ("--checkpoint_every_steps=-1", "checkpoint_every_steps must be >= 0, got -1"),
         ("--lr_drop_epochs=6,x", "--lr_drop_epochs: expected comma-separated ints"),
         ("--input_size=100", "input_size must be divisible by"),
-        ("--dataset=coco", "dataset"),
+        ("--dataset=lsp", "dataset"),
         ("--num_stack=2", "num_stack"),
         ("positional", "unexpected arguments: positional"),
     ],
@@ -206,3 +206,62 @@ def test_a_run_killed_with_sigkill_mid_epoch_resumes_where_its_checkpoint_left_i
     summary = json.loads((run / "summary.json").read_text())
     assert summary["resumed_from_step"] == state["step"] and summary["steps"] == 120
     assert not [p for p in (run / "checkpoints").iterdir() if p.name.startswith(".")]
+
+
+def _noise_jpeg(seed: int, height=48, width=64) -> bytes:
+    import numpy as np
+    import tensorflow as tf
+
+    pixels = np.random.default_rng(seed).integers(0, 256, (height, width, 3), np.uint8)
+    return tf.io.encode_jpeg(pixels, quality=95).numpy()
+
+
+def test_an_image_that_does_not_decode_stops_training_with_one_line_naming_it(
+    capsys, person_example, synthetic_records, tmp_path
+):
+    """A truncated JPEG passes every header check; its decode fails mid-epoch. The error is one
+    line naming the shard, the record and the decoder's reason, exit 1."""
+    from stacked_hourglass.data.records import shards
+
+    truncated = _noise_jpeg(7)[:1500]
+    examples = [person_example(i, image=truncated if i == 5 else _noise_jpeg(i)) for i in range(8)]
+    shards.write_split(
+        examples, 8, tmp_path, "train", "synthetic", num_shards=2, show_progress=False
+    )
+    status, _, err = _main(
+        capsys,
+        *TINY_FLAGS,
+        "--steps_per_epoch=4",
+        "--shuffle_buffer=1",
+        f"--train_files={tmp_path}/train-*.tfrecord",
+        f"--valid_files={synthetic_records['valid']}",
+        f"--model_dir={tmp_path}/run",
+    )
+    assert status == 1 and len(err) == 1, err
+    assert err[0].startswith(f"train: error: {tmp_path}/train-00001-of-00002.tfrecord: record 1: ")
+    assert "unreadable person record or image (jpeg::Uncompress failed" in err[0], err[0]
+    assert "stack traces" not in err[0]
+
+
+def test_a_shard_with_a_flipped_byte_stops_training_with_one_line(
+    capsys, person_example, synthetic_records, tmp_path
+):
+    from stacked_hourglass.data.records import shards
+
+    examples = [person_example(i, image=_noise_jpeg(i)) for i in range(8)]
+    shards.write_split(examples, 8, tmp_path, "train", "synthetic", num_shards=1,
+                       show_progress=False)  # fmt: skip
+    shard = tmp_path / "train-00000-of-00001.tfrecord"
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    status, _, err = _main(
+        capsys,
+        *TINY_FLAGS,
+        "--steps_per_epoch=2",
+        f"--train_files={shard}",
+        f"--valid_files={synthetic_records['valid']}",
+        f"--model_dir={tmp_path}/run",
+    )
+    assert status == 1 and len(err) == 1, err
+    assert err[0].startswith(f"train: error: {shard}: record 3: cannot be read (corrupted record")

@@ -1,4 +1,5 @@
-r"""Converts MPII / FLIC annotations (or synthetic people) to sharded TFRecords plus a manifest.
+r"""Converts MPII / FLIC / COCO-format annotations (or synthetic people) to sharded TFRecords plus
+a manifest.
 
   python tools/make_tfrecords.py --dataset=mpii --annotations=valid.h5 --images=mpii/images \
       --output_dir=tfrecords/mpii --split=valid
@@ -7,6 +8,8 @@ r"""Converts MPII / FLIC annotations (or synthetic people) to sharded TFRecords 
   python tools/make_tfrecords.py --dataset=flic --annotations=FLIC/examples.mat \
       --images=FLIC/images --output_dir=tfrecords/flic --split=valid
   python tools/make_tfrecords.py --dataset=synthetic --num_examples=2000 --output_dir=DIR
+  python tools/make_tfrecords.py --dataset=coco --annotations=person_keypoints_val2017.json \
+      --images=val2017 --output_dir=tfrecords/coco --split=valid
 
 Writes OUTPUT_DIR/SPLIT-XXXXX-of-NNNNN.tfrecord and OUTPUT_DIR/SPLIT.manifest.json (see
 tfrecords/README.md). The train split is written in a seeded random order (`--shuffle_seed`,

@@ -27,6 +27,10 @@ HEADBOX = "person/headbox"
 SOURCE_DATASET = "source/dataset"
 SOURCE_INDEX = "source/index"
 SOURCE_PERSON = "source/person"
+# The person box (x1, y1, x2, y2), 0-based pixels, and its area (COCO's `area`): written only for
+# people that have one (COCO-format sources), so other sources' records are unchanged.
+PERSON_BOX = "person/box"
+PERSON_AREA = "person/area"
 
 # person/keypoint_status values.
 NOT_ANNOTATED = 0
@@ -49,11 +53,16 @@ class PersonExample:
         scale: crop side = 200 × scale pixels.
         keypoints: float [K, 2], (x, y), 0-based original pixels; (0, 0) where not annotated.
         keypoint_status: int [K], NOT_ANNOTATED / OCCLUDED / VISIBLE.
-        normalizer: PCK reference length in pixels (MPII head size, FLIC torso size); 0 if unknown.
+        normalizer: PCK reference length in pixels (MPII head size, FLIC torso size, the box's
+            longer side for COCO-format data); 0 if unknown.
         headbox: (x1, y1, x2, y2), 0-based pixels, or None when the source has none.
-        dataset: source dataset name ("mpii", "flic", "synthetic").
-        index: image index in the source annotation.
-        person: person index within that image in the source annotation.
+        dataset: source dataset name ("mpii", "flic", "synthetic", "coco").
+        index: image index in the source annotation (COCO: the image id).
+        person: person index within that image in the source annotation (COCO: the annotation
+            id).
+        box: the person box (x1, y1, x2, y2), 0-based pixels (the image spans [-0.5, W - 0.5]),
+            or None when the source has none (COCO: `sources.coco.coco_box` of the `bbox`).
+        area: the person's area in pixels (COCO's `area`, which OKS divides by); 0.0 if unknown.
     """
 
     image_encoded: bytes
@@ -69,6 +78,8 @@ class PersonExample:
     dataset: str
     index: int
     person: int
+    box: tuple[float, float, float, float] | None = None
+    area: float = 0.0
 
 
 def _bytes(values):
@@ -107,6 +118,9 @@ def serialize_example(example: PersonExample) -> bytes:
         SOURCE_INDEX: _ints([example.index]),
         SOURCE_PERSON: _ints([example.person]),
     }
+    if example.box is not None or example.area:
+        feature[PERSON_BOX] = _floats(example.box if example.box is not None else [])
+        feature[PERSON_AREA] = _floats([example.area])
     proto = tf.train.Example(features=tf.train.Features(feature=feature))
     return proto.SerializeToString(deterministic=True)
 
@@ -127,7 +141,16 @@ def feature_spec(num_joints: int) -> dict:
         SOURCE_DATASET: tf.io.FixedLenFeature([], tf.string, default_value=""),
         SOURCE_INDEX: tf.io.FixedLenFeature([], tf.int64, default_value=-1),
         SOURCE_PERSON: tf.io.FixedLenFeature([], tf.int64, default_value=-1),
+        PERSON_BOX: tf.io.VarLenFeature(tf.float32),
+        PERSON_AREA: tf.io.FixedLenFeature([], tf.float32, default_value=0.0),
     }
+
+
+def _four_or_zeros(values):
+    """float32 [4]: the four values of a box feature, or zeros when it has none."""
+    return tf.cond(
+        tf.size(values) == 4, lambda: tf.reshape(values, [4]), lambda: tf.zeros([4], tf.float32)
+    )
 
 
 def parse_example(serialized, num_joints: int) -> dict:
@@ -135,15 +158,12 @@ def parse_example(serialized, num_joints: int) -> dict:
 
     Returns:
         A dict with the contract's keys. `person/keypoints` is reshaped to float32 [K, 2] (x, y),
-        `person/headbox` is float32 [4] (zeros when absent), `image/height`/`image/width` int32.
+        `person/headbox` and `person/box` are float32 [4] (zeros when absent), `person/area`
+        float32 (0 when absent), `image/height`/`image/width` int32.
     """
     parsed = tf.io.parse_single_example(serialized, feature_spec(num_joints))
-    headbox = tf.sparse.to_dense(parsed[HEADBOX])
-    parsed[HEADBOX] = tf.cond(
-        tf.size(headbox) == 4,
-        lambda: tf.reshape(headbox, [4]),
-        lambda: tf.zeros([4], tf.float32),
-    )
+    for key in (HEADBOX, PERSON_BOX):
+        parsed[key] = _four_or_zeros(tf.sparse.to_dense(parsed[key]))
     keypoints = tf.reshape(parsed[KEYPOINTS], [num_joints, 2])
     # Coordinates of joints that are not annotated mean nothing, but a NaN there would still
     # turn its (masked) target heatmap into NaNs: such values read as 0.
@@ -177,7 +197,9 @@ _REQUIRED_COUNTS = {
     KEYPOINT_STATUS: "K",
 }
 # Keys with a default: absent is fine, more than one value is not.
-_OPTIONAL_SINGLE = (IMAGE_FILENAME, NORMALIZER, SOURCE_DATASET, SOURCE_INDEX, SOURCE_PERSON)
+_OPTIONAL_SINGLE = (
+    IMAGE_FILENAME, NORMALIZER, SOURCE_DATASET, SOURCE_INDEX, SOURCE_PERSON, PERSON_AREA,
+)  # fmt: skip
 
 
 def _first_values(values, count: int):
@@ -198,10 +220,11 @@ def record_problem(
     The checks of a record this package did not necessarily write, cheapest first, without
     decoding the image: every key `parse_example` requires is present with the right number of
     values (`person/keypoints` 2K, `person/keypoint_status` K); the optional ones have at most
-    one; `person/center` is finite, `person/scale` finite and > 0, `person/keypoint_status` in
-    0..2, the annotated joints' `person/keypoints` finite; with `need_normalizer` (a split PCK
-    is computed on), `person/normalizer` finite and > 0; `image/encoded` is a JPEG, PNG, GIF,
-    BMP or WebP whose header (`images.image_header`) gives at most `max_pixels` pixels.
+    one (`person/box`: none or 4); `person/center` is finite, `person/scale` finite and > 0,
+    `person/keypoint_status` in 0..2, the annotated joints' `person/keypoints` finite; with
+    `need_normalizer` (a split PCK is computed on), `person/normalizer` finite and > 0;
+    `image/encoded` is a JPEG, PNG, GIF, BMP or WebP whose header (`images.image_header`) gives
+    at most `max_pixels` pixels.
 
     Args:
         serialized: string scalar, one `tf.train.Example`.
@@ -271,6 +294,12 @@ def _count_checks(values: dict, num_joints: int) -> list:
                 tf.strings.format(f"{key} has {{}} values, expected at most 1", counts[key]),
             )
         )
+    checks.append(
+        (
+            (counts[PERSON_BOX] != 0) & (counts[PERSON_BOX] != 4),
+            tf.strings.format(f"{PERSON_BOX} has {{}} values, expected 0 or 4", counts[PERSON_BOX]),
+        )
+    )
     return checks
 
 

@@ -30,11 +30,39 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import tensorflow as tf
 
 from stacked_hourglass.data import features, images
+from stacked_hourglass.data.box_rule import BOX_MARGIN
 
 _EPS = 1e-6
+
+
+def box_to_center_scale(box):
+    """Person box → square crop centre and scale: the one home of the box → crop rule.
+
+    The rule of HRNet's `_xywh2cs` and mmpose's `GetBBoxCenterScale` for a square crop (aspect
+    ratio 1): centre = the box centre; the box widened to a square of its longer side, times
+    `BOX_MARGIN`; scale = that side / `features.PIXELS_PER_SCALE` (200). Used by the COCO
+    converter (ground-truth boxes) and by serving (`serving.box_crop`, requested boxes).
+
+    Args:
+        box: [..., 4] (x1, y1, x2, y2), 0-based pixels (pixel (0, 0)'s centre at (0, 0)). A numpy
+            array is computed in float64 numpy (the converter); anything else (a tensor, a list)
+            as float32 TensorFlow ops (graphs, `tf.data`).
+
+    Returns:
+        (center [..., 2] (x, y), scale [...]): numpy float64 for a numpy box, else float32
+        tensors.
+    """
+    if isinstance(box, np.ndarray):
+        box, maximum = box.astype(np.float64), np.maximum
+    else:
+        box, maximum = tf.convert_to_tensor(box, tf.float32), tf.maximum
+    center = 0.5 * (box[..., :2] + box[..., 2:])
+    side = maximum(box[..., 2] - box[..., 0], box[..., 3] - box[..., 1])
+    return center, BOX_MARGIN * side / features.PIXELS_PER_SCALE
 
 
 def crop_matrix(center, scale, input_size: int, rotation=0.0, flip=False):
@@ -281,11 +309,15 @@ def decode_crop(encoded, matrix, output_size: int, *, antialias: bool = True):
     multiple of r, its last decoded row and column also average libjpeg's edge padding (under one
     crop pixel, since r <= s). Other formats are decoded whole (r = 1) and the window sliced.
 
+    `matrix` reads the upright image: a JPEG's EXIF orientation (`images.exif_orientation`) is
+    composed into it (`images.orientation_matrix`, stored pixels → upright pixels), and the
+    stored pixels are decoded and cropped as they are (the window is the composed matrix's).
+
     Args:
         encoded: string scalar, JPEG/PNG/GIF/BMP/WebP bytes whose header has been checked
             (`images.check_image_size`, `features.record_problem`): the size is taken from the
             JPEG header or the decoded image, the pixel limit is not checked again.
-        matrix: float32 [3, 3], original pixels -> crop pixels (`crop_matrix`).
+        matrix: float32 [3, 3], upright original pixels -> crop pixels (`crop_matrix`).
         output_size: crop side S.
         antialias: False: the whole image decoded at full size and one bilinear warp (the
             crop of this package before antialiasing, kept to compare with).
@@ -295,16 +327,26 @@ def decode_crop(encoded, matrix, output_size: int, *, antialias: bool = True):
     """
     encoded = tf.convert_to_tensor(encoded, tf.string)
     matrix = tf.convert_to_tensor(matrix, tf.float32)
+    orientation = images.exif_orientation(encoded)
+
+    def stored(height, width):
+        """`matrix` from the stored pixels of a height x width image (its EXIF orientation)."""
+        upright = images.orientation_matrix(orientation, height, width)
+        return tf.linalg.matmul(matrix, upright)
+
     if not antialias:
         image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
-        return crop_image(image, matrix, output_size, antialias=False)
+        size = tf.shape(image)
+        return crop_image(image, stored(size[0], size[1]), output_size, antialias=False)
     shrink = shrink_factor(matrix)
 
     def place(height, width, ratio):
         """(window, window pixels -> crop pixels) in an image of height x width decoded at
         1/ratio."""
         r = tf.cast(ratio, tf.float32)
-        decoded_matrix = tf.linalg.matmul(matrix, scale_translate(r, r, (r - 1) / 2, (r - 1) / 2))
+        decoded_matrix = tf.linalg.matmul(
+            stored(height, width), scale_translate(r, r, (r - 1) / 2, (r - 1) / 2)
+        )
         decoded_height = tf.cast(tf.math.ceil(tf.cast(height, tf.float32) / r), tf.int32)
         decoded_width = tf.cast(tf.math.ceil(tf.cast(width, tf.float32) / r), tf.int32)
         margin = 2.0 * tf.maximum(shrink / r, 1.0) + 2.0

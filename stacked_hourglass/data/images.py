@@ -21,6 +21,14 @@ Formats (those `tf.io.decode_image` reads, except JPEG XL):
 Sizes are int64 (a PNG header can claim up to 2^32 - 1 pixels a side); the pixel count is
 compared in float64, which is exact far beyond any sensible limit.
 
+EXIF orientation (phone photos). A camera often stores a portrait photo as a landscape bitmap
+and an EXIF tag (0x0112, values 1-8) saying how to turn it upright. Every size and pixel this
+package reads is the upright image's: `exif_orientation` reads the tag of a JPEG (any other
+format, a JPEG without EXIF and a malformed EXIF: 1, never an error), `image_header` reports
+the upright size, `orientation_matrix` maps stored pixels to upright pixels (what
+`geometry.decode_crop` composes with a crop) and `orient_image` / `decode_upright` turn decoded
+pixels upright. The eight transforms are defined once, in `_ORIENTATIONS`.
+
 `decode_window` decodes only a window of an image (what a crop reads, `geometry.decode_crop`):
 a JPEG through libjpeg-turbo's cropped decoding (`decode_jpeg_window`), optionally downscaled 2,
 4 or 8 times in the DCT domain; the other formats in full, then sliced.
@@ -28,6 +36,7 @@ a JPEG through libjpeg-turbo's cropped decoding (`decode_jpeg_window`), optional
 
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 
 from stacked_hourglass.config import DataConfig
@@ -40,6 +49,28 @@ FORMATS = "JPEG, PNG, GIF, BMP or WebP"
 _HEAD = 32  # bytes looked at; every header field read here lies within them
 _UNKNOWN, _JPEG, _PNG, _GIF, _BMP, _WEBP = range(6)
 _NAMES = ("unknown", "JPEG", "PNG", "GIF", "BMP", "WebP")
+
+_EXIF_PREFIX = 1 << 17  # bytes of a JPEG searched for its EXIF (an APP1 segment is < 64 KiB)
+_EXIF_SEGMENTS = 4  # APPn segments walked (EXIF's APP1 comes first, or after APP0 "JFIF")
+_EXIF_ENTRIES = 64  # IFD0 entries looked at (sorted by tag: 0x0112 is among the first)
+_EXIF_MAGIC4 = int.from_bytes(b"Exif", "big")  # then two zero bytes
+_ORIENTATION_TAG = 0x0112
+_PAD22 = b"\x00" * 22
+_APPN_MARKERS = [bytes([0xFF, m]) for m in [*range(0xE0, 0xF0), 0xFE]]  # APP0-15, COM
+_SHORT = 3  # the TIFF type of the orientation tag's value
+# EXIF orientation (index) → how its stored pixels turn upright: (transpose, mirror
+# left-right, mirror top-bottom), applied in that order. The one table of the 8 transforms.
+_ORIENTATIONS = (
+    (False, False, False),  # 0: not a valid value; as 1
+    (False, False, False),  # 1: upright
+    (False, True, False),  # 2: mirrored left-right
+    (False, True, True),  # 3: rotated 180 degrees
+    (False, False, True),  # 4: mirrored top-bottom
+    (True, False, False),  # 5: transposed (mirrored about the main diagonal)
+    (True, True, False),  # 6: stored a quarter turn anticlockwise: turned 90 degrees clockwise
+    (True, True, True),  # 7: transverse (mirrored about the anti-diagonal)
+    (True, False, True),  # 8: stored a quarter turn clockwise: turned 90 degrees anticlockwise
+)
 
 
 def _head(encoded):
@@ -63,6 +94,193 @@ def _big(head, start: int, count: int):
 
 def _signed32(value):
     return tf.where(value >= 1 << 31, value - (1 << 32), value)
+
+
+def _field_weights(layout, little: bool) -> np.ndarray:
+    """float64 [record bytes, fields]: a record's bytes times it are its unsigned fields.
+
+    Args:
+        layout: (offset, size) of each field in the record.
+        little: little-endian fields, else big-endian.
+    """
+    weights = np.zeros((max(o + n for o, n in layout), len(layout)))
+    for field, (offset, size) in enumerate(layout):
+        for i in range(size):
+            weights[offset + i, field] = 256.0 ** (i if little else size - 1 - i)
+    return weights
+
+
+def _read_fields(data, pos, layout, little):
+    """The fields (`_field_weights`) of the records at int64 positions `pos` [N] of `data`
+    (uint8 [n + 1], its last byte a zero pad; a byte past the end reads the pad).
+
+    Returns:
+        float64 [N, fields] (exact: fields are at most 4 bytes).
+    """
+    width = max(o + n for o, n in layout)
+    index = tf.minimum(pos[:, None] + tf.range(width, dtype=tf.int64), tf.size(data, tf.int64) - 1)
+    raw = tf.cast(tf.gather(data, index), tf.float64)
+    if isinstance(little, bool):
+        weights = tf.constant(_field_weights(layout, little))
+    else:
+        weights = tf.where(little, _field_weights(layout, True), _field_weights(layout, False))
+    return tf.linalg.matmul(raw, weights)
+
+
+def _exif_segment(data, length):
+    """(found, TIFF header position, segment end) of a JPEG's APP1 "Exif\\0\\0" segment.
+
+    Walks the APPn and COM segments after SOI (FF xx, then a big-endian length that counts
+    itself), at most `_EXIF_SEGMENTS`: the EXIF segment comes first (the EXIF standard) or
+    after a JFIF APP0; the frame's tables and the scan follow the APPn segments.
+    """
+    pos, positions = tf.constant(2, tf.int64), []
+    for _ in range(_EXIF_SEGMENTS):
+        positions.append(pos)
+        size = _read_fields(data, pos[None] + 2, ((0, 2),), False)[0, 0]
+        pos = pos + 2 + tf.cast(size, tf.int64)
+    positions = tf.stack(positions)
+    # Per segment: marker, length, the 6 bytes that say "Exif\0\0" (read as one 6-byte field).
+    fields = _read_fields(data, positions, ((0, 2), (2, 2), (4, 4), (8, 2)), False)
+    marker, size, magic4, magic2 = tf.unstack(tf.cast(fields, tf.int64), axis=1)
+    appn = ((marker >= 0xFFE0) & (marker <= 0xFFEF)) | tf.equal(marker, 0xFFFE)
+    usable = appn & (size >= 2) & (positions + 4 <= length)
+    walked = tf.cast(tf.math.cumprod(tf.cast(usable, tf.int32)), tf.bool)  # stop at the first other
+    soi = tf.equal(_read_fields(data, tf.zeros([1], tf.int64), ((0, 2),), False)[0, 0], 0xFFD8)
+    hit = soi & walked & tf.equal(marker, 0xFFE1) & tf.equal(magic4, _EXIF_MAGIC4)
+    hit = hit & tf.equal(magic2, 0) & (positions + 10 <= length)
+    first = tf.argmax(tf.cast(hit, tf.int32), output_type=tf.int32)
+    end = tf.minimum(positions[first] + 2 + size[first], length)
+    return tf.reduce_any(hit), positions[first] + 10, end
+
+
+def _parse_orientation(encoded):
+    """`exif_orientation` in graph ops (see there)."""
+    raw = tf.io.decode_raw(tf.strings.substr(encoded, 0, _EXIF_PREFIX), tf.uint8)
+    data = tf.concat([tf.reshape(raw, [-1]), tf.zeros([1], tf.uint8)], 0)
+    length = tf.size(data, tf.int64) - 1
+    found, tiff, end = _exif_segment(data, length)
+    # TIFF header: byte order "II" (little-endian) or "MM", 42, the offset of IFD0 from it.
+    order = _read_fields(data, tiff[None], ((0, 2),), False)[0, 0]
+    little = tf.equal(order, 0x4949)
+    magic, offset = tf.unstack(_read_fields(data, tiff[None], ((2, 2), (4, 4)), little)[0])
+    ifd = tiff + tf.cast(offset, tf.int64)
+    ok = found & (little | tf.equal(order, 0x4D4D)) & tf.equal(magic, 42.0)
+    ok = ok & (ifd >= tiff + 8) & (ifd + 2 <= end)
+    # IFD0: a 2-byte entry count, then 12-byte entries (tag, type, count, value or offset; a
+    # SHORT value sits in the value field's first two bytes).
+    count = tf.cast(_read_fields(data, ifd[None], ((0, 2),), little)[0, 0], tf.int64)
+    index = tf.range(_EXIF_ENTRIES, dtype=tf.int64)
+    entry = ifd + 2 + 12 * index
+    entries = _read_fields(data, entry, ((0, 2), (2, 2), (4, 4), (8, 2)), little)
+    tag, kind, values, value = tf.unstack(tf.cast(entries, tf.int64), axis=1)
+    match = ok & (index < count) & (entry + 12 <= end) & tf.equal(tag, _ORIENTATION_TAG)
+    first = tf.argmax(tf.cast(match, tf.int32), output_type=tf.int32)
+    valid = tf.reduce_any(match) & tf.equal(kind[first], _SHORT) & tf.equal(values[first], 1)
+    valid = valid & (value[first] >= 1) & (value[first] <= 8)
+    return tf.where(valid, tf.cast(value[first], tf.int32), 1)
+
+
+def _orientation_graph(encoded):
+    """`exif_orientation` in graph ops: the parse, skipped where `_without_exif`."""
+    return tf.cond(
+        _without_exif(encoded), lambda: tf.constant(1), lambda: _parse_orientation(encoded)
+    )
+
+
+# Eager callers (the converters, the host path) run its ~90 small ops as one graph.
+_orientation_function = tf.function(
+    _orientation_graph, input_signature=[tf.TensorSpec([], tf.string)]
+)
+
+
+def exif_orientation(encoded):
+    """The EXIF orientation (1-8) of encoded image bytes: int32 scalar.
+
+    The tag 0x0112 of a JPEG's APP1 "Exif" segment, read in graph ops from its first
+    `_EXIF_PREFIX` bytes: the marker segments after SOI are walked to the EXIF segment, then
+    the TIFF header (byte order, 42, the offset of IFD0), then IFD0's 12-byte entries for the
+    tag, a SHORT with count 1 and a value 1-8. Anything else gives 1 (upright) and never an
+    error nor a read past the bytes: another format, a JPEG without EXIF or without the tag,
+    a truncated segment, offsets outside it, another type or value. Works eagerly, in
+    `tf.data` and in a SavedModel graph.
+
+    Args:
+        encoded: string scalar tensor (or bytes).
+
+    Returns:
+        int32 []: 1 upright, 2 mirrored left-right, 3 rotated 180 degrees, 4 mirrored
+        top-bottom, 5 transposed, 6 to be turned 90 degrees clockwise, 7 transverse, 8 to be
+        turned 90 degrees anticlockwise (`orient_image`, `orientation_matrix`).
+    """
+    encoded = tf.convert_to_tensor(encoded, tf.string)
+    if tf.executing_eagerly():
+        return _orientation_function(encoded)
+    return _orientation_graph(encoded)
+
+
+def _without_exif(encoded):
+    """bool []: a few string ops show that the bytes hold no EXIF segment the walk would find:
+    not a JPEG, or the JPEG libjpeg writes without EXIF (SOI, a 16-byte JFIF APP0, then a
+    marker other than APPn/COM). Skips the parse for most non-phone pictures."""
+    head = tf.strings.substr(tf.strings.join([tf.strings.substr(encoded, 0, 22), _PAD22]), 0, 22)
+    jpeg = tf.equal(tf.strings.substr(head, 0, 2), b"\xff\xd8")
+    jfif = tf.equal(tf.strings.substr(head, 2, 9), b"\xff\xe0\x00\x10JFIF\x00")
+    after = tf.reduce_any(tf.equal(tf.strings.substr(head, 20, 2), _APPN_MARKERS))
+    return tf.logical_not(jpeg) | (jfif & tf.logical_not(after))
+
+
+def _orientation_flags(orientation):
+    """(transpose, mirror left-right, mirror top-bottom) bool scalars of an orientation."""
+    index = tf.cast(orientation, tf.int32)
+    index = tf.where((index >= 1) & (index < len(_ORIENTATIONS)), index, 0)  # other: upright
+    return tf.unstack(tf.gather(tf.constant(_ORIENTATIONS), index))
+
+
+def upright_size(height, width, orientation):
+    """(height, width) of the upright image: swapped for orientations 5-8 (a quarter turn)."""
+    transpose = _orientation_flags(orientation)[0]
+    return tf.where(transpose, width, height), tf.where(transpose, height, width)
+
+
+def orientation_matrix(orientation, height, width):
+    """The affine map of stored pixels to upright pixels: float32 [3, 3].
+
+    Pixel centres at integers: mirroring an axis of n pixels maps x to n - 1 - x, transposing
+    maps (x, y) to (y, x); `_ORIENTATIONS` gives which, in that order.
+
+    Args:
+        orientation: int scalar, the EXIF orientation (`exif_orientation`).
+        height, width: the stored image's size (int scalars).
+    """
+    transpose, mirror_x, mirror_y = _orientation_flags(orientation)
+    h, w = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
+    up_h, up_w = upright_size(h, w, orientation)
+    t = tf.cast(transpose, tf.float32)
+    sx, sy = tf.where(mirror_x, -1.0, 1.0), tf.where(mirror_y, -1.0, 1.0)
+    tx, ty = tf.where(mirror_x, up_w - 1.0, 0.0), tf.where(mirror_y, up_h - 1.0, 0.0)
+    zero, one = tf.constant(0.0), tf.constant(1.0)
+    values = [sx * (1 - t), sx * t, tx, sy * t, sy * (1 - t), ty, zero, zero, one]
+    return tf.reshape(tf.stack(values), [3, 3])
+
+
+def orient_image(image, orientation):
+    """The stored pixels turned upright (`_ORIENTATIONS`): [H, W, C] → [H', W', C], any dtype;
+    pixel p goes to `orientation_matrix(orientation, H, W)` p."""
+    image = tf.convert_to_tensor(image)
+    transpose, mirror_x, mirror_y = _orientation_flags(orientation)
+    image = tf.cond(transpose, lambda: tf.transpose(image, [1, 0, 2]), lambda: image)
+    image = tf.cond(mirror_x, lambda: tf.reverse(image, [1]), lambda: image)
+    return tf.cond(mirror_y, lambda: tf.reverse(image, [0]), lambda: image)
+
+
+def decode_upright(encoded):
+    """Encoded image bytes → the upright image, uint8 [H, W, 3] (`tf.io.decode_image`, first
+    frame of a GIF, then `orient_image` by the EXIF orientation). For pixels shown to users
+    or cropped on the host; crops of encoded bytes go through `geometry.decode_crop`."""
+    encoded = tf.convert_to_tensor(encoded, tf.string)
+    image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+    return orient_image(image, exif_orientation(encoded))
 
 
 def _format(head):
@@ -120,8 +338,15 @@ def _other_sizes(head):
     return {_PNG: png, _GIF: gif, _BMP: bmp, _WEBP: webp}
 
 
+def _jpeg_upright_shape(encoded):
+    """int64 [2] (height, width) of a JPEG turned upright (its EXIF orientation)."""
+    height, width = tf.unstack(tf.cast(tf.image.extract_jpeg_shape(encoded)[:2], tf.int64))
+    return tf.stack(upright_size(height, width, exif_orientation(encoded)))
+
+
 def image_header(encoded):
-    """(height, width, problem) of encoded image bytes, from the header only.
+    """(height, width, problem) of encoded image bytes, from the header only: the upright
+    image's size (a JPEG's EXIF orientation 5-8 swaps the stored height and width).
 
     Args:
         encoded: a string scalar tensor (or bytes).
@@ -139,7 +364,7 @@ def image_header(encoded):
     zero = tf.constant(0, tf.int64)
     jpeg = tf.cond(
         tf.equal(kind, _JPEG),
-        lambda: tf.cast(tf.image.extract_jpeg_shape(encoded)[:2], tf.int64),
+        lambda: _jpeg_upright_shape(encoded),
         lambda: tf.zeros([2], tf.int64),
     )
     height, width = jpeg[0], jpeg[1]
@@ -307,3 +532,21 @@ def decode_window(encoded, window, ratio=1):
 
     region = tf.cond(is_jpeg(encoded), lambda: decode_jpeg_window(encoded, window, ratio), other)
     return tf.ensure_shape(region, [None, None, 3])
+
+
+def decode_check(encoded):
+    """Decodes an image completely and returns its height; raises the decoder's error (a
+    truncated or corrupt file). JPEGs are decoded at 1/8 scale: the entropy-coded data is still
+    read to its end, so truncation is caught, at about 60% of a full decode's cost.
+
+    Args:
+        encoded: string scalar, the file's bytes (eager or in a graph).
+
+    Returns:
+        int64 scalar, the decoded height.
+    """
+    return tf.cond(
+        is_jpeg(encoded),
+        lambda: tf.shape(tf.io.decode_jpeg(encoded, ratio=8), tf.int64)[0],
+        lambda: tf.shape(tf.io.decode_image(encoded, expand_animations=False), tf.int64)[0],
+    )

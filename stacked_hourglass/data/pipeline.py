@@ -3,7 +3,8 @@
 Training: files -> interleaved parallel reads, each record checked -> shuffle -> parse -> the
 crop (`geometry.decode_crop`: decode only the window the crop reads, a JPEG downscaled in the DCT
 domain, area averaging to the crop's scale, one bilinear warp for crop + rotation + scale + flip)
--> colour jitter -> Gaussian heatmaps -> batch -> prefetch. Evaluation: the same crop without
+-> colour jitter -> Gaussian heatmaps (and, under `--unlabelled=ignore`, per-joint loss weights:
+`joint_loss_weights`) -> batch -> prefetch. Evaluation: the same crop without
 augmentation, keeping what scoring needs. The SavedModel crops with the same function.
 
 `antialias=False` (in `make_training_example`, `make_eval_example` and the dataset builders)
@@ -39,7 +40,9 @@ Evaluation never skips: it scores every record, in order.
 from __future__ import annotations
 
 import dataclasses
+import re
 import sys
+from collections.abc import Sequence
 
 import tensorflow as tf
 
@@ -53,8 +56,9 @@ ON_BAD_RECORD = ("fail", "skip")
 
 
 def decode_image(encoded):
-    """JPEG/PNG bytes -> float32 [H, W, 3] in [0, 1]."""
-    image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+    """JPEG/PNG bytes -> the upright image (`images.decode_upright`), float32 [H, W, 3] in
+    [0, 1]."""
+    image = images.decode_upright(encoded)
     return tf.image.convert_image_dtype(image, tf.float32)
 
 
@@ -92,7 +96,13 @@ def augmentation_matrix(record, seed, config: DataConfig, input_size: int):
 
 
 def make_training_example(
-    record, seed, config: DataConfig, codec: HeatmapCodec, *, antialias: bool = True
+    record,
+    seed,
+    config: DataConfig,
+    codec: HeatmapCodec,
+    *,
+    antialias: bool = True,
+    joint_weights: bool = False,
 ):
     """One augmented crop and its target heatmaps from a parsed record.
 
@@ -102,9 +112,11 @@ def make_training_example(
         config: `DataConfig`.
         codec: crop size and target encoding.
         antialias: see the module docstring (the keypoints do not depend on it).
+        joint_weights: also return the joints' loss weights (`--unlabelled=ignore`).
 
     Returns:
-        (image float32 [S, S, 3] in [0, 1], heatmaps float32 [H, H, K]).
+        (image float32 [S, S, 3] in [0, 1], heatmaps float32 [H, H, K]), and with
+        `joint_weights` weights float32 [K] (`joint_loss_weights`) after them.
     """
     joint_set = config.joint_set
     aug_seed, jitter_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
@@ -120,7 +132,26 @@ def make_training_example(
     perm = tf.constant(joint_set.flip_permutation())
     keypoints = tf.where(mirrored, tf.gather(keypoints, perm), keypoints)
     valid = tf.where(mirrored, tf.gather(valid, perm), valid)
-    return image, codec.encode(keypoints, valid)
+    heatmaps = codec.encode(keypoints, valid)
+    if joint_weights:
+        return image, heatmaps, joint_loss_weights(valid)
+    return image, heatmaps
+
+
+def joint_loss_weights(annotated):
+    """The joints' loss weights under `--unlabelled=ignore` (`training/losses.py`).
+
+    A joint that is not annotated (`features.NOT_ANNOTATED`) weighs 0; every other joint 1,
+    also one whose target heatmap is all zeros for another reason (it lies outside the crop
+    after augmentation): as with "zero", the network learns that it is not in the crop.
+
+    Args:
+        annotated: bool [..., K], in the crop's joint order (after a flip's left/right swap).
+
+    Returns:
+        float32 [..., K].
+    """
+    return tf.cast(annotated, tf.float32)
 
 
 def make_eval_example(record, codec: HeatmapCodec, *, antialias: bool = True):
@@ -439,7 +470,9 @@ def make_train_dataset(
             run); None: `open_train_split(config)`.
 
     Returns:
-        Dataset of (image [B, S, S, 3], {name: heatmaps [B, H, H, K]}), repeated forever.
+        Dataset of (image [B, S, S, 3], {name: heatmaps [B, H, H, K]}), repeated forever;
+        with `config.unlabelled_rule == "ignore"` also {name: joint weights [B, 1, 1, K]}
+        (`joint_loss_weights`), Keras's `sample_weight` of every output.
 
     Raises:
         ValueError: before anything is built, naming the shard: a shard of 0 bytes or whose bytes
@@ -467,9 +500,13 @@ def make_train_dataset(
             replicas = input_context.num_replicas_in_sync // input_context.num_input_pipelines
         ds = ds.skip(skip_steps * batch_size * replicas)
 
+    weighted = config.unlabelled_rule == "ignore"
+
     def prepare(serialized, sample_seed):
         record = features.parse_example(serialized, num_joints)
-        return make_training_example(record, sample_seed, config, codec, antialias=antialias)
+        return make_training_example(
+            record, sample_seed, config, codec, antialias=antialias, joint_weights=weighted
+        )
 
     ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
     if skip:
@@ -477,10 +514,23 @@ def make_train_dataset(
         ds = ds.ignore_errors(log_warning=True)
     ds = ds.batch(batch_size, drop_remainder=True)
     ds = ds.map(
-        lambda image, heatmaps: (image, {name: heatmaps for name in output_names}),
-        num_parallel_calls=tf.data.AUTOTUNE,
+        lambda *batch: _per_output(batch, output_names), num_parallel_calls=tf.data.AUTOTUNE
     )
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _per_output(batch, output_names):
+    """(image, heatmaps[, weights]) batch -> `fit`'s (x, y[, sample_weight]) per output name.
+
+    The weights [B, K] become [B, 1, 1, K], which Keras broadcasts over the loss's squared
+    errors [B, H, W, K] (`training/losses.JointWeightedMSE`).
+    """
+    image, heatmaps = batch[:2]
+    targets = {name: heatmaps for name in output_names}
+    if len(batch) == 2:
+        return image, targets
+    weights = batch[2][:, None, None, :]
+    return image, targets, {name: weights for name in output_names}
 
 
 def make_eval_dataset(
@@ -518,3 +568,46 @@ def make_eval_dataset(
         num_parallel_calls=tf.data.AUTOTUNE,
     )
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+class BadInput(ValueError):
+    """The input pipeline stopped on a record it cannot use; the message is one line naming
+    the shard and record where they can be found."""
+
+
+# The in-graph record checks' message: `tf.debugging.Assert(..., [message])` prints
+# "assertion failed: [SHARD: record N: what]".
+_ASSERTED = re.compile(r"assertion failed: \[(.+?)\]\s*$", re.MULTILINE)
+
+
+def input_error(error: tf.errors.OpError, splits: Sequence[Split], config: DataConfig):
+    """The `BadInput` for an error the input pipeline raised while training or evaluating, or
+    None when `error` did not come from reading the data.
+
+    A record check names its shard and record itself. Other failures (an image that does not
+    decode: a truncated JPEG passes every header check) name no record, so the splits are
+    read again with every image decoded (`Split.check`) to find the first that fails.
+
+    Args:
+        error: what `fit` or an evaluation raised.
+        splits: the splits being read (training, then validation).
+        config: the data config (joints, `max_pixels`).
+    """
+    message = error.message or ""
+    asserted = _ASSERTED.search(message)
+    if asserted:
+        return BadInput(asserted.group(1))
+    if "IteratorGetNext" not in message:
+        return None
+    reason = validate.tf_error_line(error)
+    for split in splits:
+        report = split.check(
+            config.joint_set.num_joints,
+            need_normalizer=False,
+            max_pixels=config.max_pixels,
+            decode_images=True,
+        )
+        if report.problems:
+            return BadInput(str(report.problems[0]))
+    names = ", ".join(split.patterns for split in splits)
+    return BadInput(f"{names}: the input pipeline stopped: {reason}")

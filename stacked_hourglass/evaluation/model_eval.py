@@ -22,7 +22,7 @@ import tensorflow as tf
 from stacked_hourglass.data import images, pipeline
 from stacked_hourglass.data.records import validate
 from stacked_hourglass.data.records.split import Split
-from stacked_hourglass.evaluation import formats
+from stacked_hourglass.evaluation import coco_eval, coco_model_eval, formats
 from stacked_hourglass.evaluation.report import report_figures
 from stacked_hourglass.joints import JointSet, get_joint_set
 from stacked_hourglass.model import inference
@@ -58,6 +58,10 @@ def run_model_evaluation(
     joint_set: JointSet | None = None,
     decoder: str | None = None,
     check_records: bool = True,
+    ground_truth: str | None = None,
+    detections: str | None = None,
+    min_box_score: float = coco_eval.MIN_BOX_SCORE,
+    oks_nms: float = coco_eval.OKS_NMS_THRESHOLD,
 ) -> dict:
     """Runs a model over TFRecords, prints the table, writes predictions and figures.
 
@@ -69,12 +73,16 @@ def run_model_evaluation(
         joint_set: the records' joints; None: the model's.
         check_records: run `check_data` first, before the model is loaded.
         head, threshold, output_dir: see `report_figures`.
+        ground_truth, detections, min_box_score, oks_nms: COCO keypoint AP of COCO-format
+            records (`coco_model_eval`): the annotation file (default: the manifest's source),
+            person detections instead of the records' boxes, and the post-processing settings.
 
     Predictions are decoded with the same code as training's validation and the SavedModel
     (argmax, quarter-pixel shift, inverse crop) and scored in original-image pixels against the
     records' keypoints and normalisers. With `output_dir`, also writes NAME.preds.h5 in pose-hg's
     layout (1-based, rows ordered by source/index then source/person, which is the row order of
-    pose-hg's valid.h5) plus the JSON and curves of `report_figures`.
+    pose-hg's valid.h5) plus the JSON and curves of `report_figures`. COCO-format records are
+    also scored by COCO keypoint AP (figures["coco"]; NAME.keypoints.json and NAME.coco_ap.json).
 
     Raises:
         ValueError / FileNotFoundError: bad paths or records (message names them).
@@ -82,11 +90,16 @@ def run_model_evaluation(
     if not data:
         raise ValueError(f"--data (a TFRecord glob) is required with --{kind}")
     info = predictor.read_info(kind, path, flip_test=flip_test, decoder=decoder)
-    joint_set = joint_set or get_joint_set(info.joint_set.name)
+    joint_set = joint_set or info.joint_set
     # A model directory's own limit; an export's limit is about requests, not records.
     max_pixels = info.max_pixels if kind == "model_dir" else images.DEFAULT_MAX_PIXELS
     if check_records:
         check_data(data, joint_set, max_pixels)
+    split = Split.open(data)
+    coco_setup = coco_model_eval.prepare(
+        split, data, joint_set, ground_truth=ground_truth, detections=detections,
+        min_box_score=min_box_score, oks_nms=oks_nms,
+    )  # fmt: skip
     model = predictor.load(info)
     dataset = pipeline.make_eval_dataset(
         data, joint_set.num_joints, info.codec(), batch_size, max_pixels=max_pixels
@@ -113,6 +126,11 @@ def run_model_evaluation(
             extra={k: result[k] for k in ("index", "person", "scores")},
         )
         print(f"Wrote {written}")
+    if coco_setup is not None:
+        figures["coco"] = coco_model_eval.evaluate(
+            coco_setup, model, split, result, batch_size=batch_size, name=name,
+            output_dir=output_dir,
+        )  # fmt: skip
     return figures
 
 
@@ -194,7 +212,7 @@ def _evaluate_litert(litert, model_dir, data, joint_set, options) -> dict:
     if not data:
         raise ValueError("--data (a TFRecord glob) is required with --litert")
     info = predictor.read_info("litert", litert)
-    joint_set = joint_set or get_joint_set(info.joint_set.name)
+    joint_set = joint_set or info.joint_set
     print(f"== {litert} ({info.describe()})")
     figures = run_model_evaluation("litert", litert, data=data, joint_set=joint_set, **options)
     rows = [(f"LiteRT {info.quantize}", figures["table"])]

@@ -22,10 +22,13 @@ def define_flags(fv: flags.FlagValues) -> None:
     --posehg_label_filter."""
     flags.DEFINE_string(
         "predictions", None,
-        "Prediction file (.h5 or .mat with `preds`); selects released mode.", flag_values=fv,
+        "Prediction file: .h5 or .mat with `preds` (PCK), or COCO keypoint results .json (AP).",
+        flag_values=fv,
     )  # fmt: skip
     flags.DEFINE_string(
-        "ground_truth", None, "Ground-truth file: detections_our_format.mat or a pose-hg .h5.",
+        "ground_truth", None,
+        "Ground truth: detections_our_format.mat or a pose-hg .h5; a COCO annotation .json "
+        "(a model on COCO-format records: instead of the file its manifest records).",
         flag_values=fv,
     )  # fmt: skip
     flags.DEFINE_boolean(

@@ -56,20 +56,26 @@ def heatmaps_fn(model: keras.Model, flip_permutation=None) -> HeatmapsFn:
     return lambda images: predict_heatmaps(model, images, flip_permutation)
 
 
-def predict_step(heatmaps: HeatmapsFn, codec: HeatmapCodec):
+def predict_step(heatmaps: HeatmapsFn, codec: HeatmapCodec, ignore_unlabelled: bool = False):
     """The traced step of `predict_dataset`: (crops [B, S, S, 3], matrices [B, 3, 3], target
-    heatmaps [B, H, H, K] or [1, 1, 1, 1]) → (keypoints [B, K, 2] in original pixels, scores
-    [B, K], heatmap MSE [B]).
+    heatmaps [B, H, H, K] or [1, 1, 1, 1], annotated bool [B, K]) → (keypoints [B, K, 2] in
+    original pixels, scores [B, K], heatmap MSE [B]).
+
+    With `ignore_unlabelled` (`--unlabelled=ignore`) the MSE is the training loss's: the squared
+    errors of a joint that is not annotated count 0, the denominator stays H * H * K.
 
     Make it once and pass it to every `predict_dataset` call over the same model (validation at
     every epoch end): a new step is traced again.
     """
 
     @tf.function(reduce_retracing=True)
-    def step(images, matrices, targets):
+    def step(images, matrices, targets, annotated):
         predicted = tf.cast(heatmaps(images), tf.float32)
         preds, scores = codec.decode_to_original(predicted, matrices)
-        mse = tf.reduce_mean(tf.square(predicted - targets), axis=[1, 2, 3])
+        squared = tf.square(predicted - targets)
+        if ignore_unlabelled:
+            squared *= tf.cast(annotated, tf.float32)[:, None, None, :]
+        mse = tf.reduce_mean(squared, axis=[1, 2, 3])
         return preds, scores, mse
 
     return step
@@ -89,25 +95,29 @@ def predict_dataset(
         dataset: batches of (image, info).
         codec: decodes the heatmaps and maps them back through info["matrix"].
         max_batches: stop after this many batches (None: all).
-        step: `predict_step(heatmaps, codec)`, made once by a caller that predicts repeatedly;
-            None: made (and traced) here.
+        step: `predict_step(heatmaps, codec, ...)`, made once by a caller that predicts
+            repeatedly; None: `predict_step(heatmaps, codec)`, made (and traced) here.
 
     Returns:
         dict of numpy arrays over the N people, in dataset order: "preds" [N, K, 2] and
         "keypoints" [N, K, 2] (0-based original pixels), "scores" [N, K], "missing" [N, K] bool
-        (not annotated), "normalizer" [N], "index" [N], "person" [N], and "heatmap_mse" [N]
+        (not annotated), "normalizer" [N], "index" [N], "person" [N], "scale" [N] (the crop's
+        side is 200 × scale original pixels), and "heatmap_mse" [N]
         (mean squared error of the predicted against the target heatmaps, when the dataset
         carries targets in info["heatmaps"]).
     """
     step = step or predict_step(heatmaps, codec)
-    keys = ("preds", "scores", "keypoints", "missing", "normalizer", "index", "person")
+    keys = ("preds", "scores", "keypoints", "missing", "normalizer", "index", "person", "scale")
     parts = {k: [] for k in (*keys, "heatmap_mse")}
     for batch, (images, info) in enumerate(dataset):
         if max_batches is not None and batch >= max_batches:
             break
         targets = info.get("heatmaps")
         preds, scores, mse = step(
-            images, info["matrix"], tf.zeros([1, 1, 1, 1]) if targets is None else targets
+            images,
+            info["matrix"],
+            tf.zeros([1, 1, 1, 1]) if targets is None else targets,
+            info["status"] != features.NOT_ANNOTATED,
         )
         if targets is not None:
             parts["heatmap_mse"].append(mse.numpy())
@@ -118,6 +128,7 @@ def predict_dataset(
         parts["normalizer"].append(info["normalizer"].numpy())
         parts["index"].append(info["index"].numpy())
         parts["person"].append(info["person"].numpy())
+        parts["scale"].append(info["scale"].numpy())
     if not parts["preds"]:
         raise ValueError("The evaluation dataset is empty")
     return {k: np.concatenate(v) for k, v in parts.items() if v}

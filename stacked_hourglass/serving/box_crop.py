@@ -3,15 +3,18 @@
 A box (x1, y1, x2, y2) in 0-based original pixels (four zeros: the whole image,
 [-0.5, -0.5, W - 0.5, H - 0.5]) becomes the square crop of side `BOX_MARGIN * max(x2 - x1,
 y2 - y1)` centred on the box centre: `center` = the box centre, `scale` = that side / 200 (the
-MPII convention: a crop side is `200 * scale`, here with a 25% margin around the person). A box
-with no area, not finite, not overlapping the image, under one pixel or over `MAX_BOX_TO_IMAGE`
-times the image's size is refused with a message naming it (a box partly outside the image is
-fine: the crop is padded with zeros, as in training).
+MPII convention: a crop side is `200 * scale`, here with a 25% margin around the person): the
+rule of `geometry.box_to_center_scale`, written once there (`BOX_MARGIN` is `data.box_rule`'s).
+A box with no area, not finite, not overlapping the image, under one pixel or over
+`MAX_BOX_TO_IMAGE` times the image's size is refused with a message naming it (a box partly
+outside the image is fine: the crop is padded with zeros, as in training).
 
 `serving.exporter` asserts `box_problems` in the graph and crops the encoded bytes
 (`geometry.decode_crop`); `crop_on_host` (the image path of the LiteRT and Keras predictors,
 `client.predict_on_host`) checks the same conditions eagerly and crops the decoded pixels
 (`geometry.crop_image`): the same matrix, the same pixels up to the decoder's DCT scaling.
+Both read the upright image (a JPEG's EXIF orientation applied: `decode_crop` composes it into
+the matrix, the host path decodes upright, `client.decode_on_host`), so boxes are in its pixels.
 """
 
 from __future__ import annotations
@@ -19,8 +22,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from stacked_hourglass.data import features, geometry
-from stacked_hourglass.serving.layout import BOX_MARGIN
+from stacked_hourglass.data import geometry
 
 # A box may be at most this many times the image's longer side (and at least one pixel): the
 # image then still fills 1 / (BOX_MARGIN * MAX_BOX_TO_IMAGE) = 1/10 of the crop's side, 25 of its
@@ -45,7 +47,7 @@ def fill_box(box, size):
 
 
 def box_to_center_scale(box):
-    """Person box → crop center and scale.
+    """Person box → crop center and scale: `geometry.box_to_center_scale` on float32 tensors.
 
     Args:
         box: float [..., 4] (x1, y1, x2, y2) in original pixels.
@@ -55,10 +57,7 @@ def box_to_center_scale(box):
         `BOX_MARGIN * max(x2 - x1, y2 - y1) / 200`, so the crop side `200 * scale` is 1.25 times
         the box's longer side).
     """
-    box = tf.convert_to_tensor(box, tf.float32)
-    center = 0.5 * (box[..., :2] + box[..., 2:])
-    side = tf.maximum(box[..., 2] - box[..., 0], box[..., 3] - box[..., 1])
-    return center, BOX_MARGIN * side / features.PIXELS_PER_SCALE
+    return geometry.box_to_center_scale(tf.convert_to_tensor(box, tf.float32))
 
 
 def box_matrix(box, input_size: int):

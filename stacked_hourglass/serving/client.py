@@ -212,7 +212,7 @@ def predict_image(model: ServingModel, path: str, box: np.ndarray | None = None)
     box = np.zeros(4, np.float32) if box is None else np.asarray(box, np.float32)
     outputs = model.serve(image_bytes=tf.constant([data]), box=tf.constant(box[None]))
     # Decoded again only for drawing; the model has already validated the bytes.
-    image = tf.io.decode_image(data, channels=3, expand_animations=False).numpy()
+    image = images.decode_upright(data).numpy()
     return Prediction(
         path=path,
         image=image,
@@ -369,7 +369,8 @@ def _op_message(error: tf.errors.OpError) -> str:
 
 
 def decode_on_host(data: bytes, max_pixels: int = images.DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Encoded image bytes → uint8 [H, W, 3], the header checked against `max_pixels` first.
+    """Encoded image bytes → the upright image (a JPEG's EXIF orientation applied,
+    `images.decode_upright`) uint8 [H, W, 3], the header checked against `max_pixels` first.
 
     Args:
         data: JPEG/PNG/BMP/GIF bytes.
@@ -391,7 +392,7 @@ def decode_on_host(data: bytes, max_pixels: int = images.DEFAULT_MAX_PIXELS) -> 
             limit = images.pixel_limit_problem(height, width, max_pixels)
             reason = limit.numpy().decode("utf-8", "replace")
         if not reason:
-            return tf.io.decode_image(data, channels=3, expand_animations=False).numpy()
+            return images.decode_upright(data).numpy()
     except tf.errors.InvalidArgumentError as e:
         reason = f"cannot be decoded ({_op_message(e)})"
     raise ValueError(f"image_bytes[0] ({len(data)} bytes): image {reason}")

@@ -38,6 +38,10 @@ window the crop reads is decoded (a JPEG downscaled in the DCT domain when the c
 2x or more) and averaged down to the crop's scale before the warp; `image_size` is read from the
 header.
 
+Phone photos: a JPEG's EXIF orientation is applied in the graph (`images.exif_orientation`), so a
+client sends the bytes as the phone wrote them. `image_size`, `box` (in and out) and `keypoints`
+are all in the upright image's pixels.
+
 Bad inputs fail in the graph with `InvalidArgumentError` whose message names the input
 ("image_bytes[1] ... is not a JPEG/PNG/BMP/GIF image", "image_bytes[0] is a truncated JPEG",
 "box[0] = [...] has zero or negative area", "images has spatial size ...", "images has 3

@@ -16,6 +16,7 @@ import re
 
 import stacked_hourglass
 from stacked_hourglass import joints
+from stacked_hourglass.data.box_rule import BOX_MARGIN  # the box → crop rule's, re-exported
 from stacked_hourglass.serving.predictor import DEFAULT_DECODER
 from stacked_hourglass.utils import files
 
@@ -28,8 +29,6 @@ SERVING_PEOPLE = "serving_people"
 SIGNATURES = (
     SERVING_DEFAULT, SERVING_BOX, SERVING_HEATMAPS, SERVING_IMAGE_TENSOR, SERVING_PEOPLE
 )  # fmt: skip
-# Crop side = BOX_MARGIN * the box's longer side (MPII convention: the person fills 1/1.25).
-BOX_MARGIN = 1.25
 
 _VERSION_RE = re.compile(r"^\d+$")
 

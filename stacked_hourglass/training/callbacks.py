@@ -4,6 +4,7 @@ TensorBoard across the loop's `fit` calls."""
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import os
 
@@ -28,8 +29,9 @@ class Validation(keras.callbacks.Callback):
 
     Adds `val_pckh` (MPII/synthetic) or `val_pck` (FLIC) to the epoch logs, in %, so that
     `ReduceLROnPlateau` placed after it can monitor it, and `val_heatmap_mse` (the last stack's
-    loss on unaugmented crops) from the same forward pass; logs validation images with the
-    predicted skeleton to TensorBoard.
+    loss on unaugmented crops; with `ignore_unlabelled`, as under `--unlabelled=ignore`, without
+    the joints that are not annotated) from the same forward pass; logs validation images with
+    the predicted skeleton to TensorBoard.
     """
 
     def __init__(
@@ -41,6 +43,7 @@ class Validation(keras.callbacks.Callback):
         log_dir: str,
         num_images: int,
         flip_test: bool = False,
+        ignore_unlabelled: bool = False,
     ):
         super().__init__()
         self.eval_dataset = eval_dataset
@@ -53,6 +56,7 @@ class Validation(keras.callbacks.Callback):
         # pose-hg-train always flip-averages at validation: with it the plateau schedule sees
         # the number users report.
         self.flip_permutation = joint_set.flip_permutation() if flip_test else None
+        self.ignore_unlabelled = ignore_unlabelled
         self.last_table = None
         self._step = None  # (model, traced step): traced once per run, not once per epoch
 
@@ -60,7 +64,8 @@ class Validation(keras.callbacks.Callback):
         """The validation PCK table of the model as it is now (also kept as `last_table`)."""
         heatmaps = inference.heatmaps_fn(self.model, self.flip_permutation)
         if self._step is None or self._step[0] is not self.model:
-            self._step = (self.model, inference.predict_step(heatmaps, self.codec))
+            step = inference.predict_step(heatmaps, self.codec, self.ignore_unlabelled)
+            self._step = (self.model, step)
         result = inference.predict_dataset(
             heatmaps,
             self.eval_dataset,
@@ -338,11 +343,28 @@ class ResumeCheckpoint(keras.callbacks.Callback):
         epoch_step); the caller deletes what it supersedes afterwards."""
         # Keras weight files include the optimizer's variables (iterations, learning rate,
         # RMSprop accumulators). Written under a hidden temporary name, then renamed.
-        run_dir.save_weights(self.model, path)
+        step = int(self.model.optimizer.iterations.numpy())
+        try:
+            run_dir.save_weights(self.model, path)
+        except OSError as error:
+            if error.errno != errno.ENOSPC:
+                raise
+            last = run_dir.read_state(self.write_dir) or {}
+            complete = (
+                f"{last.get('checkpoint')} (optimizer step {last.get('step')})"
+                if last.get("checkpoint")
+                else "none (no checkpoint yet)"
+            )
+            detail = error.strerror.removeprefix("no space left on device: ")
+            raise OSError(
+                errno.ENOSPC,
+                f"no space left on device while writing checkpoint {os.path.basename(path)} "
+                f"(optimizer step {step}); the last complete checkpoint is {complete} ({detail})",
+            ) from None
         state = {
             **position,
             "checkpoint": os.path.basename(path),
-            "step": int(self.model.optimizer.iterations.numpy()),
+            "step": step,
             "learning_rate": float(self.model.optimizer.learning_rate.numpy()),
             "plateau": self._plateau_counters(),
         }

@@ -23,6 +23,7 @@ import tensorflow as tf
 from stacked_hourglass import run_dir
 from stacked_hourglass.config import (
     GRAPH_OPTIMIZERS,
+    DataConfig,
     ExperimentConfig,
     ModelConfig,
     TrainConfig,
@@ -34,7 +35,7 @@ from stacked_hourglass.data.codec import HeatmapCodec
 from stacked_hourglass.evaluation import pck
 from stacked_hourglass.model.hourglass import build_model
 from stacked_hourglass.training import callbacks as callbacks_lib
-from stacked_hourglass.training import cluster, keras_hooks
+from stacked_hourglass.training import cluster, keras_hooks, losses
 from stacked_hourglass.training.cluster import make_strategy
 from stacked_hourglass.training.metrics import HeatmapPCK
 from stacked_hourglass.training.optimizers import TorchRMSprop
@@ -97,9 +98,19 @@ def set_graph_optimizer(mode: str) -> dict:
     return options
 
 
-def compile_model(model: keras.Model, model_config: ModelConfig, train_config: TrainConfig):
-    """Compiles with one MSE per supervised stack, Torch's RMSprop and heatmap PCK."""
+def compile_model(
+    model: keras.Model,
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    data_config: DataConfig | None = None,
+):
+    """Compiles with one MSE per supervised stack, Torch's RMSprop and heatmap PCK.
+
+    `data_config.unlabelled_rule` picks the MSE (`losses.heatmap_loss`: Keras's, or joints
+    weighted by the batches' sample weights); None: `DataConfig()`'s.
+    """
     names = model_config.output_names
+    data_config = data_config or DataConfig()
     weights = train_config.loss_weights or (1.0,) * len(names)
     model.compile(
         optimizer=TorchRMSprop(
@@ -107,7 +118,7 @@ def compile_model(model: keras.Model, model_config: ModelConfig, train_config: T
             rho=train_config.rho,
             epsilon=train_config.epsilon,
         ),
-        loss={name: "mse" for name in names},
+        loss={name: losses.heatmap_loss(data_config) for name in names},
         loss_weights=dict(zip(names, weights, strict=True)),
         metrics={output_name(model_config.num_stacks): [HeatmapPCK()]},
         jit_compile=train_config.jit_compile,
@@ -264,7 +275,7 @@ def _train(run: _Run, callbacks: Sequence[keras.callbacks.Callback]) -> dict:
     eval_ds = _eval_dataset(run)
     with run.strategy.scope():
         model = build_model(run.config.model)
-        compile_model(model, run.config.model, run.config.train)
+        compile_model(model, run.config.model, run.config.train, run.config.data)
     loop = _make_callbacks(run, steps_per_epoch, eval_ds, callbacks)
     initial_epoch, resumed_step = _restore(run, model, loop.resume, steps_per_epoch)
     fit_seconds = _fit(run, model, loop, (initial_epoch, loop.resume.epoch_step), steps_per_epoch)
@@ -391,6 +402,7 @@ def _make_callbacks(run: _Run, steps_per_epoch: int, eval_ds, extra) -> _Callbac
         log_dir,
         train_config.tensorboard_images,
         flip_test=train_config.valid_flip_test,
+        ignore_unlabelled=config.data.unlabelled_rule == "ignore",
     )
     plateau = keras.callbacks.ReduceLROnPlateau(
         monitor=validation.monitor,
@@ -444,6 +456,11 @@ def _fit(run: _Run, model, loop: _Callbacks, start: tuple[int, int], steps_per_e
             steps_per_epoch,
             train_config.verbose,
         )
+    except tf.errors.OpError as error:
+        bad = pipeline.input_error(error, [run.data.train, run.data.valid], run.config.data)
+        if bad is None:
+            raise
+        raise bad from None
     finally:
         loop.tensorboard.close()
     return time.perf_counter() - fit_start

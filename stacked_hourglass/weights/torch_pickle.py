@@ -184,6 +184,9 @@ def _tensor_from_storage(storage, storage_offset, size, stride):
                 f"a tensor of size {size}, stride {stride} and offset {storage_offset} reaches "
                 f"past the end of storage {storage.key!r} ({storage.numel} elements)"
             )
+        if storage.type.name != "BFloat16Storage" and _is_whole(data, storage_offset, size, stride):
+            # The usual tensor: all of a storage inflated for it alone; no second copy.
+            return data.reshape(size)
         view = np.lib.stride_tricks.as_strided(
             data[storage_offset:],
             shape=size,
@@ -194,6 +197,22 @@ def _tensor_from_storage(storage, storage_offset, size, stride):
     if storage.type.name == "BFloat16Storage":
         array = (array.astype(np.uint32) << 16).view(np.float32)
     return array
+
+
+def _is_whole(data: np.ndarray, storage_offset: int, size, stride) -> bool:
+    """Whether a tensor is its whole storage, C-contiguous, in a writable native-order array."""
+    contiguous, step = [], 1
+    for n in reversed(size):
+        contiguous.insert(0, step)
+        step *= n
+    return (
+        storage_offset == 0
+        and step == data.size
+        and tuple(contiguous) == tuple(stride)
+        and data.flags.writeable
+        and data.dtype.isnative
+        and data.dtype.kind != "V"
+    )
 
 
 def _rebuild_tensor_v2(
@@ -382,7 +401,59 @@ def _numpy_code(storage_type: _StorageType, byteorder: str) -> np.dtype:
     return np.dtype(code)
 
 
-def _load_zip(path: Path):
+# The pickle of a state dict is a few MB even for large models; more is not a checkpoint.
+MAX_PICKLE_BYTES = 256 * 2**20
+# Storages a checkpoint may hold in all, by default: ten times the paper's 8-stack network with
+# its optimizer state. `load_checkpoint(max_bytes=...)` changes it.
+DEFAULT_MAX_BYTES = 4 * 2**30
+
+
+def _check_members(archive, prefix: str, roots, byteorder: str, max_bytes: int) -> None:
+    """Before anything is inflated: every storage the pickle references is a member whose
+    declared uncompressed size is exactly its elements' bytes, no `data/` member is left
+    unreferenced, and the storages stay under `max_bytes` in all."""
+    infos = {info.filename: info for info in archive.infolist()}
+    expected, total = {}, 0
+    for key, root in roots.items():
+        name = f"{prefix}data/{key}"
+        need = root.numel * _numpy_code(root.type, byteorder).itemsize
+        info = infos.get(name)
+        if info is None:
+            raise _Invalid(f"missing storage record {name}")
+        if info.file_size != need:
+            raise _Invalid(
+                f"storage record {name} declares {info.file_size} bytes; its {root.numel} "
+                f"elements of {root.type!r} are {need} bytes"
+            )
+        expected[name], total = need, total + need
+    extra = sorted(n for n in infos if n.startswith(f"{prefix}data/") and n not in expected)
+    if extra:
+        raise _Invalid(f"storage record {extra[0]} is not referenced by any tensor")
+    if total > max_bytes:
+        raise _Invalid(
+            f"its storages declare {total} bytes in all, above the limit of {max_bytes} (max_bytes)"
+        )
+
+
+def _read_member(archive, name: str, size: int) -> bytearray:
+    """Exactly `size` bytes of a member, inflated in chunks: never more than it declared.
+
+    The chunks are small because `ZipExtFile.readinto` reads each into a temporary bytes object
+    before copying it: the chunk size bounds that second copy.
+    """
+    buffer = bytearray(size)
+    view = memoryview(buffer)
+    with archive.open(name) as member:
+        done = 0
+        while done < size:
+            count = member.readinto(view[done : done + (1 << 20)])
+            if not count:
+                raise _Invalid(f"storage record {name} ends after {done} of {size} bytes")
+            done += count
+    return buffer
+
+
+def _load_zip(path: Path, max_bytes: int):
     with zipfile.ZipFile(path) as archive:
         names = archive.namelist()
         pickles = [n for n in names if n.endswith("/data.pkl") and n.count("/") == 1]
@@ -392,32 +463,33 @@ def _load_zip(path: Path):
         prefix = pickles[0][: -len("data.pkl")]
         byteorder = "<"
         if prefix + "byteorder" in names:
+            if archive.getinfo(prefix + "byteorder").file_size > 16:
+                raise _Invalid(f"{prefix}byteorder is not a byte order")
             order = archive.read(prefix + "byteorder").decode("ascii", "replace").strip()
             if order not in ("little", "big"):
                 raise _Invalid(f"unknown byte order {order!r} in {prefix}byteorder")
             byteorder = "<" if order == "little" else ">"
-        members = set(names)
-
-        def read(key, storage_type, numel):
-            name = f"{prefix}data/{key}"
-            if name not in members:
-                raise _Invalid(f"missing storage record {name}")
-            dtype = _numpy_code(storage_type, byteorder)
-            raw = archive.read(name)
-            if len(raw) < numel * dtype.itemsize:
-                raise _Invalid(
-                    f"storage record {name} holds {len(raw)} bytes; its {numel} elements of "
-                    f"{storage_type!r} need {numel * dtype.itemsize} (truncated?)"
-                )
-            return np.frombuffer(raw, dtype, numel)
-
+        if archive.getinfo(pickles[0]).file_size > MAX_PICKLE_BYTES:
+            raise _Invalid(f"{pickles[0]} declares more than {MAX_PICKLE_BYTES} bytes")
         # From memory: a corrupt length in the pickle then reads as truncated data instead of
         # making the unpickler allocate that length for a read from the archive.
         data_pkl = io.BytesIO(archive.read(pickles[0]))
+        collected = _StorageTable(legacy=False)  # first pass: which storages, of what size
+        _load_pickle(data_pkl, collected)
+        _check_members(archive, prefix, collected.roots, byteorder, max_bytes)
+
+        def read(key, storage_type, numel):
+            dtype = _numpy_code(storage_type, byteorder)
+            name = f"{prefix}data/{key}"
+            return np.frombuffer(_read_member(archive, name, numel * dtype.itemsize), dtype)
+
+        data_pkl.seek(0)
         return _load_pickle(data_pkl, _StorageTable(legacy=False, read=read))
 
 
-def _load_legacy(path: Path):
+def _load_legacy(path: Path, max_bytes: int):
+    if path.stat().st_size > max_bytes + MAX_PICKLE_BYTES:
+        raise _Invalid(f"the file is larger than the limit of {max_bytes} bytes (max_bytes)")
     data = path.read_bytes()
     buffer = io.BytesIO(data)
 
@@ -470,12 +542,18 @@ def _load_legacy(path: Path):
     return _load_pickle(buffer, table)
 
 
-def load_checkpoint(path: str | os.PathLike) -> object:
+def load_checkpoint(path: str | os.PathLike, max_bytes: int = DEFAULT_MAX_BYTES) -> object:
     """Reads a PyTorch checkpoint in either on-disk format, without torch and without running code.
+
+    A zip checkpoint is checked before any storage is inflated: the pickle is read first (it
+    says which storages exist and how many elements each has), every storage member must
+    declare exactly that many bytes, and each is then inflated only up to them, so that a
+    member that inflates to gigabytes (a decompression bomb) costs nothing.
 
     Args:
         path: a file written by `torch.save` (zip format, PyTorch >= 1.6, or the legacy pickle
             format), e.g. `checkpoint.pth.tar`.
+        max_bytes: the most bytes of storage the checkpoint may declare in all.
 
     Returns:
         The saved object (usually a dict such as `{'state_dict': OrderedDict, 'epoch': int,
@@ -496,9 +574,9 @@ def load_checkpoint(path: str | os.PathLike) -> object:
         if not head:
             raise _Invalid("empty file")
         if head[:4] in _ZIP_SIGNATURES:
-            return _load_zip(path)
+            return _load_zip(path, max_bytes)
         if head[:1] == pickle.PROTO:
-            return _load_legacy(path)
+            return _load_legacy(path, max_bytes)
         if head[257:262] == b"ustar":
             raise _Invalid("a tar archive: PyTorch's tar checkpoints (< 0.1.10) are not supported")
         raise _Invalid("not a PyTorch checkpoint: neither a zip archive nor a pickle")

@@ -275,3 +275,18 @@ def test_decode_crop_in_tf_data_and_of_a_crop_beside_the_image():
     np.testing.assert_array_equal(next(iter(ds)).numpy(), eager)
     far = geometry.crop_matrix([500.0, 500.0], 1.0, 32)
     assert not geometry.decode_crop(data, far, 32).numpy().any()
+
+
+def test_box_to_center_scale_in_numpy_and_in_tensors():
+    # HRNet's _xywh2cs / mmpose's GetBBoxCenterScale, square crop: the box centre, and a side of
+    # 1.25 x the longer side (90 px) = 112.5 px = 200 x 0.5625.
+    box = np.array([[10.0, 20.0, 70.0, 110.0], [0.0, 0.0, 40.0, 8.0]])
+    center, scale = geometry.box_to_center_scale(box)
+    assert center.dtype == scale.dtype == np.float64
+    np.testing.assert_array_equal(center, [[40.0, 65.0], [20.0, 4.0]])
+    np.testing.assert_array_equal(scale, [0.5625, 0.25])
+    center_t, scale_t = tf.function(geometry.box_to_center_scale)(tf.constant(box, tf.float32))
+    # float32, where a graph may divide by 200 as a multiplication by its rounded inverse: a few
+    # ulps (2^-23 relative each).
+    np.testing.assert_allclose(center_t.numpy(), center, rtol=4 * 2.0**-23)
+    np.testing.assert_allclose(scale_t.numpy(), scale, rtol=4 * 2.0**-23)

@@ -170,6 +170,73 @@ def test_flip_swaps_left_and_right_joints():
     assert flipped[lw][0] > flipped[rw][0] and plain[lw][0] > plain[rw][0]
 
 
+def test_joint_weights_follow_the_status_and_the_flip():
+    """--unlabelled=ignore: weight 0 for a joint that is not annotated, 1 for any other (also
+    one outside the crop); a mirrored sample's weights are swapped with its channels."""
+    mpii = joints.MPII
+    kps = np.column_stack([np.full(16, 120.0), np.full(16, 100.0)])
+    kps[mpii.index("l_ankle")] = [5000.0, 5000.0]  # annotated, far outside every crop
+    status = np.full(16, 2, np.int64)
+    unlabelled = [mpii.index(n) for n in ("l_wrist", "l_elbow", "head_top")]
+    status[unlabelled] = features.NOT_ANNOTATED
+    record = features.parse_example(tf.constant(_record(kps, status)), 16)
+    config = DataConfig(dataset="mpii", rotation=0, scale_aug=0, color_jitter=0)
+    codec = HeatmapCodec(64, 16)
+    expected = np.ones(16, np.float32)
+    expected[unlabelled] = 0.0
+    perm = mpii.flip_permutation()
+    seen = set()
+    for i in range(12):
+        seed = tf.constant([i, 0])
+        image, heatmaps, weights = pipeline.make_training_example(
+            record, seed, config, codec, joint_weights=True
+        )
+        plain_image, plain_heatmaps = pipeline.make_training_example(record, seed, config, codec)
+        # The weights add nothing else: the same crop and targets as without them.
+        np.testing.assert_array_equal(image, plain_image)
+        np.testing.assert_array_equal(heatmaps, plain_heatmaps)
+        aug_seed, _ = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+        mirrored = bool(geometry.sample_augmentation(aug_seed, 0, 0, 0, True)[2])
+        seen.add(mirrored)
+        want = expected[perm] if mirrored else expected
+        np.testing.assert_array_equal(weights, want)
+        # The annotated ankle outside the crop: an all-zero target, trained on (weight 1).
+        ankle = perm[mpii.index("l_ankle")] if mirrored else mpii.index("l_ankle")
+        assert weights[ankle] == 1.0 and np.all(heatmaps[..., ankle] == 0.0)
+    assert seen == {True, False}
+    # The flip moved the left wrist's 0 to the right wrist's channel.
+    assert expected[perm][mpii.index("r_wrist")] == 0.0 and expected[mpii.index("r_wrist")] == 1
+
+
+@pytest.mark.parametrize("unlabelled", ["auto", "zero", "ignore"])
+def test_make_train_dataset_sample_weights_only_when_ignoring(tmp_path, unlabelled):
+    """ignore: (image, targets, {name: weights [B, 1, 1, K]}); zero (mpii's auto): (image,
+    targets) exactly as before the rule existed."""
+    rng = np.random.default_rng(5)
+    status = np.full(16, 2, np.int64)
+    status[3] = features.NOT_ANNOTATED
+    with tf.io.TFRecordWriter(str(tmp_path / "train-0.tfrecord")) as writer:
+        for i in range(4):
+            writer.write(_record(_mpii_keypoints(rng), status, index=i))
+    config = DataConfig(
+        dataset="mpii",
+        train_files=str(tmp_path / "train-*.tfrecord"),
+        unlabelled=unlabelled,
+        flip=False,
+    )
+    names = ["heatmaps_1", "heatmaps_2"]
+    batch = next(iter(pipeline.make_train_dataset(config, HeatmapCodec(64, 16), 2, names)))
+    if unlabelled != "ignore":
+        assert len(batch) == 2
+        return
+    _, targets, weights = batch
+    assert sorted(weights) == names and weights["heatmaps_1"].shape == (2, 1, 1, 16)
+    expected = np.ones((2, 1, 1, 16), np.float32)
+    expected[..., 3] = 0.0
+    np.testing.assert_array_equal(weights["heatmaps_2"], expected)
+    assert np.all(targets["heatmaps_1"][..., 3] == 0.0)
+
+
 def test_make_train_dataset_batches_and_targets(tmp_path):
     _write_records(tmp_path / "train-0.tfrecord", np.random.default_rng(2), 5)
     _write_records(tmp_path / "train-1.tfrecord", np.random.default_rng(3), 5)

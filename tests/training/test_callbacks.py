@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 
@@ -317,3 +318,46 @@ def test_tensorboard_spans_several_fits_at_the_optimizer_step(tmp_path):
         for event in tf.compat.v1.train.summary_iterator(str(path)):
             steps += [event.step for value in event.summary.value if value.tag == "batch_loss"]
     assert sorted(steps) == [1, 2, 3, 4]
+
+
+def test_a_full_disk_is_one_line_naming_both_checkpoints_and_leaves_no_file(tmp_path, monkeypatch):
+    """HDF5 cannot survive a full disk (h5py's cleanup crashes the process), so the room is
+    checked before h5py writes: the error names the step being written and the last complete
+    one, and no partial file is left."""
+    model_dir = str(tmp_path)
+    model = _tiny_compiled_model()
+    resume = _driven_resume(model_dir, model, every_steps=1)
+    _run_steps(resume, model, epoch=0, batches=range(2), steps=9)
+    good = run_dir.read_state(model_dir)
+    before = sorted(os.listdir(tmp_path / run_dir.CHECKPOINT_DIR))
+    needed = run_dir.weights_file_bytes(model)
+    real_statvfs = os.statvfs
+
+    def nearly_full(folder):
+        stats = real_statvfs(folder)
+        blocks = (needed - 1) // stats.f_frsize  # one block short of the file
+        return os.statvfs_result((*stats[:4], blocks, *stats[5:]))
+
+    monkeypatch.setattr(os, "statvfs", nearly_full)
+    written = []
+    monkeypatch.setattr(model, "save_weights", lambda *a, **k: written.append(a))
+    model.optimizer.iterations.assign_add(1)
+    with pytest.raises(OSError) as info:
+        resume.on_train_batch_end(2, {"loss": 1.0})
+    message = str(info.value)
+    assert info.value.errno == errno.ENOSPC and "\n" not in message
+    assert "while writing checkpoint epoch-0001-step-000000003.weights.h5 (optimizer step 3)" in (
+        message
+    )
+    assert f"the last complete checkpoint is {good['checkpoint']} (optimizer step 2)" in message
+    assert "MiB free" in message
+    assert written == []  # h5py never started
+    assert sorted(os.listdir(tmp_path / run_dir.CHECKPOINT_DIR)) == before
+    assert run_dir.read_state(model_dir) == good
+
+
+def test_weights_file_size_estimate_bounds_the_file(tmp_path):
+    model = _tiny_compiled_model()
+    path = str(tmp_path / "w.weights.h5")
+    run_dir.save_weights(model, path)
+    assert os.path.getsize(path) <= run_dir.weights_file_bytes(model)

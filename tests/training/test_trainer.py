@@ -157,6 +157,21 @@ def test_loss_decreases_on_real_pipeline(synthetic_records, tmp_path):
     assert history[-1] < 0.5 * history[0], history
 
 
+def test_training_that_ignores_unlabelled_joints_records_it(synthetic_records, tmp_path):
+    """--unlabelled=ignore end to end: the batches' joint weights reach the compiled loss (a
+    model compiled with it trains and validates), config.json records the rule and the final
+    model loads with `keras.saving.load_model`."""
+    run = tmp_path / "run"
+    one_stack = dataclasses.replace(TINY_MODEL, num_stacks=1)
+    config = tiny_config(synthetic_records, run, model=one_stack, epochs=1, steps_per_epoch=2)
+    config = dataclasses.replace(config, data=dataclasses.replace(config.data, unlabelled="ignore"))
+    summary = trainer.train(config)
+    assert np.isfinite(summary["history"]["loss"]).all() and summary["steps"] == 2
+    assert run_dir.load_config(str(run)).data.unlabelled == "ignore"
+    model = keras.saving.load_model(run / run_dir.FINAL_MODEL_FILE)
+    assert model.output_names == ["heatmaps_1"]
+
+
 def _optimizer_state(path):
     """The optimizer variables stored in a Keras weights file, in `optimizer.variables` order."""
     with h5py.File(path) as f:
@@ -568,11 +583,15 @@ def test_model_dir_without_model_or_checkpoint_is_a_clear_error(tmp_path):
 
 
 _MIRRORED_SCRIPT = """
+import sys
 import numpy as np, tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 import keras
 from stacked_hourglass.model import ModelConfig, build_model
+from stacked_hourglass.training.losses import JointWeightedMSE
+
+weighted = sys.argv[1:] == ["ignore"]  # --unlabelled=ignore: joint weights, JointWeightedMSE
 
 # depth 2 keeps the lowest resolution at 4x4 as in the paper: BatchNorm over a 1x1 map and two
 # samples per replica is so ill-conditioned that float rounding alone changes the gradients.
@@ -581,14 +600,18 @@ config = ModelConfig(num_stacks=2, num_features=16, input_size=64, num_joints=4,
 rng = np.random.default_rng(0)
 x = rng.standard_normal((8, 64, 64, 3), np.float32)
 y = rng.random((8, 16, 16, 4), np.float32) ** 8
+w = (rng.random((8, 1, 1, 4)) < 0.5).astype(np.float32)
 def data():
-    return tf.data.Dataset.from_tensor_slices((x, {n: y for n in config.output_names})).batch(4)
+    batch = (x, {n: y for n in config.output_names})
+    if weighted:
+        batch += ({n: w for n in config.output_names},)
+    return tf.data.Dataset.from_tensor_slices(batch).batch(4)
 
 def compile(model):
     # Plain SGD: RMSprop's first steps are ~sign(g) * 10 * lr, which turns float rounding in a
     # near-zero gradient into a visible weight difference and would hide what is compared here.
     model.compile(optimizer=keras.optimizers.SGD(1e-3),
-                  loss={n: "mse" for n in config.output_names})
+                  loss={n: JointWeightedMSE() if weighted else "mse" for n in config.output_names})
 
 keras.utils.set_random_seed(0)
 single = build_model(config)
@@ -610,9 +633,15 @@ print("MAXDIFF", diff, "MOVED", moved)
 
 
 @pytest.mark.large
-def test_mirrored_strategy_on_two_cpus_matches_single_device():
+@pytest.mark.parametrize("unlabelled", ["zero", "ignore"])
+def test_mirrored_strategy_on_two_cpus_matches_single_device(unlabelled):
+    """Each replica's loss (Keras's "mse", or the joint-weighted one with per-replica sample
+    weights) is scaled so that the summed gradients are the single device's."""
     result = subprocess.run(
-        [sys.executable, "-c", _MIRRORED_SCRIPT], capture_output=True, text=True, timeout=600
+        [sys.executable, "-c", _MIRRORED_SCRIPT, unlabelled],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     line = next(ln for ln in result.stdout.splitlines() if ln.startswith("MAXDIFF"))

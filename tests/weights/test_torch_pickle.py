@@ -269,7 +269,7 @@ def test_missing_storage_record(tmp_path):
 def test_short_storage_record(tmp_path):
     path = tmp_path / "short.pt"
     write_zip(path, tensor_pickle(0, (4,), (1,), numel=4), {"0": bytes(8)})
-    with pytest.raises(CheckpointError, match="holds 8 bytes"):
+    with pytest.raises(CheckpointError, match="declares 8 bytes; its 4 elements"):
         load_checkpoint(path)
 
 
@@ -432,3 +432,77 @@ def test_malformed_pickles(tmp_path, data_pkl, message):
     write_zip(path, data_pkl, {})
     with pytest.raises(CheckpointError, match=message):
         load_checkpoint(path)
+
+
+def _replace_member(path: Path, name_end: str, raw: bytes) -> None:
+    """Rewrites a zip checkpoint with one member's bytes replaced (deflated)."""
+    with zipfile.ZipFile(path) as archive:
+        members = [(info.filename, archive.read(info)) for info in archive.infolist()]
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members:
+            data = raw if name.endswith(name_end) else data
+            archive.writestr(name, data, compress_type=zipfile.ZIP_DEFLATED)
+
+
+def _peak_python_bytes(function) -> int:
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        function()
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return peak
+
+
+def test_storage_that_inflates_beyond_its_tensors_is_refused_before_inflating(tmp_path):
+    path = tmp_path / "bomb.pt"
+    save_checkpoint(path, {"t": np.ones(2, np.float32)})
+    _replace_member(path, "/data/0", bytes(64 * 2**20))  # deflates to ~64 KB
+    assert path.stat().st_size < 2**20
+
+    def load():
+        with pytest.raises(CheckpointError, match="declares 67108864 bytes; its 2 elements"):
+            load_checkpoint(path)
+
+    assert _peak_python_bytes(load) < 4 * 2**20  # nothing near 64 MiB was inflated
+
+
+def test_storages_above_the_limit_are_refused_before_inflating(tmp_path):
+    path = tmp_path / "large.pt"
+    save_checkpoint(path, {"t": np.zeros(2**22, np.float32)})  # 16 MiB, deflates to ~16 KB
+    _replace_member(path, "/data/0", bytes(16 * 2**20))
+
+    def load():
+        with pytest.raises(CheckpointError, match="declare 16777216 bytes in all, above the lim"):
+            load_checkpoint(path, max_bytes=2**20)
+
+    assert _peak_python_bytes(load) < 4 * 2**20
+    assert load_checkpoint(path)["t"].shape == (2**22,)
+
+
+def test_unreferenced_storage_member_is_refused(tmp_path):
+    path = tmp_path / "extra.pt"
+    save_checkpoint(path, {"t": np.ones(2, np.float32)})
+    with zipfile.ZipFile(path, "a") as archive:
+        folder = archive.namelist()[0].split("/")[0]
+        archive.writestr(f"{folder}/data/99", bytes(8))
+    with pytest.raises(CheckpointError, match="data/99 is not referenced by any tensor"):
+        load_checkpoint(path)
+
+
+def test_whole_storage_tensors_are_not_copied_twice(tmp_path):
+    path = tmp_path / "big.pt"
+    weights = np.arange(2**20, dtype=np.float32).reshape(1024, 1024)
+    save_checkpoint(path, {"w": weights})
+    loaded = {}
+
+    def load():
+        loaded.update(load_checkpoint(path))
+
+    peak = _peak_python_bytes(load)
+    np.testing.assert_array_equal(loaded["w"], weights)
+    assert loaded["w"].flags.writeable and loaded["w"].flags.c_contiguous
+    # One copy of the 4 MiB tensor (plus the archive's buffers), not two.
+    assert peak < 1.5 * weights.nbytes, peak

@@ -188,7 +188,7 @@ def draw_record(parsed: dict, path: pathlib.Path) -> None:
     from matplotlib.figure import Figure
     from matplotlib.patches import Rectangle
 
-    image = tf.io.decode_image(parsed[features.IMAGE_ENCODED], channels=3).numpy()
+    image = images.decode_upright(parsed[features.IMAGE_ENCODED]).numpy()
     joint_set = joints.get_joint_set(parsed[features.SOURCE_DATASET])
     keypoints, status = parsed[features.KEYPOINTS], parsed[features.KEYPOINT_STATUS]
     height, width = image.shape[:2]

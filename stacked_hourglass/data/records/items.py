@@ -34,15 +34,17 @@ FAR_OUTSIDE_IMAGE_SIZES = 1.0
 
 def image_size(data: bytes, name: str = "") -> tuple[int, int]:
     """(height, width) of an encoded image, read from its header only (`images.image_header`:
-    JPEG, PNG, GIF, BMP, WebP); nothing is decoded.
+    JPEG, PNG, GIF, BMP, WebP); nothing is decoded. The upright size: a JPEG's EXIF orientation
+    5-8 swaps the stored height and width (annotations are read in the upright image's pixels).
 
     Raises:
         ValueError: naming `name` when the bytes are not an image of those formats or their
             header is truncated or invalid.
     """
     try:
-        if data[:3] == b"\xff\xd8\xff":  # JPEG, the common case: one op, not ~40 eager ones
+        if data[:3] == b"\xff\xd8\xff":  # JPEG, the common case: two ops, not ~40 eager ones
             height, width = tf.image.extract_jpeg_shape(data).numpy()[:2]
+            height, width = images.upright_size(height, width, images.exif_orientation(data))
             return int(height), int(width)
         height, width, problem = images.image_header(data)
     except (tf.errors.InvalidArgumentError, tf.errors.UnknownError, ValueError) as e:
@@ -113,8 +115,8 @@ def load_example(
 
     Args:
         item: the annotation and image path.
-        verify_images: fully decode the image (catches truncated files, costs ~10 ms per image);
-            otherwise only the header is parsed.
+        verify_images: decode the image to its end (`images.decode_check`: catches truncated
+            and corrupt files); otherwise only the header is parsed.
         max_pixels: an image with more pixels (height x width, from its header) is skipped
             (`IMAGE_TOO_LARGE`) without being decoded; <= 0: no limit.
     """
@@ -135,7 +137,7 @@ def load_example(
                 f"the limit max_pixels = {max_pixels} (a decompression bomb?); not decoded",
             )
         if verify_images:
-            tf.io.decode_image(data, expand_animations=False)
+            images.decode_check(data)
     except (ValueError, tf.errors.OpError) as e:
         return _skip(example, CORRUPT_IMAGE, one_line(e))
     return dataclasses.replace(example, image_encoded=data, height=height, width=width)

@@ -357,12 +357,15 @@ def _order_entry(order: str, seed: int, positions: Sequence[int] | None) -> dict
     }
 
 
-def _manifest(dataset, split, final, temp, counts, sources, options, skipped, order) -> Manifest:
+def _manifest(
+    dataset, split, final, temp, counts, sources, options, skipped, order, joint_set
+) -> Manifest:
     """The manifest of the shards written under the temporary names `temp`."""
     return Manifest(
         dataset=dataset,
         split=split,
-        joint_names=list(joints.get_joint_set(dataset).names),
+        joint_names=list(joint_set.names),
+        joint_set=joint_set.to_dict(),
         shards=[
             ShardEntry(os.path.basename(p), n, files.size(t), sha256_file(t, files.open_file))
             for p, t, n in zip(final, temp, counts, strict=True)
@@ -416,7 +419,6 @@ def _check_arguments(split, num_items, dataset, num_shards, order, shuffle_seed)
         raise ValueError(f"order must be one of {', '.join(ORDERS)}, got {order!r}")
     if order == SHUFFLED_ORDER:
         shuffled_order(0, shuffle_seed)  # a bad seed fails before anything is written
-    joints.get_joint_set(dataset)  # unknown dataset: fail before writing anything
     return num_shards
 
 
@@ -457,6 +459,7 @@ def write_split(
     show_progress: bool = True,
     order: str = SOURCE_ORDER,
     shuffle_seed: int = 0,
+    joint_set: joints.JointSet | None = None,
 ) -> SplitResult:
     """Writes items to `SPLIT-XXXXX-of-NNNNN.tfrecord` shards and `SPLIT.manifest.json`.
 
@@ -465,7 +468,7 @@ def write_split(
         num_items: how many items `items` yields (fixes the shard of each item up front).
         output_dir: a local folder or a URL (`gs://`, `ram://`); created if missing.
         split: "train", "valid" or "test"; the shard/manifest name prefix.
-        dataset: "mpii", "flic" or "synthetic" (the joint names in the manifest come from it).
+        dataset: the records' `source/dataset` ("mpii", "flic", "synthetic", "coco").
         num_shards: number of shards; None → about `DEFAULT_RECORDS_PER_SHARD` records per shard.
         num_workers: threads reading images and serialising records; output does not depend on it.
         sources: annotation/split files whose sha256 goes into the manifest.
@@ -476,6 +479,8 @@ def write_split(
         order: `SOURCE_ORDER` (write in source order) or `SHUFFLED_ORDER` (write in
             `shuffled_order(num_items, shuffle_seed)`); see the module docstring.
         shuffle_seed: the seed of the shuffled order (not used in source order).
+        joint_set: the records' joints, recorded in the manifest (`Manifest.joint_set`, its
+            `to_dict()`, and `joint_names`); None: the built-in set of `dataset`.
 
     Returns:
         A `SplitResult` (its `manifest` a `split.Manifest`).
@@ -489,6 +494,7 @@ def write_split(
         Any exception from `items`: temporary files are removed, no final name is created.
     """
     num_shards = _check_arguments(split, num_items, dataset, num_shards, order, shuffle_seed)
+    joint_set = joint_set or joints.get_joint_set(dataset)  # unknown: fail before writing
     output_dir = os.fspath(output_dir)
     created = _make_output_dir(output_dir)
     orphans = remove_orphaned_temporaries(output_dir, split)
@@ -503,8 +509,9 @@ def write_split(
         )
         _check_something_written(counts, skipped, strict)
         manifest = _manifest(
-            dataset, split, final, temp[:-1], counts, sources, options, skipped, order_entry
-        )
+            dataset, split, final, temp[:-1], counts, sources, options, skipped, order_entry,
+            joint_set,
+        )  # fmt: skip
         with files.open_file(temp[-1], "w") as f:
             f.write(manifest.to_json())
         _publish(temp, [*final, manifest_path])

@@ -140,22 +140,10 @@ def tf_error_line(error: tf.errors.OpError) -> str:
     """
     lines = [line for line in (error.message or "").splitlines() if line.strip()]
     for line in lines:
-        if line[0] in " \t" or line.startswith(("Graph execution error", "Detected at node")):
+        if line[0] in " \t<" or line.startswith(("Graph execution error", "Detected at node")):
             continue
         return one_line(RuntimeError(line))
     return one_line(error)
-
-
-def _decode_check(encoded):
-    """Decodes an image completely; raises the decoder's error. JPEGs are decoded at 1/8 scale
-    (the entropy-coded data is still read to the end, so truncation is caught, at a third of
-    the cost)."""
-    is_jpeg = tf.equal(tf.strings.substr(encoded, 0, 3), b"\xff\xd8\xff")
-    return tf.cond(
-        is_jpeg,
-        lambda: tf.shape(tf.io.decode_jpeg(encoded, ratio=8), tf.int64)[0],
-        lambda: tf.shape(tf.io.decode_image(encoded, expand_animations=False), tf.int64)[0],
-    )
 
 
 @functools.lru_cache(maxsize=16)
@@ -170,7 +158,7 @@ def _checker(num_joints: int, need_normalizer: bool, max_pixels: int, decode_ima
         if decode_images:
             decoded = tf.cond(
                 tf.equal(problem, ""),
-                lambda: _decode_check(
+                lambda: images.decode_check(
                     features.parse_example(serialized, num_joints)[features.IMAGE_ENCODED]
                 ),
                 lambda: tf.constant(0, tf.int64),

@@ -3,11 +3,13 @@
   * `mpii`: MPII Human Pose (official `.mat`, pose-hg `.h5` incl. the raw `annot.h5`, HRNet
     `.json`);
   * `flic`: FLIC `examples.mat`, observer- or person-centric labels;
-  * `synthetic`: generated people (no files).
+  * `synthetic`: generated people (no files);
+  * `coco`: COCO-format keypoint files (COCO itself, or any joint set: CVAT, Label Studio...).
 
-`read_items(dataset, split, ...)` picks the source by name. Sources yield the items of
-`source_items` (`PendingExample`, `Skipped`, ...) and import nothing of `data.records`: the shard
-writer (`data.records.shards`) and its per-person checks (`data.records.items`) consume them.
+`read_source(dataset, split, ...)` (or `read_items`, its items alone) picks the source by name.
+Sources yield the items of `source_items` (`PendingExample`, `Skipped`, ...) and import nothing
+of `data.records`: the shard writer (`data.records.shards`) and its per-person checks
+(`data.records.items`) consume them.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
+from stacked_hourglass import joints
 from stacked_hourglass.data.sources.source_items import (
     DUPLICATE_PERSON,
     MISSING_IMAGE,
@@ -33,57 +36,107 @@ PathLike = os.PathLike | str
 
 
 @dataclasses.dataclass(frozen=True)
+class Request:
+    """What a conversion asks a source for (see `read_source` for the fields)."""
+
+    split: str
+    annotations: pathlib.Path | None = None
+    images_dir: pathlib.Path | None = None
+    split_file: PathLike | None = None
+    ground_truth: PathLike | None = None
+    num_examples: int = 0
+    seed: int = 0
+    flic_labels: str | None = None
+    category: str | None = None
+    joints_file: PathLike | None = None
+
+
+@dataclasses.dataclass
+class SourceData:
+    """What a source read.
+
+    Attributes:
+        items: the items (a list, or a generator for synthetic), in source order.
+        count: their number.
+        files: the files whose sha256 belongs in the manifest (the annotations first).
+        joint_set: the records' joint set (None: the built-in set of the dataset's name).
+        notes: lines to print (e.g. what was inferred about the joint set).
+        options: what the source chose, for the manifest's options (e.g. the COCO category).
+    """
+
+    items: Iterable[Item]
+    count: int
+    files: list[pathlib.Path]
+    joint_set: joints.JointSet | None = None
+    notes: list[str] = dataclasses.field(default_factory=list)
+    options: dict = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
 class Source:
     """A dataset source of the registry.
 
     Attributes:
-        name: the `--dataset` name (also the joint set's name).
-        splits: the splits it can produce.
+        name: the `--dataset` name (also the name of the built-in joint set of most sources).
+        splits: the splits it can produce (None: any split name).
         needs_files: whether it reads an annotations file and an images folder.
-        read: (split, annotations, images_dir, split_file, ground_truth, num_examples, seed,
-            flic_labels) → (items, number of items, extra source files to fingerprint).
+        read: `Request` → `SourceData` (its `files` without the annotations file, which
+            `read_source` adds).
     """
 
     name: str
-    splits: tuple[str, ...]
+    splits: tuple[str, ...] | None
     needs_files: bool
-    read: Callable[..., tuple[Iterable[Item], int, list[pathlib.Path]]]
+    read: Callable[[Request], SourceData]
 
 
 # The readers import their source module when called: h5py/scipy (MPII, FLIC) and the synthetic
 # renderer are only loaded for the dataset asked for.
 
 
-def _read_mpii(
-    split, annotations, images_dir, split_file, ground_truth, num_examples, seed, flic_labels
-):
+def _read_mpii(r: Request) -> SourceData:
     from stacked_hourglass.data.sources import mpii
 
-    items = mpii.read_annotations(annotations, images_dir, split, split_file, ground_truth)
-    return items, len(items), [pathlib.Path(p) for p in (split_file, ground_truth) if p]
+    items = mpii.read_annotations(
+        r.annotations, r.images_dir, r.split, r.split_file, r.ground_truth
+    )
+    return SourceData(
+        items, len(items), [pathlib.Path(p) for p in (r.split_file, r.ground_truth) if p]
+    )
 
 
-def _read_flic(
-    split, annotations, images_dir, split_file, ground_truth, num_examples, seed, flic_labels
-):
+def _read_flic(r: Request) -> SourceData:
     from stacked_hourglass.data.sources import flic
 
-    if split_file or ground_truth:
+    if r.split_file or r.ground_truth:
         raise ValueError("FLIC takes no split file or ground truth file")
-    items = flic.read_examples_mat(annotations, images_dir, split, flic_labels or flic.OBSERVER)
-    return items, len(items), []
+    items = flic.read_examples_mat(
+        r.annotations, r.images_dir, r.split, r.flic_labels or flic.OBSERVER
+    )
+    return SourceData(items, len(items), [])
 
 
-def _read_synthetic(
-    split, annotations, images_dir, split_file, ground_truth, num_examples, seed, flic_labels
-):
+def _read_synthetic(r: Request) -> SourceData:
     from stacked_hourglass.data.sources import synthetic
 
-    if annotations or images_dir or split_file or ground_truth:
+    if r.annotations or r.images_dir or r.split_file or r.ground_truth:
         raise ValueError("synthetic takes no annotations, images, split file or ground truth")
-    if num_examples < 1:
-        raise ValueError(f"synthetic needs num_examples >= 1, got {num_examples}")
-    return synthetic.generate_examples(split, num_examples, seed), num_examples, []
+    if r.num_examples < 1:
+        raise ValueError(f"synthetic needs num_examples >= 1, got {r.num_examples}")
+    return SourceData(
+        synthetic.generate_examples(r.split, r.num_examples, r.seed), r.num_examples, []
+    )
+
+
+def _read_coco(r: Request) -> SourceData:
+    from stacked_hourglass.data.sources import coco
+
+    if r.split_file or r.ground_truth:
+        raise ValueError("COCO-format files take no split file or ground truth file")
+    data = coco.read_annotations(r.annotations, r.images_dir, r.category, r.joints_file)
+    extra = [pathlib.Path(r.joints_file)] if r.joints_file else []
+    options = {"category": data.category, "joints_file": r.joints_file and str(r.joints_file)}
+    return SourceData(data.items, len(data.items), extra, data.joint_set, [data.note], options)
 
 
 SOURCES = {
@@ -92,6 +145,8 @@ SOURCES = {
         Source("mpii", ("train", "valid", "test"), True, _read_mpii),
         Source("flic", ("train", "valid"), True, _read_flic),
         Source("synthetic", ("train", "valid"), False, _read_synthetic),
+        # A COCO-format file holds one split, named by the user (train2017.json → train).
+        Source("coco", None, True, _read_coco),
     )
 }
 DATASETS = tuple(SOURCES)
@@ -108,6 +163,25 @@ def get_source(dataset: str) -> Source:
 
 
 def read_items(
+    dataset: str, split: str, **kwargs
+) -> tuple[Iterable[Item], int, list[pathlib.Path]]:
+    """(items, number of items, source files to fingerprint) of `read_source(dataset, split,
+    **kwargs)`."""
+    data = read_source(dataset, split, **kwargs)
+    return data.items, data.count, data.files
+
+
+def _check_request(source: Source, r: Request) -> None:
+    """Fails on options the source does not take, before anything is read."""
+    if source.splits is not None and r.split not in source.splits:
+        raise ValueError(f"{source.name} has splits {', '.join(source.splits)}; got {r.split!r}")
+    if r.flic_labels is not None and source.name != "flic":
+        raise ValueError(f"flic_labels is for FLIC only, not {source.name}")
+    if (r.category is not None or r.joints_file is not None) and source.name != "coco":
+        raise ValueError(f"category and joints files are for COCO-format files, not {source.name}")
+
+
+def read_source(
     dataset: str,
     split: str,
     *,
@@ -118,34 +192,41 @@ def read_items(
     num_examples: int = 0,
     seed: int = 0,
     flic_labels: str | None = None,
-) -> tuple[Iterable[Item], int, list[pathlib.Path]]:
-    """The items of one dataset split: (items, number of items, source files to fingerprint).
+    category: str | None = None,
+    joints_file: PathLike | None = None,
+) -> SourceData:
+    """The items of one dataset split, their joint set and the files they came from.
 
     Args:
-        dataset: "mpii" (format by extension of `annotations`), "flic" or "synthetic".
+        dataset: "mpii" (format by extension of `annotations`), "flic", "synthetic" or "coco".
         split: "train", "valid" or (MPII only) "test": the `.mat` and the raw `annot.h5` pick
-            each split's people, a pose-hg split `.h5` or a `.json` is read whole.
+            each split's people, a pose-hg split `.h5` or a `.json` is read whole; COCO: any
+            simple name (the file is read whole).
         annotations, images_dir: the annotation file and images folder (not for synthetic).
         split_file: MPII only, see `mpii.read_split_file`.
         ground_truth: MPII `.json` only, see `mpii.read_json`.
         num_examples, seed: synthetic only.
         flic_labels: FLIC only: "observer" (None: the default) or "person", see `flic`.
+        category, joints_file: COCO only: the category to convert (name or id) and a joint-set
+            file for it, see `coco.read_annotations`.
 
     Returns:
-        The items (a list, or a generator for synthetic), their number, and the files whose
-        sha256 belongs in the manifest (annotations first).
+        `SourceData`: its `files` are those whose sha256 belongs in the manifest (annotations
+        first).
 
     Raises:
         FileNotFoundError / ValueError: bad input, naming the file or option.
     """
     source = get_source(dataset)
-    if split not in source.splits:
-        raise ValueError(f"{dataset} has splits {', '.join(source.splits)}; got {split!r}")
-    if flic_labels is not None and dataset != "flic":
-        raise ValueError(f"flic_labels is for FLIC only, not {dataset}")
+    request = Request(
+        split, None, None, split_file, ground_truth, num_examples, seed, flic_labels, category,
+        joints_file,
+    )  # fmt: skip
+    _check_request(source, request)
     if not source.needs_files:
-        return source.read(split, annotations, images_dir, split_file, ground_truth,
-                           num_examples, seed, flic_labels)  # fmt: skip
+        return source.read(
+            dataclasses.replace(request, annotations=annotations, images_dir=images_dir)
+        )
     if annotations is None or images_dir is None:
         raise ValueError(f"{dataset} needs an annotations file and an images folder")
     annotations, images_dir = pathlib.Path(annotations), pathlib.Path(images_dir)
@@ -157,10 +238,10 @@ def read_items(
         raise NotADirectoryError(f"images folder {images_dir} is a file, not a folder")
     if not images_dir.is_dir():
         raise FileNotFoundError(f"images folder {images_dir} does not exist")
-    items, count, extra = source.read(
-        split, annotations, images_dir, split_file, ground_truth, num_examples, seed, flic_labels
-    )
-    return confine_and_deduplicate(items, images_dir), count, [annotations, *extra]
+    data = source.read(dataclasses.replace(request, annotations=annotations, images_dir=images_dir))
+    data.items = confine_and_deduplicate(data.items, images_dir)
+    data.files = [annotations, *data.files]
+    return data
 
 
 def confine_and_deduplicate(items: Iterable[Item], images_dir: PathLike) -> list[Item]:
@@ -177,24 +258,33 @@ def confine_and_deduplicate(items: Iterable[Item], images_dir: PathLike) -> list
         images_dir: the images folder every image must lie in.
     """
     root = pathlib.Path(images_dir).resolve()
-    seen, out = set(), []
+    seen, resolved, out = set(), {}, []
     for item in items:
         if isinstance(item, PendingExample):
-            item = _confined(item, root, seen)
+            item = _confined(item, root, seen, resolved)
         out.append(item)
     return out
 
 
-def _confined(item: PendingExample, root: pathlib.Path, seen: set) -> Item:
+def _resolve(path: pathlib.Path, resolved: dict) -> pathlib.Path | Exception:
+    """`path.resolve()`, or the error it raised, once per path (images hold several people)."""
+    if path not in resolved:
+        try:
+            resolved[path] = path.resolve()
+        except (RuntimeError, OSError) as e:  # a symlink loop (RuntimeError before Python 3.13)
+            resolved[path] = e
+    return resolved[path]
+
+
+def _confined(item: PendingExample, root: pathlib.Path, seen: set, resolved: dict) -> Item:
     example = item.example
 
     def skip(reason: str, detail: str) -> Skipped:
         return Skipped(example.filename, example.index, example.person, reason, detail)
 
-    try:
-        resolved = item.image_path.resolve()
-    except (RuntimeError, OSError) as e:  # a symlink loop (RuntimeError before Python 3.13)
-        return skip(MISSING_IMAGE, f"{item.image_path}: cannot be resolved ({one_line(e)})")
+    resolved = _resolve(item.image_path, resolved)
+    if isinstance(resolved, Exception):
+        return skip(MISSING_IMAGE, f"{item.image_path}: cannot be resolved ({one_line(resolved)})")
     if not resolved.is_relative_to(root):
         return skip(OUTSIDE_IMAGES_DIR, f"{item.image_path} resolves to {resolved}, outside {root}")
     key = (

@@ -6,7 +6,7 @@
   * `Skipped`: a person left out, with a reason key (e.g. no objpos/scale, NaN in the
     annotation); the keys below are also those of the records' own checks and of manifests.
 
-Sources (`mpii`, `flic`, `synthetic`) build these; `data.records` consumes them. This module
+Sources (`mpii`, `flic`, `synthetic`, `coco`) build these; `data.records` consumes them. This module
 imports nothing of the records or of any source.
 """
 
@@ -30,6 +30,12 @@ NO_CENTER = "no_objpos_or_scale"
 NO_KEYPOINTS = "no_keypoints"
 OUTSIDE_IMAGES_DIR = "image_outside_images_dir"  # a path that leaves --images (.., /, symlinks)
 DUPLICATE_PERSON = "duplicate_person"  # the same image and keypoints as an earlier person
+# COCO-format annotations (`sources.coco`):
+CROWD = "crowd"  # iscrowd = 1: a group of people, not one person
+OTHER_CATEGORY = "other_category"  # an annotation of a category other than the one converted
+UNKNOWN_IMAGE_ID = "unknown_image_id"  # an image_id that no entry of `images` has
+DEGENERATE_BOX = "degenerate_box"  # a bbox with a width or height <= 0, or not finite
+BOX_OUTSIDE = "box_outside_image"  # a bbox that does not overlap its image
 
 
 @dataclasses.dataclass(frozen=True)

@@ -60,3 +60,15 @@ def test_files_that_are_not_person_records(tmp_path):
         writer.write(tf.train.Example().SerializeToString())
     with pytest.raises(ValueError, match="other.tfrecord: record 0 is not a person record"):
         inspect.summarize([other])
+
+
+def test_a_phone_photo_is_drawn_upright(person_example, blocky_picture, oriented_jpeg, tmp_path):
+    """A record of a JPEG stored a quarter turn off (EXIF orientation 6) is drawn upright: the
+    figure is 8 inches wide at 100 dpi and as tall as the upright 64 x 48 picture's aspect."""
+    from stacked_hourglass.data import features
+
+    data = oriented_jpeg(blocky_picture(48, 64, seed=1), 6)
+    serialized = features.serialize_example(person_example(0, image=data))
+    path = tmp_path / "drawn.png"
+    inspect.draw_record(features.parse_example_numpy(serialized, 16), path)
+    assert tuple(tf.io.decode_png(path.read_bytes()).shape) == (600, 800, 4)

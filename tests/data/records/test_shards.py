@@ -11,6 +11,7 @@ import pytest
 import tensorflow as tf
 
 import stacked_hourglass
+from stacked_hourglass import joints
 from stacked_hourglass.data import features
 from stacked_hourglass.data.records import shards
 from stacked_hourglass.data.sources import source_items
@@ -48,6 +49,7 @@ def test_shards_manifest_and_round_trip(tmp_path, person_example):
     assert manifest["num_records"] == 10 and manifest["num_skipped"] == 0
     assert manifest["dataset"] == "synthetic" and manifest["split"] == "train"
     assert manifest["joint_names"][0] == "r_ankle" and len(manifest["joint_names"]) == 16
+    assert manifest["joint_set"] == joints.SYNTHETIC.to_dict()  # built-in sets recorded too
     assert manifest["package_version"] == stacked_hourglass.__version__
     for shard in manifest["shards"]:
         assert shard["sha256"] == digest.sha256_file(tmp_path / shard["file"])
@@ -257,11 +259,18 @@ def test_progress_bar_is_quiet_when_not_a_terminal():
     assert len(stream) == 11 and stream[-1].startswith("x: 100/100")
 
 
+def test_a_given_joint_set_names_the_manifest_joints(tmp_path, person_example):
+    hand = joints.JointSet.from_dict({"name": "hand", "joints": [f"j{i}" for i in range(16)]})
+    result = _write([person_example(0)], tmp_path, joint_set=hand)
+    assert result.manifest.joint_set == hand.to_dict()
+    assert result.manifest.joint_names == list(hand.names) and result.manifest.joints() == hand
+
+
 def test_bad_split_name_and_dataset(tmp_path, person_example):
     with pytest.raises(ValueError, match="simple name"):
         shards.write_split([], 0, tmp_path, "../x", "synthetic")
     with pytest.raises(ValueError, match="Unknown dataset"):
-        shards.write_split([person_example(0)], 1, tmp_path / "o", "train", "coco",
+        shards.write_split([person_example(0)], 1, tmp_path / "o", "train", "lsp",
                            show_progress=False)  # fmt: skip
     assert not (tmp_path / "o").exists()
 

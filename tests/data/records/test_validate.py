@@ -104,6 +104,7 @@ def test_damaged_shards_name_shard_and_record(person_example, tmp_path, case, re
         ({"scale": float("nan")}, "person/scale must be a positive number, got nan"),
         ({"center": (float("inf"), 3.0)}, "person/center is not finite: [inf 3]"),
         ({"image_encoded": b"GIF89a"}, "image/encoded has a truncated GIF header (6 bytes)"),
+        ({"box": (1.0, 2.0, 3.0)}, "person/box has 3 values, expected 0 or 4"),
         ({"image_encoded": b"<html>not found</html>"}, "image/encoded is not a JPEG, PNG"),
         (
             {"image_encoded": _png_header(20000, 20000)},

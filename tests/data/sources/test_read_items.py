@@ -40,7 +40,7 @@ def test_arguments_are_keyword_only(tmp_path):
 @pytest.mark.parametrize(
     "dataset,split,kwargs,error,message",
     [
-        ("coco", "train", {}, ValueError, "unknown dataset 'coco'; expected one of mpii, flic"),
+        ("lsp", "train", {}, ValueError, "unknown dataset 'lsp'; expected one of mpii, flic"),
         ("flic", "test", {}, ValueError, "flic has splits train, valid; got 'test'"),
         ("mpii", "train", {}, ValueError, "mpii needs an annotations file and an images folder"),
         ("synthetic", "train", {"num_examples": 0}, ValueError, "num_examples >= 1"),
