@@ -6,6 +6,10 @@ model.
       [--box=x1,y1,x2,y2 | --detections=FILE.json | --detector=SAVED_MODEL_DIR] \
       [--min_box_score=0.5] [--person_category=1] [--person_class=1] [--max_people=20]
   python -m stacked_hourglass.predict --litert=FILE.tflite --image=... --output_dir=DIR [...]
+  python -m stacked_hourglass.predict --saved_model=...|--litert=... --video=FILE[,FILE...]|DIR \
+      --output_dir=DIR [--track] [--smooth=one_euro|none] [--box=... | --detections=... | ...]
+      (`serving.video_lib`: NAME.mp4 with the skeletons drawn and NAME.jsonl, a line per frame;
+      needs the [video] extra, PyAV; the options: `serving.video_options`)
 
 The people of an image are its person boxes (`serving.boxes`): the boxes a COCO detection results
 file gives it (--detections), the boxes a TF2 Object Detection API SavedModel finds in it
@@ -35,7 +39,7 @@ import sys
 
 from absl import flags
 
-from stacked_hourglass.serving import boxes, predictor
+from stacked_hourglass.serving import boxes, predictor, video_options
 from stacked_hourglass.utils import cli
 
 KINDS = ("saved_model", "litert")
@@ -50,12 +54,15 @@ def define_flags(fv: flags.FlagValues) -> None:
     ):
         flags.DEFINE_string(name, None, help_text, flag_values=fv)
     boxes.define_flags(fv)
+    video_options.define_flags(fv)
 
 
 def run(fv: flags.FlagValues) -> int:
     kind, path = predictor.choose_model(
         {k: fv[k].value for k in KINDS}, missing="--saved_model is required"
     )
+    if fv["video"].value:
+        return _run_video(fv, kind, path)
     cli.require(fv, "image", "output_dir")
     # TF's per-call C++ warnings (e.g. "Local rendezvous is aborting" on a failed assertion)
     # would bury the one-line error; the user can still ask for them.
@@ -84,6 +91,23 @@ def run(fv: flags.FlagValues) -> int:
         + (f"; {len(failures)} failed (named on stderr)" if failures else "")
     )
     return 1 if failures else 0
+
+
+def _run_video(fv: flags.FlagValues, kind: str, path: str) -> int:
+    if fv["image"].value or fv["coco_results"].value:
+        raise cli.UsageError("--video takes neither --image nor --coco_results")
+    cli.require(fv, "output_dir")
+    options = video_options.from_flags(fv)
+    boxes.parse_box(fv["box"].value)  # a bad --box is a flag error, before any loading
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from stacked_hourglass.serving import video_lib
+
+    video_lib.import_av()  # the missing extra is said before a detector loads
+    given = [f"--{n}={fv[n].value}" for n in ("box", "detections", "detector") if fv[n].value]
+    return video_lib.run_videos(
+        kind, path, fv["video"].value, fv["output_dir"].value, options,
+        boxes.from_flags(fv), given[0] if given else "whole frame",
+    )  # fmt: skip
 
 
 def main(argv=None) -> int:

@@ -104,8 +104,26 @@ def box_problems(box, size, index):
     return [(tf.logical_and(finite, positive), area), (overlaps, outside), (sized, size_message)]
 
 
+@tf.function(reduce_retracing=True)
+def _checked_crop(image, box, index, input_size: int):
+    """`crop_on_host`'s work as one graph (eager, its dozens of small ops cost more than the
+    crop): (crop, matrix, box filled in, oks bool [C], messages string [C]) of `box_problems`;
+    the crop is zeros when a condition fails (a box of 1e30 must not reach the warp)."""
+    size = tf.shape(image)[:2]
+    box = fill_box(box, size)
+    problems = box_problems(box, size, index)
+    oks = tf.stack([ok for ok, _ in problems])
+    matrix = box_matrix(box, input_size)
+    crop = tf.cond(
+        tf.reduce_all(oks),
+        lambda: geometry.crop_image(image, matrix, input_size),
+        lambda: tf.zeros([input_size, input_size, 3], tf.float32),
+    )
+    return crop, matrix, box, oks, tf.stack([message for _, message in problems])
+
+
 def crop_on_host(image, box, input_size: int, index: int = 0):
-    """The crop `serving_box` makes, from decoded pixels (TF eager).
+    """The crop `serving_box` makes, from decoded pixels (TF, one graph per input size).
 
     Args:
         image: uint8 [H, W, 3].
@@ -120,14 +138,14 @@ def crop_on_host(image, box, input_size: int, index: int = 0):
     Raises:
         ValueError: the message of the first condition of `box_problems` the box fails.
     """
-    size = tf.constant(image.shape[:2], tf.int32)
-    box = fill_box(np.zeros(4, np.float32) if box is None else box, size)
-    for ok, message in box_problems(box, size, index):
-        if not bool(ok):
-            raise ValueError(message.numpy().decode("utf-8"))
-    matrix = box_matrix(box, input_size)
-    crop = geometry.crop_image(tf.constant(image), matrix, input_size)
-    return crop.numpy(), matrix.numpy(), box.numpy()
+    box = np.zeros(4, np.float32) if box is None else np.asarray(box, np.float32)
+    crop, matrix, used, oks, messages = _checked_crop(
+        tf.convert_to_tensor(image, tf.uint8), tf.constant(box), tf.constant(index), int(input_size)
+    )
+    for ok, message in zip(oks.numpy(), messages.numpy(), strict=True):
+        if not ok:
+            raise ValueError(message.decode("utf-8"))
+    return crop.numpy(), matrix.numpy(), used.numpy()
 
 
 def to_original(keypoints, matrix):

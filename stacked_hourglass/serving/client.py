@@ -147,8 +147,11 @@ def load_serving_model(path: str) -> ServingModel:
     )
 
 
-def list_images(spec: str) -> list[str]:
-    """Image files from "FILE[,FILE...]" or a directory (its image files, sorted).
+def list_images(
+    spec: str, extensions: Sequence[str] = IMAGE_EXTENSIONS, flag: str = "image"
+) -> list[str]:
+    """Image files from "FILE[,FILE...]" or a directory (its files ending in one of
+    `extensions`, any case, sorted); `flag` is the flag messages name (`--video` lists videos).
 
     Raises:
         FileNotFoundError: a named file or directory does not exist, or a directory holds no
@@ -162,18 +165,18 @@ def list_images(spec: str) -> list[str]:
             found = sorted(
                 os.path.join(item, name)
                 for name in os.listdir(item)
-                if name.lower().endswith(IMAGE_EXTENSIONS)
+                if name.lower().endswith(tuple(extensions))
                 and os.path.isfile(os.path.join(item, name))
             )
             if not found:
-                raise FileNotFoundError(f"{item}: no {'/'.join(IMAGE_EXTENSIONS)} files")
+                raise FileNotFoundError(f"{item}: no {'/'.join(extensions)} files")
             paths.extend(found)
         elif os.path.isfile(item):
             paths.append(item)
         else:
             raise FileNotFoundError(f"{item}: no such file or directory")
     if not paths:
-        raise FileNotFoundError(f"--image={spec!r} names no files")
+        raise FileNotFoundError(f"--{flag}={spec!r} names no files")
     return paths
 
 
