@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import pathlib
 
 import numpy as np
 import pytest
@@ -59,7 +60,7 @@ def _detections(annotations: str) -> list[dict]:
     """The tools' boxes jittered by a few pixels, each with a shifted duplicate, and a false
     positive per image."""
     rng = np.random.default_rng(0)
-    payload = json.loads(open(annotations).read())
+    payload = json.loads(pathlib.Path(annotations).read_text())
     found = []
     for ann in payload["annotations"]:
         if ann["iscrowd"] or not ann["num_keypoints"]:
@@ -89,12 +90,12 @@ def test_a_joint_set_of_ones_own_from_annotation_file_to_served_model(
     joints_file = tmp_path / "tool.json"
     joints_file.write_text(json.dumps(TOOL))
     records = tmp_path / "records"
-    for split, annotations, images in (
+    for split, source, images in (
         ("train", train_json, train_images),
         ("valid", valid_json, valid_images),
     ):
         assert convert.main([
-            "--dataset=coco", f"--annotations={annotations}", f"--images={images}",
+            "--dataset=coco", f"--annotations={source}", f"--images={images}",
             f"--joints={joints_file}", f"--split={split}", f"--output_dir={records}",
         ]) == 0  # fmt: skip
     manifest = json.loads((records / "valid.manifest.json").read_text())
@@ -125,8 +126,10 @@ def test_a_joint_set_of_ones_own_from_annotation_file_to_served_model(
     detections = tmp_path / "detections.json"
     detections.write_text(json.dumps(_detections(str(valid_json))))
     det_dir = tmp_path / "eval_det"
-    assert evaluate.main([f"--model_dir={run}", f"--data={records}/valid-*.tfrecord",
-                          f"--detections={detections}", f"--output_dir={det_dir}"]) == 0  # fmt: skip
+    assert evaluate.main([
+        f"--model_dir={run}", f"--data={records}/valid-*.tfrecord",
+        f"--detections={detections}", f"--output_dir={det_dir}",
+    ]) == 0  # fmt: skip
     out = capsys.readouterr().out
     results = sorted(det_dir.glob("*.keypoints.json"))
     assert len(results) == 1
