@@ -28,9 +28,11 @@ from stacked_hourglass.config import (
     TrainConfig,
     check_resume,
     output_name,
+    with_records_joint_set,
 )
 from stacked_hourglass.data import pipeline
 from stacked_hourglass.data.codec import HeatmapCodec
+from stacked_hourglass.data.records.split import Split
 from stacked_hourglass.evaluation import pck
 from stacked_hourglass.model.hourglass import build_model
 from stacked_hourglass.training import callbacks as callbacks_lib
@@ -288,6 +290,9 @@ def _prepare(run: _Run) -> int:
     keras.utils.set_random_seed(train_config.seed)
     run.policy = set_precision_policy(train_config.mixed_precision)
     set_graph_optimizer(train_config.graph_optimizer)
+    # The joint set comes from the training records' manifest (or --joints, checked against it).
+    train_split = Split.open(run.config.data.train_files)
+    run.config = with_records_joint_set(run.config, train_split.joints(), train_split.patterns)
     run.config = run.config.resolve(num_replicas=run.strategy.num_replicas_in_sync)
     _check_resumed_config(run)
     run.codec = HeatmapCodec.for_model(run.config.model.input_size, run.config.data.sigma)
@@ -295,7 +300,7 @@ def _prepare(run: _Run) -> int:
     # --dataset's joints; list the shards once for the run. (After the strategy:
     # MultiWorkerMirroredStrategy must come before the first TensorFlow op of the process.)
     run.data = pipeline.open_splits(
-        run.config.data, train_config.batch_size, train_config.steps_per_epoch
+        run.config.data, train_config.batch_size, train_config.steps_per_epoch, train_split
     )
     # One run per model directory: a second one (a repeated command, a duplicated worker index,
     # a scheduler's retry) is refused here, naming the holder, before it writes anything.
