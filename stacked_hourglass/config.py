@@ -340,6 +340,19 @@ class TrainConfig:
         "included. 0: at epoch ends only.",
     )
     seed: int = _field(0, "Seed of initialisation, data order and augmentation.")
+    init_from: str = _field(
+        "",
+        "Start a new run from this model directory's weights (a training run's or "
+        "import_weights's; same stacks, features, depth): every layer is loaded, the per-joint "
+        "output channels for the joints of both joint sets (r_/right_ spellings equal; see "
+        "--joint_map); the other joints' channels start fresh. A resumed run loads nothing "
+        "from it.",
+    )
+    joint_map: tuple[str, ...] = _field(
+        (),
+        "With --init_from: source_joint:new_joint pairs carried over besides the joints of the "
+        "same name (e.g. head_top:nose).",
+    )
     verbose: int = _field(1, "0 silent, 1 progress bar, 2 a line per epoch.")
     allow_config_change: tuple[str, ...] = _field(
         (),
@@ -352,6 +365,7 @@ class TrainConfig:
         object.__setattr__(self, "lr_drop_epochs", tuple(int(e) for e in self.lr_drop_epochs))
         object.__setattr__(self, "loss_weights", tuple(float(w) for w in self.loss_weights))
         object.__setattr__(self, "allow_config_change", tuple(self.allow_config_change))
+        object.__setattr__(self, "joint_map", tuple(str(e) for e in self.joint_map))
         unknown = [n for n in self.allow_config_change if not _is_field_name(n)]
         if unknown:
             raise ValueError(f"allow_config_change names no config field: {', '.join(unknown)}")

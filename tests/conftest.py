@@ -218,8 +218,11 @@ def official_mpii(tmp_path):
 TINY_INPUT_SIZE = 64
 
 
-def _make_model_dir(path, num_stacks=2, dataset="mpii", seed=1234, **model_fields):
+def _make_model_dir(path, num_stacks=2, dataset="mpii", seed=1234, joint_set=None, **model_fields):
     """A random-weight model directory (config.json + model.keras); returns the Keras model.
+
+    `joint_set` (a `JointSet`): the joints config.json records; None: the built-in set of
+    `dataset`.
 
     Depth 1 (64x64 crops, an 8x8 bottom): tracing (export, evaluation) costs a fraction of the
     paper's depth 4, and nothing these models test depends on the depth.
@@ -235,7 +238,7 @@ def _make_model_dir(path, num_stacks=2, dataset="mpii", seed=1234, **model_field
     fields = {"num_features": 16, "depth": 1, "input_size": TINY_INPUT_SIZE, **model_fields}
     config = ExperimentConfig(
         model=ModelConfig(num_stacks=num_stacks, **fields),
-        data=DataConfig(dataset=dataset),
+        data=DataConfig(dataset=dataset, joint_set_spec=joint_set.to_dict() if joint_set else None),
         train=TrainConfig(model_dir=str(path)),
     ).resolve()
     keras.utils.set_random_seed(seed)
@@ -248,8 +251,9 @@ def _make_model_dir(path, num_stacks=2, dataset="mpii", seed=1234, **model_field
 
 @pytest.fixture(scope="session")
 def make_model_dir():
-    """`make(path, num_stacks=2, dataset="mpii", seed=1234, **model_fields)` → the Keras model
-    of a new random-weight model directory at `path` (16 features, depth 1, 64x64 input)."""
+    """`make(path, num_stacks=2, dataset="mpii", seed=1234, joint_set=None, **model_fields)` →
+    the Keras model of a new random-weight model directory at `path` (16 features, depth 1,
+    64x64 input)."""
     return _make_model_dir
 
 

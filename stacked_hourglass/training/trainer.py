@@ -37,6 +37,7 @@ from stacked_hourglass.evaluation import pck
 from stacked_hourglass.model.hourglass import build_model
 from stacked_hourglass.training import callbacks as callbacks_lib
 from stacked_hourglass.training import cluster, keras_hooks
+from stacked_hourglass.training import init_from as init_from_lib
 from stacked_hourglass.training.cluster import make_strategy
 from stacked_hourglass.training.metrics import HeatmapPCK
 from stacked_hourglass.training.optimizers import TorchRMSprop
@@ -211,6 +212,7 @@ class _Run:
         policy: the Keras dtype policy name (set by `_prepare`).
         codec: the heatmap codec of the model's input size and the data's sigma (`_prepare`).
         data: the training and validation splits, opened and checked once (`_prepare`).
+        init: what --init_from loads (`_prepare`); None without it.
         lock: `write_dir`'s lock, taken by `_prepare` before it writes anything.
     """
 
@@ -223,6 +225,7 @@ class _Run:
     policy: str = ""
     codec: HeatmapCodec | None = None
     data: pipeline.TrainingData | None = None
+    init: init_from_lib.Plan | None = None
     lock: locks.DirectoryLock = dataclasses.field(init=False)
 
     def __post_init__(self):
@@ -267,6 +270,8 @@ def _train(run: _Run, callbacks: Sequence[keras.callbacks.Callback]) -> dict:
     with run.strategy.scope():
         model = build_model(run.config.model)
         compile_model(model, run.config.model, run.config.train)
+        if run.init:  # --init_from, in a run that starts afresh
+            init_from_lib.initialise(model, run.init, run.config.data.joint_set)
     loop = _make_callbacks(run, steps_per_epoch, eval_ds, callbacks)
     initial_epoch, resumed_step = _restore(run, model, loop.resume, steps_per_epoch)
     fit_seconds = _fit(run, model, loop, (initial_epoch, loop.resume.epoch_step), steps_per_epoch)
@@ -293,6 +298,7 @@ def _prepare(run: _Run) -> int:
     # The joint set comes from the training records' manifest (or --joints, checked against it).
     train_split = Split.open(run.config.data.train_files)
     run.config = with_records_joint_set(run.config, train_split.joints(), train_split.patterns)
+    run.config, run.init = init_from_lib.prepare(run.config)
     run.config = run.config.resolve(num_replicas=run.strategy.num_replicas_in_sync)
     _check_resumed_config(run)
     run.codec = HeatmapCodec.for_model(run.config.model.input_size, run.config.data.sigma)

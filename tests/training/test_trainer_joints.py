@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import io
 import os
 
 import pytest
@@ -38,10 +41,18 @@ def _config(train_files, valid_files, model_dir, **data) -> ExperimentConfig:
 
 
 @pytest.fixture(scope="module")
-def tool_run(tool_records, tmp_path_factory):
-    run = tmp_path_factory.mktemp("tool_run") / "run"
-    summary = trainer.train(_config(tool_records["train"], tool_records["valid"], run))
-    return {"run": run, "summary": summary}
+def tool_run(tool_records, make_model_dir, tmp_path_factory):
+    """A 1-step run on the tool records, started from a 1-stack MPII model (--init_from) whose
+    head_top channel becomes the tip's (--joint_map)."""
+    root = tmp_path_factory.mktemp("tool_run")
+    source = str(root / "mpii")
+    make_model_dir(source, num_stacks=1, dataset="mpii")
+    config = _config(tool_records["train"], tool_records["valid"], root / "run")
+    train = dataclasses.replace(config.train, init_from=source, joint_map=("head_top:tip",))
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        summary = trainer.train(dataclasses.replace(config, train=train))
+    return {"run": root / "run", "summary": summary, "source": source, "printed": printed}
 
 
 def test_the_joint_set_comes_from_the_training_records_manifest(tool_run, tool_records):
@@ -80,3 +91,13 @@ def test_validation_records_of_another_set_are_one_line(tool_records, synthetic_
     assert message.endswith("the training run has 'tool' (5 joints: tip, left_jaw, right_jaw, "
                             "pivot, handle)")  # fmt: skip
     assert not os.path.exists(run / run_dir.CONFIG_FILE)
+
+
+def test_the_run_started_from_init_from_and_said_so(tool_run):
+    lines = tool_run["printed"].getvalue().splitlines()
+    where = f"--init_from={tool_run['source']}"
+    assert f"{where}: 1 of 5 joints carried over from 'mpii': tip (head_top)" in lines
+    assert f"{where}: 4 joints freshly initialised: left_jaw, right_jaw, pivot, handle" in lines
+    config = run_dir.load_config(str(tool_run["run"]))
+    assert config.train.init_from == tool_run["source"]
+    assert config.train.joint_map == ("head_top:tip",)
