@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from stacked_hourglass import joints
 from stacked_hourglass.serving import exporter, layout, predictor
 
@@ -45,9 +47,6 @@ def test_exports_written_before_the_joint_set_was_recorded_still_read():
 def test_a_bad_recorded_joint_set_is_one_line_naming_the_export():
     metadata = layout.joints_metadata(joints.MPII, 64, 16, False)
     metadata["joint_set"] = {"name": "x", "joints": ["a", "a"]}
-    try:
+    with pytest.raises(ValueError) as error:
         predictor.info_from_metadata("saved_model", "EXPORT/1", metadata)
-    except ValueError as e:
-        assert str(e).startswith("EXPORT/1: joint_set: duplicate joint names")
-    else:
-        raise AssertionError("no error")
+    assert str(error.value) == "EXPORT/1: joint_set: Joint set 'x' has duplicate joint names ['a']"

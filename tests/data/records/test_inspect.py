@@ -60,3 +60,15 @@ def test_files_that_are_not_person_records(tmp_path):
         writer.write(tf.train.Example().SerializeToString())
     with pytest.raises(ValueError, match="other.tfrecord: record 0 is not a person record"):
         inspect.summarize([other])
+
+
+def test_records_of_a_custom_joint_set_are_read_with_their_manifest_s_joints(
+    tool_records, tmp_path
+):
+    files = inspect.expand_files([tool_records["valid"]])
+    summary = inspect.summarize(files)
+    assert summary["datasets"] == {"tool": 4} and summary["status"]["tool"].shape == (5, 3)
+    assert summary["check"].problems == []
+    text = inspect.format_summary(summary)
+    assert "Dataset tool: 4 records" in text and "left_jaw" in text
+    assert len(inspect.draw_records(files, tmp_path / "drawn", 1)) == 1
