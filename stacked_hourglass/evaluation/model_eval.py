@@ -96,8 +96,8 @@ def run_model_evaluation(
     if not data:
         raise ValueError(f"--data (a TFRecord glob) is required with --{kind}")
     info = predictor.read_info(kind, path, flip_test=flip_test, decoder=decoder)
-    what = f"--dataset={joint_set.name}" if joint_set else f"the model {path}"
-    check_records_joints(data, joint_set or info.joint_set, what)
+    if joint_set is None:  # --dataset reads the records as its set: `check_data` checks them
+        check_records_joints(data, info.joint_set, f"the model {path}")
     joint_set = joint_set or info.joint_set
     # A model directory's own limit; an export's limit is about requests, not records.
     max_pixels = info.max_pixels if kind == "model_dir" else images.DEFAULT_MAX_PIXELS
@@ -210,9 +210,9 @@ def _evaluate_litert(litert, model_dir, data, joint_set, options) -> dict:
     if not data:
         raise ValueError("--data (a TFRecord glob) is required with --litert")
     info = predictor.read_info("litert", litert)
-    joint_set = joint_set or info.joint_set
     print(f"== {litert} ({info.describe()})")
     figures = run_model_evaluation("litert", litert, data=data, joint_set=joint_set, **options)
+    joint_set = joint_set or info.joint_set
     rows = [(f"LiteRT {info.quantize}", figures["table"])]
     if model_dir:
         print(f"== {model_dir} (float Keras model)")
