@@ -153,9 +153,9 @@ class DataConfig:
     )
     joints: str = _field(
         "",
-        "The joint set: '' = the training records' (their manifest), else the built-in set of "
-        "--dataset; a built-in name (" + ", ".join(joints.JOINT_SET_NAMES) + "); or a "
-        "joint-set JSON file. Records of another joint set are refused.",
+        "The joint set: '' = the training records' custom set (their manifest), else the "
+        "built-in set of --dataset; a built-in name (" + ", ".join(joints.JOINT_SET_NAMES) + "); "
+        "or a joint-set JSON file. Records of another joint set are refused.",
     )
     joint_set_spec: dict | None = _field(
         None,
@@ -258,8 +258,10 @@ def check_same_joints(
 def with_records_joint_set(
     config: ExperimentConfig, records: joints.JointSet | None, records_where: str
 ) -> ExperimentConfig:
-    """`config` with `data.joint_set_spec` set: --joints's set, else the records', else the
-    built-in set of `data.dataset`.
+    """`config` with `data.joint_set_spec` set: --joints's set, else the records' when it is
+    no built-in set (a custom set travels with its records), else the built-in set of
+    `data.dataset` (records of another built-in set are refused by the records' check, as
+    --dataset always was).
 
     Args:
         config: the experiment (`data.joints`, `data.dataset`).
@@ -271,9 +273,9 @@ def with_records_joint_set(
             records'; a bad --joints file.
     """
     data = config.data
-    if data.joints or records is None:
+    if data.joints or records is None or records.name in joints.JOINT_SET_NAMES:
         joint_set = load_joint_set(data.joints, data.dataset)
-        if records is not None:
+        if records is not None and data.joints:
             check_same_joints(records, records_where, joint_set, f"--joints={data.joints}")
     else:
         joint_set = records

@@ -396,6 +396,9 @@ def test_the_records_joint_set_is_the_run_s_unless_joints_names_one():
     named = ExperimentConfig(data=DataConfig(dataset="coco", joints="mpii"))
     assert config_lib.with_records_joint_set(named, None, "t").data.joint_set == joints.MPII
     assert config_lib.with_records_joint_set(named, joints.MPII, "t").data.joint_set.name == "mpii"
+    # Records of a built-in set: --dataset's (the records' check refuses another, as before).
+    builtin = config_lib.with_records_joint_set(config, joints.SYNTHETIC, "t")
+    assert builtin.data.joint_set == joints.COCO
 
 
 def test_records_of_another_joint_set_than_joints_is_one_line():
