@@ -13,7 +13,8 @@ set once, by `ExperimentConfig.resolve()`:
     model.num_joints               = joints of data.joint_set
 
 and the trainer sets `data.joint_set_spec` (`with_records_joint_set`): the joint set of
---joints or of the training records, recorded in config.json.
+--joints or of the training records, recorded in config.json unless it is the built-in set of
+data.dataset.
     model.intermediate_supervision = (train.supervise == "all")
 
 `MODEL_DIR/config.json` is `to_dict()`; `from_dict()` reads it back, including the files
@@ -159,8 +160,8 @@ class DataConfig:
     )
     joint_set_spec: dict | None = _field(
         None,
-        "The resolved joint set (`JointSet.to_dict()`), recorded in config.json; None in "
-        "config.json files written before it was (their joints: the built-in set of dataset).",
+        "The resolved joint set (`JointSet.to_dict()`), recorded in config.json; None: the "
+        "built-in set of dataset (also in config.json files written before it was recorded).",
         flag=False,
     )
     train_files: str = _field(
@@ -258,7 +259,8 @@ def check_same_joints(
 def with_records_joint_set(
     config: ExperimentConfig, records: joints.JointSet | None, records_where: str
 ) -> ExperimentConfig:
-    """`config` with `data.joint_set_spec` set: --joints's set, else the records' when it is
+    """`config` with `data.joint_set_spec` set (None for the built-in set of `data.dataset`):
+    --joints's set, else the records' when it is
     no built-in set (a custom set travels with its records), else the built-in set of
     `data.dataset` (records of another built-in set are refused by the records' check, as
     --dataset always was).
@@ -279,7 +281,9 @@ def with_records_joint_set(
             check_same_joints(records, records_where, joint_set, f"--joints={data.joints}")
     else:
         joint_set = records
-    data = dataclasses.replace(data, joint_set_spec=joint_set.to_dict())
+    # The built-in set of `dataset` needs no record (config.json stays as it was).
+    builtin = joint_set == joints.get_joint_set(data.dataset)
+    data = dataclasses.replace(data, joint_set_spec=None if builtin else joint_set.to_dict())
     return dataclasses.replace(config, data=data)
 
 
