@@ -10,7 +10,11 @@ per field, named as the field, with the field's default and help text, so a defa
 drift between a flag and the config. Fields that follow from others are not flags; they are
 set once, by `ExperimentConfig.resolve()`:
 
-    model.num_joints               = joints of data.dataset
+    model.num_joints               = joints of data.joint_set
+
+and the trainer sets `data.joint_set_spec` (`with_records_joint_set`): the joint set of
+--joints or of the training records, recorded in config.json unless it is the built-in set of
+data.dataset.
     model.intermediate_supervision = (train.supervise == "all")
     data.unlabelled                = "zero" or "ignore" for "auto" (`DataConfig.unlabelled_rule`)
 
@@ -30,6 +34,7 @@ import numpy as np
 from absl import flags
 
 from stacked_hourglass import joints
+from stacked_hourglass.utils import files
 
 PRECISIONS = ("none", "float16", "bfloat16", "auto")
 DISTRIBUTIONS = ("auto", "one_device", "mirrored", "multi_worker", "none")
@@ -71,7 +76,9 @@ class ModelConfig:
         1, "Residual modules at every residual place (pose-hg-train's nModules; paper: 1)."
     )
     input_size: int = _field(256, "Network input side S in pixels; heatmaps are S/4.")
-    num_joints: int = _field(16, "Heatmap channels K (set from --dataset).", flag=False)
+    num_joints: int = _field(
+        16, "Heatmap channels K (set from the joint set, see --joints).", flag=False
+    )
     intermediate_supervision: bool = _field(
         True, "Every stack's heatmaps are an output (set from --supervise).", flag=False
     )
@@ -144,7 +151,22 @@ class DataConfig:
     """Which TFRecords, what targets and which augmentation (paper §3.4 / pose-hg-train)."""
 
     dataset: str = _field(
-        "mpii", "Joint set of the records.", choices=tuple(joints.JOINT_SET_NAMES)
+        "mpii",
+        "Dataset of the records; its built-in joint set is theirs when neither --joints nor "
+        "their manifest names one.",
+        choices=tuple(joints.JOINT_SET_NAMES),
+    )
+    joints: str = _field(
+        "",
+        "The joint set: '' = the training records' custom set (their manifest), else the "
+        "built-in set of --dataset; a built-in name (" + ", ".join(joints.JOINT_SET_NAMES) + "); "
+        "or a joint-set JSON file. Records of another joint set are refused.",
+    )
+    joint_set_spec: dict | None = _field(
+        None,
+        "The resolved joint set (`JointSet.to_dict()`), recorded in config.json; None: the "
+        "built-in set of dataset (also in config.json files written before it was recorded).",
+        flag=False,
     )
     train_files: str = _field(
         "tfrecords/mpii/train-*.tfrecord", "Training shards (comma-separated globs)."
@@ -194,7 +216,88 @@ class DataConfig:
 
     @property
     def joint_set(self) -> joints.JointSet:
-        return joints.get_joint_set(self.dataset)
+        """The joints of the records and heatmaps: the recorded `joint_set_spec`, else
+        `load_joint_set(joints, dataset)`."""
+        if self.joint_set_spec is not None:
+            return joints.JointSet.from_dict(self.joint_set_spec, "config: data.joint_set_spec")
+        return load_joint_set(self.joints, self.dataset)
+
+
+def load_joint_set(spec: str, dataset: str) -> joints.JointSet:
+    """The joint set `--joints=spec` names.
+
+    Args:
+        spec: "" (the built-in set of `dataset`), a built-in name, or a joint-set JSON file
+            (local path or URL; the format of `joints.JointSet.from_dict`).
+        dataset: the built-in set used when `spec` is "".
+
+    Raises:
+        FileNotFoundError / ValueError: one line naming the file (and its bad field).
+    """
+    if not spec:
+        return joints.get_joint_set(dataset)
+    if spec in joints.JOINT_SET_NAMES:
+        return joints.get_joint_set(spec)
+    if not files.exists(spec):
+        raise FileNotFoundError(
+            f"--joints={spec}: neither a built-in joint set "
+            f"({', '.join(joints.JOINT_SET_NAMES)}) nor an existing joint-set JSON file"
+        )
+    return joints.JointSet.from_dict(files.read_json(spec, "joint-set file"), spec)
+
+
+def describe_joint_set(joint_set: joints.JointSet, limit: int = 8) -> str:
+    """`'tool' (5 joints: tip, ...)`: a joint set named for a message (first `limit` names)."""
+    names = list(joint_set.names)
+    shown = ", ".join(names[:limit]) + (", ..." if len(names) > limit else "")
+    return f"{joint_set.name!r} ({len(names)} joints: {shown})"
+
+
+def check_same_joints(
+    found: joints.JointSet, found_where: str, expected: joints.JointSet, expected_what: str
+) -> None:
+    """Refuses records (or a model) whose joints are not `expected`'s, in the same order.
+
+    Raises:
+        ValueError: one line: "`found_where` holds records of joint set 'tool' (5 joints:
+            ...), `expected_what` has 17 (...)".
+    """
+    if tuple(found.names) != tuple(expected.names):
+        raise ValueError(
+            f"{found_where} holds records of joint set {describe_joint_set(found)}, "
+            f"{expected_what} has {describe_joint_set(expected)}"
+        )
+
+
+def with_records_joint_set(
+    config: ExperimentConfig, records: joints.JointSet | None, records_where: str
+) -> ExperimentConfig:
+    """`config` with `data.joint_set_spec` set (None for the built-in set of `data.dataset`):
+    --joints's set, else the records' when it is
+    no built-in set (a custom set travels with its records), else the built-in set of
+    `data.dataset` (records of another built-in set are refused by the records' check, as
+    --dataset always was).
+
+    Args:
+        config: the experiment (`data.joints`, `data.dataset`).
+        records: the training records' joint set (`Split.joints()`); None without a manifest.
+        records_where: the records, for the message (their glob).
+
+    Raises:
+        ValueError: one line naming both when --joints names another joint set than the
+            records'; a bad --joints file.
+    """
+    data = config.data
+    if data.joints or records is None or records.name in joints.JOINT_SET_NAMES:
+        joint_set = load_joint_set(data.joints, data.dataset)
+        if records is not None and data.joints:
+            check_same_joints(records, records_where, joint_set, f"--joints={data.joints}")
+    else:
+        joint_set = records
+    # The built-in set of `dataset` needs no record (config.json stays as it was).
+    builtin = joint_set == joints.get_joint_set(data.dataset)
+    data = dataclasses.replace(data, joint_set_spec=None if builtin else joint_set.to_dict())
+    return dataclasses.replace(config, data=data)
 
     @property
     def unlabelled_rule(self) -> str:
@@ -265,6 +368,19 @@ class TrainConfig:
         "included. 0: at epoch ends only.",
     )
     seed: int = _field(0, "Seed of initialisation, data order and augmentation.")
+    init_from: str = _field(
+        "",
+        "Start a new run from this model directory's weights (a training run's or "
+        "import_weights's; same stacks, features, depth): every layer is loaded, the per-joint "
+        "output channels for the joints of both joint sets (r_/right_ spellings equal; see "
+        "--joint_map); the other joints' channels start fresh. A resumed run loads nothing "
+        "from it.",
+    )
+    joint_map: tuple[str, ...] = _field(
+        (),
+        "With --init_from: source_joint:new_joint pairs carried over besides the joints of the "
+        "same name (e.g. head_top:nose).",
+    )
     verbose: int = _field(1, "0 silent, 1 progress bar, 2 a line per epoch.")
     allow_config_change: tuple[str, ...] = _field(
         (),
@@ -277,6 +393,7 @@ class TrainConfig:
         object.__setattr__(self, "lr_drop_epochs", tuple(int(e) for e in self.lr_drop_epochs))
         object.__setattr__(self, "loss_weights", tuple(float(w) for w in self.loss_weights))
         object.__setattr__(self, "allow_config_change", tuple(self.allow_config_change))
+        object.__setattr__(self, "joint_map", tuple(str(e) for e in self.joint_map))
         unknown = [n for n in self.allow_config_change if not _is_field_name(n)]
         if unknown:
             raise ValueError(f"allow_config_change names no config field: {', '.join(unknown)}")
@@ -373,6 +490,7 @@ class ExperimentConfig:
 _RESUME_FREE = {
     "model.sync_batch_norm",  # follows train.sync_batch_norm and the replica count
     "train.model_dir",
+    "data.joints",  # what it resolves to, data.joint_set_spec, is checked
     "train.verbose",
     "train.cluster_timeout",
     "train.tensorboard_images",
@@ -383,6 +501,7 @@ _RESUME_FREE = {
 _RESUME_FIXED_REASONS = {
     "model": "the weights are of the stored architecture",
     "data.dataset": "the heatmaps are of the stored joint set",
+    "data.joint_set_spec": "the heatmaps are of the stored joint set",
     "data.train_files": "the data position is a place in the stored training files",
     "data.shuffle_buffer": "the data position is a place in the stored record order",
     "train.batch_size": "the data position is counted in batches of the stored size",
@@ -419,6 +538,13 @@ def config_differences(stored: ExperimentConfig, new: ExperimentConfig) -> list[
     return changes
 
 
+def _with_joint_set_spec(config: ExperimentConfig) -> ExperimentConfig:
+    if config.data.joint_set_spec is not None:
+        return config
+    data = dataclasses.replace(config.data, joint_set_spec=config.data.joint_set.to_dict())
+    return dataclasses.replace(config, data=data)
+
+
 def check_resume(stored: ExperimentConfig, new: ExperimentConfig) -> list[str]:
     """Checks that `new` may resume a run of `stored`; returns the changed fields' keys.
 
@@ -432,10 +558,15 @@ def check_resume(stored: ExperimentConfig, new: ExperimentConfig) -> list[str]:
             change (with the reason) and fields not named in --allow_config_change.
     """
     allowed = set(new.train.allow_config_change)
+    # A config.json written before the joint set was recorded holds the built-in set of its
+    # dataset: compared as the recorded set it is.
+    stored, new = _with_joint_set_spec(stored), _with_joint_set_spec(new)
     refused, changed = [], []
     for key, old, value in config_differences(stored, new):
         reason = _fixed_reason(key)
         named = key in allowed or key.split(".", 1)[1] in allowed
+        if key == "data.joint_set_spec":
+            old, value = (describe_joint_set(joints.JointSet.from_dict(v)) for v in (old, value))
         if reason:
             refused.append(f"{key} {old!r} -> {value!r} (cannot change: {reason})")
         elif not named:

@@ -31,8 +31,9 @@ NAME.preds.h5 in pose-hg's layout, 1-based, rows in source order):
   python -m stacked_hourglass.evaluate --model_dir=DIR|--saved_model=DIR --data=GLOB \
       [--dataset=mpii] [--flip_test] [--output_dir=DIR]
 
---dataset defaults to the model_dir's training dataset, or to the SavedModel's (its
-assets/joints.json).
+The joint set is the model's: the model_dir's config.json, the SavedModel's assets/joints.json
+or the LiteRT model's FILE.json record it (--dataset overrides it with a built-in set). Records
+whose manifest records another joint set are refused in one line naming both.
 
 COCO-format records (`convert --dataset=coco`) are also scored by COCO keypoint AP (pycocotools;
 `evaluation.coco_model_eval`), with the records' ground-truth boxes or with person detections:

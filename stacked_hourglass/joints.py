@@ -155,7 +155,9 @@ class JointSet:
         """The joint set as JSON-ready data: the joint-set file format (`from_dict` reads it).
 
         Keys: "name", "joints" (names in channel order), "flip_pairs" and "skeleton" (lists of
-        name pairs), "pck_groups" ({column: names}, in table order), "mean_excludes",
+        name pairs), "pck_groups" ([column, names] pairs, in table order: a list, as a JSON
+        object's key order does not survive writers that sort keys; `from_dict` also reads the
+        {column: names} object a hand-written file may hold), "mean_excludes",
         "normalizer", "torso_joints" (or null), "pck_threshold", "oks_sigmas" (or null).
         """
         return {
@@ -163,7 +165,7 @@ class JointSet:
             "joints": list(self.names),
             "flip_pairs": [list(pair) for pair in self.swap_pairs],
             "skeleton": [list(edge) for edge in self.skeleton],
-            "pck_groups": {column: list(names) for column, names in self.pck_groups},
+            "pck_groups": [[column, list(names)] for column, names in self.pck_groups],
             "mean_excludes": list(self.mean_excludes),
             "normalizer": self.normalizer,
             "torso_joints": list(self.torso_joints) if self.torso_joints else None,
@@ -228,7 +230,10 @@ def _from_dict(payload: Mapping) -> JointSet:
     normalizer = str(payload.get("normalizer") or "box")
     groups = payload.get("pck_groups")
     pck_groups = (
-        tuple((str(c), tuple(str(n) for n in g)) for c, g in groups.items())
+        tuple(
+            (str(c), tuple(str(n) for n in g))
+            for c, g in (groups.items() if isinstance(groups, Mapping) else groups)
+        )
         if groups
         else default_pck_groups(names, swap_pairs)
     )

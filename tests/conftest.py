@@ -31,6 +31,83 @@ def synthetic_records(tmp_path_factory):
     }
 
 
+# A joint set that is no body (a tool): what --joints=FILE.json and the manifests carry.
+TOOL_JOINT_SET = {
+    "name": "tool",
+    "joints": ["tip", "left_jaw", "right_jaw", "pivot", "handle"],
+    "flip_pairs": [["left_jaw", "right_jaw"]],
+    "skeleton": [["tip", "pivot"], ["left_jaw", "pivot"], ["right_jaw", "pivot"],
+                 ["pivot", "handle"]],
+}  # fmt: skip
+
+
+def write_joint_set_split(output_dir, split, joint_set, num_examples, num_shards=1, seed=0):
+    """Writes `num_examples` people of `joint_set` (a `JointSet`) as SPLIT-*.tfrecord, with a
+    manifest recording the joint set; returns the glob.
+
+    Each person: a smooth random 64x64 image, every joint visible at a random place inside it,
+    the crop the whole image, normaliser 20 px. The records are written as "synthetic" (the
+    writer's built-in name) and the manifest then records `joint_set`, as a converter of a
+    custom set writes it.
+    """
+    import json
+
+    import numpy as np
+
+    from stacked_hourglass.data import features
+    from stacked_hourglass.data.records.split import manifest_name
+
+    rng = np.random.default_rng(seed)
+    k = joint_set.num_joints
+    examples = [
+        features.PersonExample(
+            image_encoded=_image_bytes((64, 64), seed * 1000 + i),
+            filename=f"{split}_{i}.jpg",
+            height=64,
+            width=64,
+            center=(31.5, 31.5),
+            scale=64 / 200,
+            keypoints=rng.uniform(8, 56, (k, 2)),
+            keypoint_status=np.full(k, features.VISIBLE),
+            normalizer=20.0,
+            headbox=None,
+            dataset="synthetic",
+            index=i,
+            person=0,
+        )  # fmt: skip
+        for i in range(num_examples)
+    ]
+    shards.write_split(
+        examples, num_examples, output_dir, split, "synthetic", num_shards=num_shards,
+        show_progress=False,
+    )  # fmt: skip
+    manifest = output_dir / manifest_name(split)
+    payload = json.loads(manifest.read_text())
+    payload["joint_names"] = list(joint_set.names)
+    payload["joint_set"] = joint_set.to_dict()
+    manifest.write_text(json.dumps(payload))
+    return str(output_dir / f"{split}-*.tfrecord")
+
+
+@pytest.fixture(scope="session")
+def tool_records(tmp_path_factory):
+    """{"train", "valid": globs of 8 / 4 people of `TOOL_JOINT_SET`, "joint_set": the JointSet,
+    "file": the joint-set JSON file}."""
+    import json
+
+    from stacked_hourglass import joints
+
+    root = tmp_path_factory.mktemp("tool_records")
+    joint_set = joints.JointSet.from_dict(TOOL_JOINT_SET)
+    (root / "tool.json").write_text(json.dumps(TOOL_JOINT_SET))
+    return {
+        "train": write_joint_set_split(root, "train", joint_set, 8),
+        "valid": write_joint_set_split(root, "valid", joint_set, 4, seed=1),
+        "joint_set": joint_set,
+        "file": str(root / "tool.json"),
+    }
+
+
 # --- data sources / records builders: person examples, a tiny official MPII .mat ---------------
 
 
@@ -163,8 +240,11 @@ def official_mpii(tmp_path):
 TINY_INPUT_SIZE = 64
 
 
-def _make_model_dir(path, num_stacks=2, dataset="mpii", seed=1234, **model_fields):
+def _make_model_dir(path, num_stacks=2, dataset="mpii", seed=1234, joint_set=None, **model_fields):
     """A random-weight model directory (config.json + model.keras); returns the Keras model.
+
+    `joint_set` (a `JointSet`): the joints config.json records; None: the built-in set of
+    `dataset`.
 
     Depth 1 (64x64 crops, an 8x8 bottom): tracing (export, evaluation) costs a fraction of the
     paper's depth 4, and nothing these models test depends on the depth.
@@ -180,7 +260,7 @@ def _make_model_dir(path, num_stacks=2, dataset="mpii", seed=1234, **model_field
     fields = {"num_features": 16, "depth": 1, "input_size": TINY_INPUT_SIZE, **model_fields}
     config = ExperimentConfig(
         model=ModelConfig(num_stacks=num_stacks, **fields),
-        data=DataConfig(dataset=dataset),
+        data=DataConfig(dataset=dataset, joint_set_spec=joint_set.to_dict() if joint_set else None),
         train=TrainConfig(model_dir=str(path)),
     ).resolve()
     keras.utils.set_random_seed(seed)
@@ -193,8 +273,9 @@ def _make_model_dir(path, num_stacks=2, dataset="mpii", seed=1234, **model_field
 
 @pytest.fixture(scope="session")
 def make_model_dir():
-    """`make(path, num_stacks=2, dataset="mpii", seed=1234, **model_fields)` → the Keras model
-    of a new random-weight model directory at `path` (16 features, depth 1, 64x64 input)."""
+    """`make(path, num_stacks=2, dataset="mpii", seed=1234, joint_set=None, **model_fields)` →
+    the Keras model of a new random-weight model directory at `path` (16 features, depth 1,
+    64x64 input)."""
     return _make_model_dir
 
 

@@ -428,3 +428,92 @@ def test_coco_flagfiles_are_the_mpii_recipe_on_coco(stacks):
         17,
     )
     assert coco.data.unlabelled == "ignore" and mpii.data.unlabelled == "zero"
+
+
+# --- the joint set: --joints, the records' manifest, config.json, resume ---------------------
+
+TOOL = {
+    "name": "tool",
+    "joints": ["tip", "left_jaw", "right_jaw", "pivot", "handle"],
+    "flip_pairs": [["left_jaw", "right_jaw"]],
+    "skeleton": [["tip", "pivot"], ["pivot", "handle"]],
+    "pck_groups": {"tip": ["tip"], "jaw": ["left_jaw", "right_jaw"], "rest": ["pivot", "handle"]},
+}
+
+
+def test_a_joint_set_file_given_by_joints_goes_into_config_json_and_back(tmp_path):
+    path = tmp_path / "tool.json"
+    path.write_text(json.dumps(TOOL))
+    fv = flags.FlagValues()
+    config_lib.define_flags(fv)
+    fv(["prog", f"--joints={path}", "--dataset=coco"])
+    config = config_lib.from_flags(fv)
+    assert config.data.joints == str(path) and config.data.joint_set_spec is None
+    config = config_lib.with_records_joint_set(config, None, "train-*.tfrecord").resolve()
+    assert config.model.num_joints == 5
+    # config.json is written with sorted keys: the columns keep their order all the same.
+    written = json.loads(json.dumps(config.to_dict(), sort_keys=True))
+    back = ExperimentConfig.from_dict(written, "config.json")
+    assert back == config
+    assert back.data.joint_set.names == ("tip", "left_jaw", "right_jaw", "pivot", "handle")
+    assert [c for c, _ in back.data.joint_set.pck_groups] == ["tip", "jaw", "rest"]
+    assert back.data.joint_set.swap_pairs == (("left_jaw", "right_jaw"),)
+
+
+def test_the_records_joint_set_is_the_run_s_unless_joints_names_one():
+    tool = joints.JointSet.from_dict(TOOL)
+    config = ExperimentConfig(data=DataConfig(dataset="coco"))
+    assert config_lib.with_records_joint_set(config, tool, "t").data.joint_set == tool
+    # No manifest: --joints, else the built-in set of --dataset.
+    assert config_lib.with_records_joint_set(config, None, "t").data.joint_set == joints.COCO
+    named = ExperimentConfig(data=DataConfig(dataset="coco", joints="mpii"))
+    assert config_lib.with_records_joint_set(named, None, "t").data.joint_set == joints.MPII
+    assert config_lib.with_records_joint_set(named, joints.MPII, "t").data.joint_set.name == "mpii"
+    # Records of a built-in set: --dataset's (the records' check refuses another, as before).
+    builtin = config_lib.with_records_joint_set(config, joints.SYNTHETIC, "t")
+    assert builtin.data.joint_set == joints.COCO
+
+
+def test_records_of_another_joint_set_than_joints_is_one_line():
+    tool = joints.JointSet.from_dict(TOOL)
+    config = ExperimentConfig(data=DataConfig(dataset="coco", joints="coco"))
+    with pytest.raises(ValueError) as error:
+        config_lib.with_records_joint_set(config, tool, "train-*.tfrecord")
+    assert str(error.value) == (
+        "train-*.tfrecord holds records of joint set 'tool' (5 joints: tip, left_jaw, "
+        "right_jaw, pivot, handle), --joints=coco has 'coco' (17 joints: nose, left_eye, "
+        "right_eye, left_ear, right_ear, left_shoulder, right_shoulder, left_elbow, ...)"
+    )
+
+
+@pytest.mark.parametrize(
+    "write, message",
+    [
+        (None, "--joints={path}: neither a built-in joint set (mpii, flic, synthetic, coco) nor "),
+        ("{", "{path}: not a valid joint-set file"),
+        (json.dumps({**TOOL, "flip_pairs": [["tip", "nib"]]}), "{path}: flip pair"),
+    ],
+)
+def test_bad_joint_set_files_are_one_line(tmp_path, write, message):
+    path = tmp_path / "tool.json"
+    if write is not None:
+        path.write_text(write)
+    with pytest.raises((ValueError, FileNotFoundError)) as error:
+        config_lib.load_joint_set(str(path), "coco")
+    assert str(error.value).startswith(message.format(path=path))
+    assert "\n" not in str(error.value)
+
+
+def test_resume_keeps_the_joint_set():
+    tool = joints.JointSet.from_dict(TOOL)
+    base = ExperimentConfig(data=DataConfig(dataset="coco"))
+    stored = config_lib.with_records_joint_set(base, tool, "t").resolve()
+    other = config_lib.with_records_joint_set(base, joints.COCO, "t").resolve()
+    with pytest.raises(ValueError, match=r"data.joint_set_spec \"'tool' \(5 joints: tip, "):
+        config_lib.check_resume(stored, other)
+    # --joints itself may change (the set it resolves to is what is checked).
+    same = dataclasses.replace(stored, data=dataclasses.replace(stored.data, joints="x.json"))
+    assert config_lib.check_resume(stored, same) == []
+    # A config.json written before the joint set was recorded holds its dataset's built-in set.
+    old = ExperimentConfig(data=DataConfig(dataset="coco")).resolve()
+    assert config_lib.check_resume(old, other) == []

@@ -116,3 +116,18 @@ def test_bad_coco_category_is_one_line(category, message):
     with pytest.raises(ValueError, match="^ann.json: ") as info:
         joints.from_coco_category(category, "ann.json")
     assert message in str(info.value)
+
+
+def test_to_dict_keeps_the_column_order_through_a_key_sorting_writer():
+    import json
+
+    tool = joints.JointSet.from_dict(
+        {
+            "name": "tool",
+            "joints": ["tip", "l_jaw", "r_jaw", "handle"],
+            "flip_pairs": [["l_jaw", "r_jaw"]],
+        }
+    )
+    assert [c for c, _ in tool.pck_groups] == ["tip", "jaw", "handle"]
+    payload = json.loads(json.dumps(tool.to_dict(), sort_keys=True))
+    assert joints.JointSet.from_dict(payload) == tool

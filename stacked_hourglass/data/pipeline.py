@@ -46,7 +46,7 @@ from collections.abc import Sequence
 
 import tensorflow as tf
 
-from stacked_hourglass.config import DataConfig
+from stacked_hourglass.config import DataConfig, check_same_joints
 from stacked_hourglass.data import features, geometry, images
 from stacked_hourglass.data.codec import HeatmapCodec
 from stacked_hourglass.data.records import validate
@@ -382,8 +382,12 @@ def _shuffled_records(config: DataConfig, split: Split, seed: int, input_context
     return ds
 
 
-def open_train_split(config: DataConfig) -> Split:
+def open_train_split(config: DataConfig, split: Split | None = None) -> Split:
     """The training split, listed and start-checked (`Split.check_start`, one record per shard).
+
+    Args:
+        config: `DataConfig` (`train_files`, the joint set, `max_pixels`, `on_bad_record`).
+        split: the split already listed (`Split.open(config.train_files)`); None: list it.
 
     Raises:
         FileNotFoundError: when no file matches `config.train_files`.
@@ -393,7 +397,7 @@ def open_train_split(config: DataConfig) -> Split:
         raise ValueError(
             f"on_bad_record must be one of {', '.join(ON_BAD_RECORD)}, got {config.on_bad_record!r}"
         )
-    split = Split.open(config.train_files)
+    split = split or Split.open(config.train_files)
     split.check_start(
         config.joint_set, max_pixels=config.max_pixels, on_bad_record=config.on_bad_record
     )
@@ -409,7 +413,9 @@ class TrainingData:
     steps_per_epoch: int
 
 
-def open_splits(config: DataConfig, batch_size: int, steps_per_epoch: int = 0) -> TrainingData:
+def open_splits(
+    config: DataConfig, batch_size: int, steps_per_epoch: int = 0, train: Split | None = None
+) -> TrainingData:
     """Opens and checks the training and validation splits before anything is built.
 
     Reads one record per shard, and the manifests. The validation split is read in full
@@ -422,12 +428,17 @@ def open_splits(config: DataConfig, batch_size: int, steps_per_epoch: int = 0) -
         batch_size: the global batch size.
         steps_per_epoch: 0: one pass over the training split (`Split.num_records`: the
             manifest's count; shards without one are counted by reading them).
+        train: the training split already listed; None: list it.
 
     Raises:
-        FileNotFoundError / ValueError: one line naming the glob, shard, record or manifest.
+        FileNotFoundError / ValueError: one line naming the glob, shard, record or manifest
+            (validation records of another joint set than `config.joint_set`: naming both).
     """
-    train = open_train_split(config)
+    train = open_train_split(config, train)
     valid = Split.open(config.valid_files)
+    valid_joints = valid.joints()
+    if valid_joints is not None:
+        check_same_joints(valid_joints, valid.patterns, config.joint_set, "the training run")
     valid.check_start(config.joint_set, need_normalizer=True, max_pixels=config.max_pixels)
     if not valid.vouched:
         report = valid.check(

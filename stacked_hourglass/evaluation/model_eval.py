@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from stacked_hourglass.config import check_same_joints
 from stacked_hourglass.data import images, pipeline
 from stacked_hourglass.data.records import validate
 from stacked_hourglass.data.records.split import Split
@@ -43,6 +44,19 @@ def check_data(data: str, joint_set: JointSet, max_pixels: int) -> None:
         joint_set.num_joints, need_normalizer=True, max_pixels=max_pixels
     )
     validate.raise_for_problems(report)
+
+
+def check_records_joints(data: str, joint_set: JointSet, what: str) -> None:
+    """Refuses records whose manifests record another joint set than `joint_set` (the model's,
+    named by `what`); records without a manifest are checked by `check_data`.
+
+    Raises:
+        FileNotFoundError: no file matches `data`.
+        ValueError: one line naming the records' joint set and `what`'s.
+    """
+    records = Split.open(data).joints()
+    if records is not None:
+        check_same_joints(records, data, joint_set, what)
 
 
 def run_model_evaluation(
@@ -90,6 +104,8 @@ def run_model_evaluation(
     if not data:
         raise ValueError(f"--data (a TFRecord glob) is required with --{kind}")
     info = predictor.read_info(kind, path, flip_test=flip_test, decoder=decoder)
+    if joint_set is None:  # --dataset reads the records as its set: `check_data` checks them
+        check_records_joints(data, info.joint_set, f"the model {path}")
     joint_set = joint_set or info.joint_set
     # A model directory's own limit; an export's limit is about requests, not records.
     max_pixels = info.max_pixels if kind == "model_dir" else images.DEFAULT_MAX_PIXELS
@@ -212,9 +228,9 @@ def _evaluate_litert(litert, model_dir, data, joint_set, options) -> dict:
     if not data:
         raise ValueError("--data (a TFRecord glob) is required with --litert")
     info = predictor.read_info("litert", litert)
-    joint_set = joint_set or info.joint_set
     print(f"== {litert} ({info.describe()})")
     figures = run_model_evaluation("litert", litert, data=data, joint_set=joint_set, **options)
+    joint_set = joint_set or info.joint_set
     rows = [(f"LiteRT {info.quantize}", figures["table"])]
     if model_dir:
         print(f"== {model_dir} (float Keras model)")

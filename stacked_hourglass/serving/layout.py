@@ -60,6 +60,7 @@ def joints_metadata(
         "joint_names": list(joint_set.names),
         "skeleton": [list(edge) for edge in joint_set.skeleton],
         "flip_permutation": joint_set.flip_permutation(),
+        "joint_set": joint_set.to_dict(),
         "input_size": int(input_size),
         "heatmap_size": int(heatmap_size),
         "flip_test": bool(flip_test),

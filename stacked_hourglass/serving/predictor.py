@@ -149,9 +149,16 @@ class Predictor(Protocol):
         """
 
 
-def joint_set_from_metadata(metadata: Mapping) -> joints.JointSet:
-    """The `JointSet` of an export's metadata: the packaged one when its dataset and joint names
-    are known, else one built from the metadata (names and skeleton: enough to draw)."""
+def joint_set_from_metadata(metadata: Mapping, source: str = "export metadata") -> joints.JointSet:
+    """The `JointSet` of an export's metadata: the recorded one ("joint_set"); in exports written
+    before it was recorded, the packaged one when its dataset and joint names are known, else
+    one built from the metadata (names and skeleton: enough to draw).
+
+    Raises:
+        ValueError: a recorded joint set that is not one, naming `source` and the field.
+    """
+    if metadata.get("joint_set") is not None:
+        return joints.JointSet.from_dict(metadata["joint_set"], f"{source}: joint_set")
     names = tuple(metadata["joint_names"])
     try:
         known = joints.get_joint_set(metadata["dataset"])
@@ -173,7 +180,7 @@ def info_from_metadata(kind: str, path: str, metadata: Mapping) -> ModelInfo:
     return ModelInfo(
         kind=kind,
         path=path,
-        joint_set=joint_set_from_metadata(metadata),
+        joint_set=joint_set_from_metadata(metadata, path),
         input_size=int(metadata["input_size"]),
         # Exports written before the decoder was recorded used the paper's.
         decoder=str(metadata.get("decoder", DEFAULT_DECODER)),

@@ -29,13 +29,16 @@ from stacked_hourglass.config import (
     TrainConfig,
     check_resume,
     output_name,
+    with_records_joint_set,
 )
 from stacked_hourglass.data import pipeline
 from stacked_hourglass.data.codec import HeatmapCodec
+from stacked_hourglass.data.records.split import Split
 from stacked_hourglass.evaluation import pck
 from stacked_hourglass.model.hourglass import build_model
 from stacked_hourglass.training import callbacks as callbacks_lib
 from stacked_hourglass.training import cluster, keras_hooks, losses
+from stacked_hourglass.training import init_from as init_from_lib
 from stacked_hourglass.training.cluster import make_strategy
 from stacked_hourglass.training.metrics import HeatmapPCK
 from stacked_hourglass.training.optimizers import TorchRMSprop
@@ -220,6 +223,7 @@ class _Run:
         policy: the Keras dtype policy name (set by `_prepare`).
         codec: the heatmap codec of the model's input size and the data's sigma (`_prepare`).
         data: the training and validation splits, opened and checked once (`_prepare`).
+        init: what --init_from loads (`_prepare`); None without it.
         lock: `write_dir`'s lock, taken by `_prepare` before it writes anything.
     """
 
@@ -232,6 +236,7 @@ class _Run:
     policy: str = ""
     codec: HeatmapCodec | None = None
     data: pipeline.TrainingData | None = None
+    init: init_from_lib.Plan | None = None
     lock: locks.DirectoryLock = dataclasses.field(init=False)
 
     def __post_init__(self):
@@ -276,6 +281,8 @@ def _train(run: _Run, callbacks: Sequence[keras.callbacks.Callback]) -> dict:
     with run.strategy.scope():
         model = build_model(run.config.model)
         compile_model(model, run.config.model, run.config.train, run.config.data)
+        if run.init:  # --init_from, in a run that starts afresh
+            init_from_lib.initialise(model, run.init, run.config.data.joint_set)
     loop = _make_callbacks(run, steps_per_epoch, eval_ds, callbacks)
     initial_epoch, resumed_step = _restore(run, model, loop.resume, steps_per_epoch)
     fit_seconds = _fit(run, model, loop, (initial_epoch, loop.resume.epoch_step), steps_per_epoch)
@@ -299,6 +306,10 @@ def _prepare(run: _Run) -> int:
     keras.utils.set_random_seed(train_config.seed)
     run.policy = set_precision_policy(train_config.mixed_precision)
     set_graph_optimizer(train_config.graph_optimizer)
+    # The joint set comes from the training records' manifest (or --joints, checked against it).
+    train_split = Split.open(run.config.data.train_files)
+    run.config = with_records_joint_set(run.config, train_split.joints(), train_split.patterns)
+    run.config, run.init = init_from_lib.prepare(run.config)
     run.config = run.config.resolve(num_replicas=run.strategy.num_replicas_in_sync)
     _check_resumed_config(run)
     run.codec = HeatmapCodec.for_model(run.config.model.input_size, run.config.data.sigma)
@@ -306,7 +317,7 @@ def _prepare(run: _Run) -> int:
     # --dataset's joints; list the shards once for the run. (After the strategy:
     # MultiWorkerMirroredStrategy must come before the first TensorFlow op of the process.)
     run.data = pipeline.open_splits(
-        run.config.data, train_config.batch_size, train_config.steps_per_epoch
+        run.config.data, train_config.batch_size, train_config.steps_per_epoch, train_split
     )
     # One run per model directory: a second one (a repeated command, a duplicated worker index,
     # a scheduler's retry) is refused here, naming the holder, before it writes anything.

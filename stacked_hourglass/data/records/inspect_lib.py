@@ -82,12 +82,19 @@ def _raw_records(path: str) -> Iterator[bytes]:
         raise ValueError(f"{path}: not a readable TFRecord file (bytes but no record)")
 
 
+def recorded_joint_set(path: str) -> joints.JointSet | None:
+    """The joint set the manifest beside the shard `path` records (None without a manifest
+    that vouches for it): a shard of a custom set is read with its joints."""
+    return Split.from_files([path]).joints()
+
+
 def _person(
-    raw: bytes, path: str, number: int, strict: bool = True
+    raw: bytes, path: str, number: int, strict: bool = True, recorded=None
 ) -> tuple[str, np.ndarray | None, float]:
-    """(dataset name, keypoint status, normalizer or 0) of one record; `ValueError` when it is no
-    person record. A keypoint status of the wrong length or values is an error too when
-    `strict`, else None (the check lists it)."""
+    """(joint set name, keypoint status, normalizer or 0) of one record; `ValueError` when it is
+    no person record. The joints are `recorded` (the shard's manifest's `JointSet`), else the
+    built-in set of the record's dataset. A keypoint status of the wrong length or values is an
+    error too when `strict`, else None (the check lists it)."""
     where = f"{path}: record {number}"
     try:
         feature = tf.train.Example.FromString(raw).features.feature
@@ -100,9 +107,10 @@ def _person(
             f"{features.KEYPOINT_STATUS})"
         ) from None
     try:
-        num_joints = joints.get_joint_set(dataset).num_joints
+        joint_set = recorded or joints.get_joint_set(dataset)
     except ValueError as e:
         raise ValueError(f"{where}: {e}") from None
+    dataset, num_joints = joint_set.name, joint_set.num_joints
     if status.shape != (num_joints,) or np.any((status < 0) | (status > 2)):
         if not strict:
             return dataset, None, 0.0
@@ -112,22 +120,25 @@ def _person(
 
 
 def summarize(files: Sequence[str], max_pixels: int = images.DEFAULT_MAX_PIXELS) -> dict:
-    """Counts per shard, per dataset, and joint-status counts per dataset and joint; the problems
-    `validate.check_records` finds (with the joints of each shard's dataset).
+    """Counts per shard, per joint set, and joint-status counts per joint set and joint; the
+    problems `validate.check_records` finds (with the joints of each shard: its manifest's
+    joint set, else the built-in set of its records' dataset).
 
     Returns:
-        {"shards": {file: count}, "datasets": {name: count},
+        {"shards": {file: count}, "datasets": {joint set name: count},
          "status": {name: int array [K, 3] (not annotated, occluded, visible)},
          "no_normalizer": {name: records without a positive person/normalizer},
-         "check": a `validate.CheckReport` of all files}
+         "check": a `validate.CheckReport` of all files,
+         "joint_sets": {name: `JointSet`}}
     """
     shards, datasets, status = {}, collections.Counter(), {}
-    no_normalizer, file_dataset = collections.Counter(), {}
+    no_normalizer, file_dataset, joint_sets = collections.Counter(), {}, {}
     for path in files:
-        count = 0
+        count, recorded = 0, recorded_joint_set(path)
         for count, raw in enumerate(_raw_records(path), 1):
-            name, values, normalizer = _person(raw, path, count - 1, strict=False)
+            name, values, normalizer = _person(raw, path, count - 1, False, recorded)
             file_dataset.setdefault(path, name)
+            joint_sets.setdefault(name, recorded or joints.get_joint_set(name))
             if values is None:
                 continue
             table = status.setdefault(name, np.zeros((len(values), 3), np.int64))
@@ -139,7 +150,7 @@ def summarize(files: Sequence[str], max_pixels: int = images.DEFAULT_MAX_PIXELS)
     empty_ok = Split.from_files(files).empty_ok  # the shards the manifest lists as empty
     for path in files:
         name = file_dataset.get(path)
-        num_joints = joints.get_joint_set(name).num_joints if name else 1
+        num_joints = joint_sets[name].num_joints if name else 1
         one = validate.check_records(
             [path], num_joints, need_normalizer=False, max_pixels=max_pixels, empty_ok=empty_ok
         )
@@ -152,6 +163,7 @@ def summarize(files: Sequence[str], max_pixels: int = images.DEFAULT_MAX_PIXELS)
         "status": status,
         "no_normalizer": {name: no_normalizer[name] for name in datasets},
         "check": check,
+        "joint_sets": joint_sets,
     }
 
 
@@ -168,7 +180,7 @@ def format_summary(summary: dict) -> str:
             )
         lines.append(f"Dataset {name}: {count} records. Joint status counts:")
         lines.append(f"  {'joint':12s} {'visible':>8s} {'occluded':>9s} {'missing':>8s}")
-        names = joints.get_joint_set(name).names
+        names = (summary.get("joint_sets", {}).get(name) or joints.get_joint_set(name)).names
         for j, row in enumerate(summary["status"][name]):
             lines.append(f"  {names[j]:12s} {row[2]:8d} {row[1]:9d} {row[0]:8d}")
     if "check" in summary:
@@ -176,8 +188,9 @@ def format_summary(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def draw_record(parsed: dict, path: pathlib.Path) -> None:
-    """Draws one parsed record (`features.parse_example_numpy`) to a PNG at `path`.
+def draw_record(parsed: dict, path: pathlib.Path, joint_set=None) -> None:
+    """Draws one parsed record (`features.parse_example_numpy`) to a PNG at `path`, with the
+    skeleton of `joint_set` (None: the built-in set of the record's dataset).
 
     The skeleton is `utils.drawing.draw_pose`'s (right limbs red, left blue: a left/right swap in
     a conversion shows); joints on top are coloured by status (lime visible, orange occluded).
@@ -189,7 +202,7 @@ def draw_record(parsed: dict, path: pathlib.Path) -> None:
     from matplotlib.patches import Rectangle
 
     image = images.decode_upright(parsed[features.IMAGE_ENCODED]).numpy()
-    joint_set = joints.get_joint_set(parsed[features.SOURCE_DATASET])
+    joint_set = joint_set or joints.get_joint_set(parsed[features.SOURCE_DATASET])
     keypoints, status = parsed[features.KEYPOINTS], parsed[features.KEYPOINT_STATUS]
     height, width = image.shape[:2]
     figure = Figure(figsize=(8, 8 * height / max(width, 1)), dpi=100)
@@ -230,17 +243,18 @@ def draw_records(
     output.mkdir(parents=True, exist_ok=True)
     written = []
     for path in files:
+        recorded = recorded_joint_set(path)
         for number, raw in enumerate(_raw_records(path)):
             if len(written) >= num_images:
                 return written
-            _, status, _ = _person(raw, path, number)
+            _, status, _ = _person(raw, path, number, recorded=recorded)
             try:
                 parsed = features.parse_example_numpy(raw, len(status))
                 name = (
                     f"{len(written):03d}_{parsed[features.SOURCE_DATASET]}_"
                     f"{parsed[features.SOURCE_INDEX]}_{parsed[features.SOURCE_PERSON]}.png"
                 )
-                draw_record(parsed, output / name)
+                draw_record(parsed, output / name, recorded)
             except tf.errors.OpError as e:  # a missing key or an undecodable image
                 raise ValueError(f"{path}: record {number}: {one_line(e)}") from None
             written.append(output / name)

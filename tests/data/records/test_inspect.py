@@ -72,3 +72,15 @@ def test_a_phone_photo_is_drawn_upright(person_example, blocky_picture, oriented
     path = tmp_path / "drawn.png"
     inspect.draw_record(features.parse_example_numpy(serialized, 16), path)
     assert tuple(tf.io.decode_png(path.read_bytes()).shape) == (600, 800, 4)
+
+
+def test_records_of_a_custom_joint_set_are_read_with_their_manifest_s_joints(
+    tool_records, tmp_path
+):
+    files = inspect.expand_files([tool_records["valid"]])
+    summary = inspect.summarize(files)
+    assert summary["datasets"] == {"tool": 4} and summary["status"]["tool"].shape == (5, 3)
+    assert summary["check"].problems == []
+    text = inspect.format_summary(summary)
+    assert "Dataset tool: 4 records" in text and "left_jaw" in text
+    assert len(inspect.draw_records(files, tmp_path / "drawn", 1)) == 1
