@@ -222,6 +222,15 @@ class DataConfig:
             return joints.JointSet.from_dict(self.joint_set_spec, "config: data.joint_set_spec")
         return load_joint_set(self.joints, self.dataset)
 
+    @property
+    def unlabelled_rule(self) -> str:
+        """The rule in force, "ignore" or "zero": `unlabelled`, or for "auto" the joint set's
+        default (zero for the paper's joint sets, ignore for any other)."""
+        if self.unlabelled != "auto":
+            return self.unlabelled
+        paper_sets = [joints.get_joint_set(name) for name in _ZERO_UNLABELLED_SETS]
+        return "zero" if self.joint_set in paper_sets else "ignore"
+
 
 def load_joint_set(spec: str, dataset: str) -> joints.JointSet:
     """The joint set `--joints=spec` names.
@@ -298,15 +307,6 @@ def with_records_joint_set(
     builtin = joint_set == joints.get_joint_set(data.dataset)
     data = dataclasses.replace(data, joint_set_spec=None if builtin else joint_set.to_dict())
     return dataclasses.replace(config, data=data)
-
-    @property
-    def unlabelled_rule(self) -> str:
-        """The rule in force, "ignore" or "zero": `unlabelled`, or for "auto" the joint set's
-        default (zero for the paper's joint sets, ignore for any other)."""
-        if self.unlabelled != "auto":
-            return self.unlabelled
-        paper_sets = [joints.get_joint_set(name) for name in _ZERO_UNLABELLED_SETS]
-        return "zero" if self.joint_set in paper_sets else "ignore"
 
 
 @dataclasses.dataclass(frozen=True)
