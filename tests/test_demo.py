@@ -37,7 +37,7 @@ def test_demo_runs_end_to_end(tmp_path):
     png = Path(summary["prediction_png"])
     assert png.exists() and png.stat().st_size > 5_000
     held_out = json.loads((workdir / "predictions" / "held_out.json").read_text())
-    assert len(held_out["keypoints"]) == 16
+    assert len(held_out["people"]) == 1 and len(held_out["people"][0]["keypoints"]) == 16
 
 
 def test_demo_help_from_an_empty_folder(tmp_path):

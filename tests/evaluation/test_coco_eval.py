@@ -354,7 +354,7 @@ def _oracle_step(people, matched):
     def make(heatmaps, codec):
         size = codec.input_size
 
-        def step(images, matrices, targets):
+        def step(images, matrices, targets, annotated=None):
             heatmaps(images)
             preds, scores = [], []
             for matrix in matrices.numpy().astype(np.float64):
