@@ -278,7 +278,8 @@ def predict_detections(model, split: Split, detections: dict, batch_size: int) -
     step = inference.predict_step(model.heatmaps, model.info.codec())
     parts = {"rows": [], "preds": [], "scores": [], "scale": []}
     for crops, matrices, rows, scale in batches:
-        preds, scores, _ = step(crops, matrices, tf.zeros([1, 1, 1, 1]))
+        # No targets for a detection's crop: the step's MSE (third output) is not used.
+        preds, scores, _ = step(crops, matrices, tf.zeros([1, 1, 1, 1]), tf.ones([1, 1], tf.bool))
         for key, value in zip(parts, (rows, preds, scores, scale), strict=True):
             parts[key].append(value.numpy())
     if not parts["rows"]:
