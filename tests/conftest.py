@@ -671,3 +671,18 @@ def oriented_jpeg():
     """`make(upright uint8 [H, W, 3], orientation 1-8, exif=None)` → JPEG bytes of the picture
     stored the way a camera with that EXIF orientation stores it (`_oriented_jpeg`)."""
     return _oriented_jpeg
+
+
+@pytest.fixture
+def run_predict(capsys, monkeypatch):
+    """`run(*argv)` → (exit status, stdout, stderr lines) of an in-process `predict.main`."""
+    # predict sets TF_CPP_MIN_LOG_LEVEL if unset: keep that out of the other tests.
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
+    from stacked_hourglass import predict
+
+    def run(*argv):
+        status = predict.main(list(argv))
+        out, err = capsys.readouterr()
+        return status, out, err.strip().splitlines()
+
+    return run

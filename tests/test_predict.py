@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from stacked_hourglass import joints, predict
+from stacked_hourglass import joints
 from stacked_hourglass.serving import client, litert
 
 
@@ -46,20 +46,6 @@ def test_cli_writes_json_and_png(flip_export):
     got = np.array([[v["x"], v["y"]] for v in person["keypoints"].values()])
     np.testing.assert_allclose(got, direct.keypoints, atol=1e-4)
     assert (out_dir / "person.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-
-
-@pytest.fixture
-def run_predict(capsys, monkeypatch):
-    """`run(*argv)` → (exit status, stdout, stderr lines) of an in-process `predict.main`."""
-    # predict sets TF_CPP_MIN_LOG_LEVEL if unset: keep that out of the other tests.
-    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
-
-    def run(*argv):
-        status = predict.main(list(argv))
-        out, err = capsys.readouterr()
-        return status, out, err.strip().splitlines()
-
-    return run
 
 
 @pytest.mark.parametrize(

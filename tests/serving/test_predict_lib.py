@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from stacked_hourglass import predict
 from stacked_hourglass.data.sources.synthetic import generate
 from stacked_hourglass.data.sources.synthetic.background import render_background
 from stacked_hourglass.data.sources.synthetic.body import pose_body, sample_pose
@@ -135,19 +134,6 @@ def test_person_score_and_coco_image_id():
     assert predict_lib.coco_image_id(found("/a/000000397133.jpg"), 4) == 397133
     assert predict_lib.coco_image_id(found("/a/street.jpg"), 4) == 4
     assert predict_lib.coco_image_id(found("/a/street.jpg", image_id=77), 4) == 77
-
-
-@pytest.fixture
-def run_predict(capsys, monkeypatch):
-    """`run(*argv)` → (exit status, stdout, stderr lines) of an in-process `predict.main`."""
-    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
-
-    def run(*argv):
-        status = predict.main(list(argv))
-        out, err = capsys.readouterr()
-        return status, out, err.strip().splitlines()
-
-    return run
 
 
 def keypoints_of(person) -> np.ndarray:

@@ -13,7 +13,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from stacked_hourglass import joints, predict
+from stacked_hourglass import joints
 from stacked_hourglass.serving import box_crop, boxes, predictor, tracking, video_lib
 from stacked_hourglass.serving.video_options import VideoOptions
 
@@ -315,13 +315,12 @@ def test_a_broken_video_keeps_valid_outputs(model, tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def run_predict(capsys, monkeypatch):
-    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
+def run_predict(run_predict):
+    """conftest's `run_predict`, keeping only the error lines of stderr (not the progress)."""
 
     def run(*argv):
-        status = predict.main(list(argv))
-        out, err = capsys.readouterr()
-        return status, out, [line for line in err.splitlines() if "error" in line]
+        status, out, err = run_predict(*argv)
+        return status, out, [line for line in err if "error" in line]
 
     return run
 
