@@ -121,9 +121,10 @@ def test_a_joint_set_of_ones_own_from_annotation_file_to_served_model(
     assert len(results) == 1
     direct = _pycocotools_ap(str(valid_json), str(results[0]), TOOL["oks_sigmas"])
     np.testing.assert_allclose(_printed_ap(out), direct, atol=5e-4)
-    # 150 steps find the tools (0.27 AP, AP50 1.0 on the development machine): the AP compared
-    # is not the 0 of an untrained model.
-    assert direct[1] > 0.5, direct
+    # 150 steps find the tools, so the AP compared is not the exact 0 of an untrained model.
+    # Where training lands depends on the CPU's kernels (AP 0.27 with oneDNN's AVX-512 kernels,
+    # 0.19 with TF_ENABLE_ONEDNN_OPTS=0, on the development machine): the bound only excludes 0.
+    assert direct[0] > 0.05, direct
 
     # A detections file (jittered boxes, duplicates, false positives).
     detections = tmp_path / "detections.json"
