@@ -26,6 +26,7 @@ names, listed in `_LEGACY_KEYS`).
 from __future__ import annotations
 
 import dataclasses
+import os
 import types
 import typing
 from collections.abc import Mapping
@@ -252,7 +253,16 @@ def load_joint_set(spec: str, dataset: str) -> joints.JointSet:
             f"--joints={spec}: neither a built-in joint set "
             f"({', '.join(joints.JOINT_SET_NAMES)}) nor an existing joint-set JSON file"
         )
-    return joints.JointSet.from_dict(files.read_json(spec, "joint-set file"), spec)
+    return read_joint_set_file(spec)
+
+
+def read_joint_set_file(path) -> joints.JointSet:
+    """A joint-set JSON file (local path or URL; `joints.JointSet.from_dict`'s format).
+
+    Raises:
+        FileNotFoundError / ValueError: one line naming the file (and its bad field).
+    """
+    return joints.JointSet.from_dict(files.read_json(path, "joint-set file"), str(os.fspath(path)))
 
 
 def describe_joint_set(joint_set: joints.JointSet, limit: int = 8) -> str:

@@ -63,6 +63,7 @@ from __future__ import annotations
 
 from absl import flags
 
+from stacked_hourglass.config import read_joint_set_file
 from stacked_hourglass.evaluation import coco_eval, released, report
 from stacked_hourglass.joints import get_joint_set
 from stacked_hourglass.serving import predictor
@@ -110,7 +111,7 @@ def _score_coco_results(fv: flags.FlagValues) -> None:
     """--predictions=RESULTS.json: COCO keypoint AP of a results file (`coco_eval`)."""
     joints, dataset = fv["joints"].value, fv["dataset"].value
     joint_set = (
-        coco_eval.read_joint_set(joints) if joints else get_joint_set(dataset) if dataset else None
+        read_joint_set_file(joints) if joints else get_joint_set(dataset) if dataset else None
     )
     coco_eval.run_results_evaluation(
         fv["predictions"].value,

@@ -448,11 +448,6 @@ def file_source(path: str) -> dict:
     return {"path": str(path), "sha256": sha256_file(path, files.open_file)}
 
 
-def read_joint_set(path: str) -> JointSet:
-    """A joint-set JSON file (`JointSet.to_dict`'s format); one line naming it when bad."""
-    return JointSet.from_dict(files.read_json(path, "joint-set file"), path)
-
-
 def run_results_evaluation(
     predictions: str,
     ground_truth: str,

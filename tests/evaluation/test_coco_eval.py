@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from stacked_hourglass import evaluate
+from stacked_hourglass.config import read_joint_set_file
 from stacked_hourglass.evaluation import coco_eval
 from stacked_hourglass.joints import COCO as COCO_JOINTS
 
@@ -209,7 +210,7 @@ def test_custom_category_with_joint_set_file(tmp_path, gt_file):
     assert evaluate.main([f"--predictions={results}", f"--ground_truth={gt_file}",
                           f"--joints={joints}"]) == 0  # fmt: skip
     scored = coco_eval.run_results_evaluation(
-        results, gt_file, joint_set=coco_eval.read_joint_set(joints)
+        results, gt_file, joint_set=read_joint_set_file(joints)
     )
     assert scored["stats"]["AP"] == pytest.approx(1.0, abs=1e-12)
     assert scored["category"]["id"] == 2

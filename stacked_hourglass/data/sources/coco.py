@@ -44,6 +44,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from stacked_hourglass import joints
+from stacked_hourglass.config import read_joint_set_file
 from stacked_hourglass.data import features, geometry
 from stacked_hourglass.data.sources.source_items import (
     BOX_OUTSIDE,
@@ -182,9 +183,7 @@ def joint_set_of(category: Mapping, path, joints_file=None) -> tuple[joints.Join
     where = f"{path} category {category.get('name')!r} (id {category['id']})"
     if joints_file is None:
         return joints.from_coco_category(category, where)
-    joint_set = joints.JointSet.from_dict(
-        files.read_json(joints_file, "joint set file"), os.fspath(joints_file)
-    )
+    joint_set = read_joint_set_file(joints_file)
     if list(joint_set.names) != names:
         raise ValueError(
             f"{os.fspath(joints_file)}: joints {list(joint_set.names)} are not the keypoints "
