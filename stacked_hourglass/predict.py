@@ -35,7 +35,6 @@ an output path that is a file) stop it before any image, with one line.
 from __future__ import annotations
 
 import os
-import sys
 
 from absl import flags
 
@@ -68,29 +67,13 @@ def run(fv: flags.FlagValues) -> int:
     # would bury the one-line error; the user can still ask for them.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     # Imported here so that flag errors do not wait for TensorFlow to load.
-    from stacked_hourglass.serving import client, predict_lib
+    from stacked_hourglass.serving import predict_lib
 
     boxes.parse_box(fv["box"].value)  # a bad --box is a flag error, before any loading
-    paths = client.list_images(fv["image"].value)
-    output_dir = fv["output_dir"].value
-    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
-        raise NotADirectoryError(f"--output_dir={output_dir}: not a directory")
-    source = boxes.from_flags(fv)
-    source.check_keys(paths)  # a detections file for other images: before the model loads
-    model = predictor.open_predictor(kind, path)
-    info = model.info
-    print(f"{info.path} ({info.describe()}): decoder={info.decoder}, flip_test={info.flip_test}")
-    failures = predict_lib.predict_images(
-        model, paths, source, output_dir, fv["coco_results"].value,
-        warn=lambda line: print(f"predict: warning: {line}", file=sys.stderr),
-        fail=lambda failure: cli.error("predict", str(failure)),
+    return predict_lib.run_images(
+        kind, path, fv["image"].value, fv["output_dir"].value, fv["coco_results"].value,
+        lambda: boxes.from_flags(fv),
     )  # fmt: skip
-    written = len(paths) - len(failures)
-    print(
-        f"{written} image(s) -> {os.path.abspath(output_dir)}"
-        + (f"; {len(failures)} failed (named on stderr)" if failures else "")
-    )
-    return 1 if failures else 0
 
 
 def _run_video(fv: flags.FlagValues, kind: str, path: str) -> int:

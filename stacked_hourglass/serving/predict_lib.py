@@ -38,9 +38,9 @@ import numpy as np
 import tensorflow as tf
 
 from stacked_hourglass.data import images
-from stacked_hourglass.serving import box_crop, boxes, client
+from stacked_hourglass.serving import box_crop, boxes, client, predictor
 from stacked_hourglass.serving.predictor import People, Predictor
-from stacked_hourglass.utils import drawing, files
+from stacked_hourglass.utils import cli, drawing, files
 
 # COCO's keypoint results score people by their confident joints (as in the reference top-down
 # implementations, e.g. mmpose's and HRNet's rescoring): joints under this score are ignored.
@@ -282,3 +282,46 @@ def predict_images(
         files.write_text(coco_path, json.dumps(files.jsonable(results)) + "\n")
         print(f"{len(results)} people -> {coco_path} (COCO keypoint results)")
     return failures
+
+
+def run_images(
+    kind: str,
+    model_path: str,
+    image_spec: str,
+    output_dir: str,
+    coco_path: str | None,
+    make_source: Callable[[], boxes.BoxSource],
+) -> int:
+    """`predict --image`: lists the images, checks the output folder and the box source against
+    them, loads the model, predicts every image (`predict_images`) and prints a summary.
+
+    Args:
+        kind, model_path: the model (`predictor.KINDS`).
+        image_spec: `--image` (files, comma-separated, or a folder).
+        output_dir: where NAME.json and NAME.png go.
+        coco_path: `--coco_results`, or None.
+        make_source: builds the box source (a detector loads here), called once the images are
+            listed, so that a bad `--image` is said before a detector loads.
+
+    Returns:
+        The exit status: 1 when any image failed (each named on stderr), else 0.
+    """
+    paths = client.list_images(image_spec)
+    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+        raise NotADirectoryError(f"--output_dir={output_dir}: not a directory")
+    source = make_source()
+    source.check_keys(paths)  # a detections file for other images: before the model loads
+    model = predictor.open_predictor(kind, model_path)
+    info = model.info
+    print(f"{info.path} ({info.describe()}): decoder={info.decoder}, flip_test={info.flip_test}")
+    failures = predict_images(
+        model, paths, source, output_dir, coco_path,
+        warn=lambda line: print(f"predict: warning: {line}", file=sys.stderr),
+        fail=lambda failure: cli.error("predict", str(failure)),
+    )  # fmt: skip
+    written = len(paths) - len(failures)
+    print(
+        f"{written} image(s) -> {os.path.abspath(output_dir)}"
+        + (f"; {len(failures)} failed (named on stderr)" if failures else "")
+    )
+    return 1 if failures else 0
