@@ -372,6 +372,24 @@ def test_damaged_h5_is_a_value_error_naming_the_file(tmp_path):
         mpii.read_annotations(tmp_path / "valid.h5", tmp_path, "valid")
 
 
+def test_h5_entry_that_is_not_a_dataset_is_a_value_error_naming_it(tmp_path):
+    """Found by the fuzz: a flipped bit (byte 1416) turned valid.h5's `center` into a committed
+    type, and reading it raised TypeError; a group in a dataset's place is the same case."""
+    _need(VALID_H5)
+    data = bytearray(VALID_H5.read_bytes())
+    data[1416] ^= 1
+    (tmp_path / "valid.h5").write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="valid.h5: 'center' is a Datatype, not a dataset"):
+        mpii.read_annotations(tmp_path / "valid.h5", tmp_path, "valid")
+    grouped = tmp_path / "grouped.h5"
+    shutil.copy(VALID_H5, grouped)
+    with h5py.File(grouped, "r+") as f:
+        del f["part"]
+        f.create_group("part")
+    with pytest.raises(ValueError, match="grouped.h5: 'part' is a Group, not a dataset"):
+        mpii.read_annotations(grouped, tmp_path, "valid")
+
+
 # Reading the 2958 people of valid.h5 costs ~0.7 s: fewer examples by default.
 @_fuzz(max(8, EXAMPLES // 6))
 @given(mutation=st.none() | h5_mutations(), flips=flips)

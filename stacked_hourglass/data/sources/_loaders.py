@@ -106,6 +106,17 @@ def open_h5(path: pathlib.Path | str, what: str = "HDF5 file") -> Iterator[h5py.
             raise ValueError(f"{path}: a damaged {what} ({one_line(e)})") from None
 
 
+def h5_array(f: h5py.File, key: str):
+    """`f[key][()]` of a file opened with `open_h5`; `KeyError` (which `open_h5` turns into a
+    `ValueError` naming the file) when `key` is absent or names a group or a type, not a dataset.
+    """
+    item = f.get(key)
+    if not isinstance(item, h5py.Dataset):
+        kind = "missing" if item is None else f"a {type(item).__name__}, not a dataset"
+        raise KeyError(f"'{key}' is {kind}")
+    return item[()]
+
+
 def load_json(path: pathlib.Path | str, what: str = "JSON file"):
     """The parsed content of a JSON file; `ValueError` naming the file when it is not JSON."""
     path = require_file(path, what)

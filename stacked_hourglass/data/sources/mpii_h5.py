@@ -47,21 +47,28 @@ def _h5_arrays(path: pathlib.Path) -> tuple[dict[str, np.ndarray], list[str], bo
         missing = [k for k in required if k not in f]
         if missing:
             raise ValueError(f"{path}: missing datasets {missing}")
-        names = image_names(f["imgname"][()])
+        names = image_names(_loaders.h5_array(f, "imgname"))
         n = len(names)
+
+        def floats(key, default=None):
+            if default is not None and key not in f:
+                return default
+            return np.asarray(_loaders.h5_array(f, key), np.float64)
+
+        def ints(key):
+            return np.asarray(_loaders.h5_array(f, key)).astype(np.int64).reshape(-1)
+
         a = {
-            "center": np.asarray(f["center"][()], np.float64),
-            "scale": np.asarray(f["scale"][()], np.float64).reshape(-1),
-            "part": np.asarray(f["part"][()], np.float64),
-            "visible": (np.asarray(f["visible"][()], np.float64) if "visible" in f
-                        else np.ones((n, NUM_JOINTS))),
-            "normalize": (np.asarray(f["normalize"][()], np.float64) if "normalize" in f
-                          else np.zeros(n)),
-            "index": np.asarray(f["index"][()]).astype(np.int64).reshape(-1),
-            "person": np.asarray(f["person"][()]).astype(np.int64).reshape(-1),
-        }  # fmt: skip
+            "center": floats("center"),
+            "scale": floats("scale").reshape(-1),
+            "part": floats("part"),
+            "visible": floats("visible", np.ones((n, NUM_JOINTS))),
+            "normalize": floats("normalize", np.zeros(n)),
+            "index": ints("index"),
+            "person": ints("person"),
+        }
         if raw:
-            a["istrain"] = np.asarray(f["istrain"][()]).astype(np.int64).reshape(-1)
+            a["istrain"] = ints("istrain")
     expected = {
         "part": (n, NUM_JOINTS, 2), "center": (n, 2), "scale": (n,), "visible": (n, NUM_JOINTS),
         "normalize": (n,), "index": (n,), "person": (n,), "istrain": (n,),

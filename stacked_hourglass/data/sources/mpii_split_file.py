@@ -33,8 +33,8 @@ def read_split_file(path: pathlib.Path | str) -> list[SplitEntry]:
                     f"{path}: pose-hg's raw annot.h5 holds every person, it is no split file "
                     "(use pose-hg's valid.h5)"
                 )
-            names = image_names(f["imgname"][()])
-            index, person = f["index"][()], f["person"][()]
+            names = image_names(_loaders.h5_array(f, "imgname"))
+            index, person = _loaders.h5_array(f, "index"), _loaders.h5_array(f, "person")
         if not len(names) == len(index) == len(person):
             raise ValueError(f"{path}: imgname, index and person differ in length")
         return [SplitEntry(n, int(i), int(p)) for n, i, p in zip(names, index, person, strict=True)]
