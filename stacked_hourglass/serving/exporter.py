@@ -107,6 +107,20 @@ class _ServingModule(tf.Module):
         self._flip_permutation = joint_set.flip_permutation() if flip_test else None
         bytes_spec = tf.TensorSpec([None], tf.string, name="image_bytes")
         box_spec = tf.TensorSpec([None, 4], tf.float32, name="box")
+        # The network and the bytes-to-keypoints path are functions of their own, traced once
+        # and called by every signature that needs them (rather than traced into each).
+        s = self._input_size
+        self._network = tf.function(
+            self._heatmaps_of_crops, input_signature=[tf.TensorSpec([None, s, s, 3], tf.float32)]
+        )
+        one_image = tf.TensorSpec([], tf.string)
+        index = tf.TensorSpec([], tf.int32)
+        self._header_fn = tf.function(self._checked_header, input_signature=[one_image, index])
+        self._crop_fn = tf.function(
+            self._crop_one,
+            input_signature=[(one_image, tf.TensorSpec([4], tf.float32), index)],
+        )
+        self._predict_fn = tf.function(self._predict, input_signature=[bytes_spec, box_spec])
         self.serve_bytes = tf.function(self._serve_bytes, input_signature=[bytes_spec])
         self.serve_box = tf.function(self._serve_box, input_signature=[bytes_spec, box_spec])
         self.serve_heatmaps = tf.function(
@@ -136,9 +150,12 @@ class _ServingModule(tf.Module):
             SERVING_PEOPLE: self.serve_people.get_concrete_function(),
         }
 
-    def _heatmaps(self, crops):
+    def _heatmaps_of_crops(self, crops):
         # `predict_heatmaps` expects a dict-output callable; the model is one.
         return inference.predict_heatmaps(self.model, crops, self._flip_permutation)
+
+    def _heatmaps(self, crops):
+        return self._network(crops)
 
     def _serve_images(self, images):
         s = self._input_size
@@ -171,17 +188,17 @@ class _ServingModule(tf.Module):
 
     def _serve_bytes(self, image_bytes):
         zeros = tf.zeros([tf.shape(image_bytes)[0], 4], tf.float32)
-        outputs = self._predict(image_bytes, zeros)
+        outputs = self._predict_fn(image_bytes, zeros)
         del outputs["heatmaps"]
         return outputs
 
     def _serve_box(self, image_bytes, box):
-        outputs = self._predict(image_bytes, box)
+        outputs = self._predict_fn(image_bytes, box)
         del outputs["heatmaps"]
         return outputs
 
     def _serve_heatmaps(self, image_bytes, box):
-        return self._predict(image_bytes, box)
+        return self._predict_fn(image_bytes, box)
 
     def _predict(self, image_bytes, box):
         n_images, n_boxes = tf.shape(image_bytes)[0], tf.shape(box)[0]
@@ -204,7 +221,7 @@ class _ServingModule(tf.Module):
         with tf.control_dependencies(checks):
             index = tf.range(n_images)
         crops, matrices, sizes, boxes = tf.map_fn(
-            self._crop_one, (image_bytes, box, index), fn_output_signature=self._crop_specs()
+            self._crop_fn, (image_bytes, box, index), fn_output_signature=self._crop_specs()
         )
         heatmaps = self._heatmaps(crops)
         keypoints, scores = self._codec.decode_to_original(heatmaps, matrices)
@@ -219,13 +236,13 @@ class _ServingModule(tf.Module):
     def _serve_people(self, image_bytes, boxes):
         # The bytes are checked once, before any crop: each crop's own check of them (in
         # `_crop_one`, shared with `serving_box`) then passes, and an error names index 0.
-        checked, height, width = self._check_bytes(image_bytes, tf.constant(0))
-        with tf.control_dependencies([checked]):
-            size = tf.cast(tf.stack([height, width]), tf.int32)
+        height, width = self._header_fn(image_bytes, tf.constant(0))
+        size = tf.cast(tf.stack([height, width]), tf.int32)
+        with tf.control_dependencies([size]):
             boxes = tf.identity(boxes)
         n = tf.shape(boxes)[0]
         crops, matrices, _, used = tf.map_fn(
-            self._crop_one,
+            self._crop_fn,
             (tf.fill([n], image_bytes), boxes, tf.range(n)),
             fn_output_signature=self._crop_specs(),
         )
@@ -249,6 +266,13 @@ class _ServingModule(tf.Module):
             tf.TensorSpec([2], tf.int32),
             tf.TensorSpec([4], tf.float32),
         )
+
+    def _checked_header(self, data, i):
+        """(height, width) int64 [] of one image's header, after `_check_bytes`'s assertions
+        (a function's outputs exist only once every assertion in it has run)."""
+        checked, height, width = self._check_bytes(data, i)
+        with tf.control_dependencies([checked]):
+            return tf.identity(height), tf.identity(width)
 
     def _check_bytes(self, data, i):
         """Assertions on one image's bytes, in order, before anything decodes them.
@@ -306,7 +330,7 @@ class _ServingModule(tf.Module):
     def _crop_one(self, args):
         """One image's bytes and box → (crop [S, S, 3], matrix [3, 3], (H, W), box used [4])."""
         data, box, i = args
-        checked, height, width = self._check_bytes(data, i)
+        height, width = self._header_fn(data, i)
         # The header gives the size the decoder will: the whole-image box and the box check
         # need no decoded pixels, and the crop then decodes only what it reads.
         size = tf.cast(tf.stack([height, width]), tf.int32)
@@ -315,7 +339,7 @@ class _ServingModule(tf.Module):
             tf.debugging.Assert(ok, [message])
             for ok, message in box_crop.box_problems(box, size, i)
         ]
-        with tf.control_dependencies([checked, *box_checks]):
+        with tf.control_dependencies(box_checks):
             matrix = box_crop.box_matrix(box, self._input_size)
             data = tf.identity(data)
         crop = geometry.decode_crop(data, matrix, self._input_size)
@@ -411,11 +435,18 @@ def export_model(
     final = files.join(export_dir, str(version))
     if files.exists(final):
         raise FileExistsError(f"{final} already exists; pass another --version or remove it")
-    module = _ServingModule(model, joint_set, input_size, flip_test, codec, max_pixels)
-    signatures = module.signatures()
+    signatures = _ServingModule(
+        model, joint_set, input_size, flip_test, codec, max_pixels
+    ).signatures()
+    # The saved root holds only the model (whose variables the signatures capture): saving the
+    # module itself would save its `tf.function`s as well, and `tf.saved_model.save` traces
+    # those again under its save context, doubling the export's tracing for nothing the
+    # signatures do not already give.
+    root = tf.Module()
+    root.model = model
     # A failed export leaves nothing behind (the error propagates): see `files.atomic_dir`.
     with files.atomic_dir(final) as tmp:
-        tf.saved_model.save(module, tmp, signatures=signatures)
+        tf.saved_model.save(root, tmp, signatures=signatures)
         assets = files.join(tmp, "assets")
         files.makedirs(assets)
         metadata = joints_metadata(
