@@ -14,6 +14,12 @@ so that `evaluate --model_dir`, `export` and the serving signatures use it like 
 The directory is assembled under a temporary name next to MODEL_DIR and renamed when complete
 (`utils.files.atomic_dir`); MODEL_DIR may be a URL (gs://..., staged locally, then copied).
 
+Memory: the checkpoint is opened without reading a tensor (`torch_pickle.open_checkpoint`), the
+shapes checked and the network built; then each layer's tensors are read, converted (float32, a
+conv kernel transposed) and assigned, and let go, and model.keras is written without an
+in-memory copy of the weights (`save_keras_file`). The peak is thus the built network (its
+weights once, plus TensorFlow's state per variable) and about a quarter of the weights more.
+
 `verify` runs an imported model on a reference `NAME.io.npz` (the input the reference network
 saw and its heatmaps) and returns the largest absolute difference per stack.
 `export_reference_state` is the inverse mapping: our Keras model as a reference-layout state dict

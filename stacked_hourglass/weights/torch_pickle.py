@@ -17,6 +17,10 @@ numel[, view])`. `load_checkpoint` unpickles with an allow-list: tensors, parame
 pickle calling `os.system`, a whole `nn.Module`) is refused before anything is called, and the
 opcodes are scanned first so that a corrupt length cannot make the unpickler allocate it.
 `torch_pickle_writer.save_checkpoint` writes numpy arrays back as tensors in either format.
+
+`open_checkpoint` does the same checks but reads no storage: each tensor is a `TensorStub` (its
+shape and dtype, no memory) that `OpenCheckpoint.load` reads when asked, so that a reader
+converting tensors one at a time (the importer) never holds the whole checkpoint.
 """
 
 from __future__ import annotations
