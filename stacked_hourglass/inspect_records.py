@@ -1,12 +1,14 @@
 r"""Looks inside converted TFRecords: counts, joint-status counts and a few drawn records.
 
   python -m stacked_hourglass.inspect_records tfrecords/mpii/valid-*.tfrecord \
-      [--output_dir=DIR] [--num_images=N]
+      [--output_dir=DIR] [--num_images=N] [--nodecode_images]
 
 Files are positional arguments: paths or globs (quote a glob to let this command expand it).
-Prints the number of records per shard and per dataset, and per joint how many records have it
-visible / occluded / not annotated. With `--output_dir`, draws the first `--num_images` records
-(image, skeleton, joints coloured by status, crop box, head box) to PNG files. The work is done by
+Prints the number of records per shard and per dataset, per joint how many records have it
+visible / occluded / not annotated, and every problem of the records, an image that does not
+decode included (each image is decoded to its end, a few ms each; --nodecode_images reads
+headers only). With `--output_dir`, draws the first `--num_images` records (image, skeleton,
+joints coloured by status, crop box, head box) to PNG files. The work is done by
 `stacked_hourglass.data.records.inspect_lib`.
 """
 
@@ -35,12 +37,17 @@ def define_flags(fv: flags.FlagValues) -> None:
     flags.DEFINE_integer(
         "num_images", 8, "How many records to draw.", lower_bound=0, flag_values=fv
     )
+    flags.DEFINE_boolean(
+        "decode_images", True, "Decode every image to its end (else: headers only).",
+        flag_values=fv,
+    )  # fmt: skip
 
 
 def run(fv: flags.FlagValues) -> int:
     """Prints the summary of the files; draws records when --output_dir is given."""
     files = inspect.expand_files(fv.files)
-    print(inspect.format_summary(inspect.summarize(files)))
+    summary = inspect.summarize(files, decode_images=fv.decode_images)
+    print(inspect.format_summary(summary))
     if fv.output_dir:
         written = inspect.draw_records(files, fv.output_dir, fv.num_images)
         print(f"Drew {len(written)} record(s) to {fv.output_dir}")

@@ -117,7 +117,8 @@ def test_strict_fails_on_a_skip(official_mpii, capsys):
     line = _error_line(capsys)
     assert "--strict" in line and "corrupt_image" in line and "a.jpg" in line
     assert line.endswith(
-        "a.jpg: not a readable image (Invalid JPEG data, size 11); nothing written"
+        "a.jpg: not a readable image (a JPEG that is truncated: its FF 20 segment at byte 2 "
+        "runs past the end of the file (11 bytes)); nothing written"
     )
     assert not out.exists()
 

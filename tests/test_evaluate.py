@@ -256,6 +256,25 @@ def test_split_without_normalisers_fails_before_any_inference(
     assert "3 problem(s) in 1 of 1 shard(s)" in err[0], err
 
 
+def test_image_that_does_not_decode_is_one_line_naming_shard_and_record(
+    run_evaluate, synthetic_model, tmp_path
+):
+    people = list(synthetic.generate_examples("valid", 3, seed=5))
+    jpeg = people[1].image_encoded
+    people[1].image_encoded = jpeg[: len(jpeg) * 2 // 3]  # the header check passes it
+    shards.write_split(people, 3, tmp_path, "valid", "synthetic", num_shards=1,
+                       show_progress=False)  # fmt: skip
+    shard = f"{tmp_path}/valid-00000-of-00001.tfrecord"
+    status, out, err = run_evaluate(
+        f"--model_dir={synthetic_model['model_dir']}", f"--data={tmp_path}/valid-*.tfrecord"
+    )
+    assert status == 1 and "PCKh" not in out
+    assert err == [
+        f"evaluate: error: {shard}: record 1: unreadable person record or image "
+        "(jpeg::Uncompress failed. Invalid JPEG data or crop window.)"
+    ], err
+
+
 # --- non-finite predictions: a warning with the counts, and misses -----------------------------
 
 

@@ -92,3 +92,21 @@ def test_problems_are_printed_with_shard_and_record(synthetic_records, tmp_path,
     out = capsys.readouterr().out
     assert "Check: 1 problem(s) in 1 of 2 shard(s)" in out
     assert f"{copy}: record 7: cannot be read (truncated record at" in out
+
+
+def test_an_image_that_does_not_decode_is_listed(person_example, tmp_path, capsys):
+    import tensorflow as tf
+
+    from stacked_hourglass.data import features
+
+    jpeg = person_example(1).image_encoded
+    people = [person_example(0), person_example(1, image=jpeg[: len(jpeg) - 40])]
+    path = tmp_path / "valid-00000-of-00001.tfrecord"
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for person in people:
+            writer.write(features.serialize_example(person))
+    assert inspect_records.main([str(path)]) == 0
+    out = capsys.readouterr().out
+    assert f"  {path}: record 1: unreadable person record or image (" in out
+    assert inspect_records.main([str(path), "--nodecode_images"]) == 0
+    assert "Check: No problems in 2 record(s) of 1 shard(s)." in capsys.readouterr().out

@@ -592,7 +592,22 @@ _ASSERTED = re.compile(r"assertion failed: \[(.+?)\]\s*$", re.MULTILINE)
 
 
 def input_error(error: tf.errors.OpError, splits: Sequence[Split], config: DataConfig):
-    """The `BadInput` for an error the input pipeline raised while training or evaluating, or
+    """The `BadInput` for an error the input pipeline raised while training, or None when
+    `error` did not come from reading the data (`record_error` with the config's joints and
+    `max_pixels`).
+
+    Args:
+        error: what `fit` raised.
+        splits: the splits being read (training, then validation).
+        config: the data config (joints, `max_pixels`).
+    """
+    return record_error(error, splits, config.joint_set.num_joints, config.max_pixels)
+
+
+def record_error(
+    error: tf.errors.OpError, splits: Sequence[Split], num_joints: int, max_pixels: int
+) -> BadInput | None:
+    """The `BadInput` for an error a record pipeline raised while training or evaluating, or
     None when `error` did not come from reading the data.
 
     A record check names its shard and record itself. Other failures (an image that does not
@@ -600,9 +615,10 @@ def input_error(error: tf.errors.OpError, splits: Sequence[Split], config: DataC
     read again with every image decoded (`Split.check`) to find the first that fails.
 
     Args:
-        error: what `fit` or an evaluation raised.
-        splits: the splits being read (training, then validation).
-        config: the data config (joints, `max_pixels`).
+        error: what `fit` or an evaluation's loop over the dataset raised.
+        splits: the splits being read, in the order they are searched.
+        num_joints: K of the records' joint set.
+        max_pixels: the image size limit the pipeline applied.
     """
     message = error.message or ""
     asserted = _ASSERTED.search(message)
@@ -613,10 +629,7 @@ def input_error(error: tf.errors.OpError, splits: Sequence[Split], config: DataC
     reason = validate.tf_error_line(error)
     for split in splits:
         report = split.check(
-            config.joint_set.num_joints,
-            need_normalizer=False,
-            max_pixels=config.max_pixels,
-            decode_images=True,
+            num_joints, need_normalizer=False, max_pixels=max_pixels, decode_images=True
         )
         if report.problems:
             return BadInput(str(report.problems[0]))

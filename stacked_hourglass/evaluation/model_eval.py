@@ -120,7 +120,7 @@ def run_model_evaluation(
     dataset = pipeline.make_eval_dataset(
         data, joint_set.num_joints, info.codec(), batch_size, max_pixels=max_pixels
     )
-    result = _predict_records(model, dataset, data, joint_set)
+    result = _predict_records(model, dataset, split, joint_set, max_pixels)
     name, source = _name_and_sources(info, path, data)
     figures = report_figures(
         result["preds"],
@@ -163,21 +163,28 @@ def _name_and_sources(info: predictor.ModelInfo, path: str, data: str) -> tuple[
     return name + ("_flip" if info.flip_test else ""), source
 
 
-def _predict_records(model, dataset, data: str, joint_set: JointSet) -> dict:
+def _predict_records(model, dataset, split: Split, joint_set: JointSet, max_pixels: int) -> dict:
     """`inference.predict_dataset` of `model.heatmaps`, rows in source order (index, person).
 
     Raises:
-        ValueError: records that do not parse as `joint_set`, or without a positive normaliser.
+        ValueError: a record the pipeline cannot use (one line naming its shard and record: an
+            image that does not decode is found by decoding the split's images again,
+            `pipeline.record_error`), records that do not parse as `joint_set`, or without a
+            positive normaliser.
     """
+    data = split.patterns
     try:
         result = inference.predict_dataset(model.heatmaps, dataset, model.info.codec())
-    except tf.errors.InvalidArgumentError as e:
+    except tf.errors.OpError as e:
+        bad = pipeline.record_error(e, [split], joint_set.num_joints, max_pixels)
+        if bad is not None:
+            raise bad from None
+        if not isinstance(e, tf.errors.InvalidArgumentError):
+            raise
         # Records that do not parse (another joint set than --dataset, or not person records):
         # the user's to fix, so one line rather than TF's pages of graph context.
         first = ((e.message or "").strip().splitlines() or [""])[0]
-        checked = re.search(r"assertion failed: \[(.*)\]", first)  # the pipeline's own check
-        message = checked.group(1) if checked else re.sub(r"\{\{.*?\}\}|\[Op:.*$", "", first)
-        message = message.strip() or type(e).__name__
+        message = re.sub(r"\{\{.*?\}\}|\[Op:.*$", "", first).strip() or type(e).__name__
         raise ValueError(
             f"{data}: cannot read the records as {joint_set.name} ({joint_set.num_joints} "
             f"joints; see --dataset): {message}"

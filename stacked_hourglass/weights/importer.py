@@ -14,6 +14,12 @@ so that `evaluate --model_dir`, `export` and the serving signatures use it like 
 The directory is assembled under a temporary name next to MODEL_DIR and renamed when complete
 (`utils.files.atomic_dir`); MODEL_DIR may be a URL (gs://..., staged locally, then copied).
 
+Memory: the checkpoint is opened without reading a tensor (`torch_pickle.open_checkpoint`), the
+shapes checked and the network built; then each layer's tensors are read, converted (float32, a
+conv kernel transposed) and assigned, and let go, and model.keras is written without an
+in-memory copy of the weights (`save_keras_file`). The peak is thus the built network (its
+weights once, plus TensorFlow's state per variable) and about a quarter of the weights more.
+
 `verify` runs an imported model on a reference `NAME.io.npz` (the input the reference network
 saw and its heatmaps) and returns the largest absolute difference per stack.
 `export_reference_state` is the inverse mapping: our Keras model as a reference-layout state dict
@@ -31,8 +37,10 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import os
+import shutil
 import time
-from collections.abc import Mapping, Sequence
+import zipfile
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +56,7 @@ from stacked_hourglass.weights.torch_pickle import (
     CheckpointError,
     extract_state_dict,
     load_checkpoint,
+    open_checkpoint,
 )
 
 IMPORT_FILE = "import.json"
@@ -55,6 +64,8 @@ FORMAT_CHOICES = (*FORMATS, "auto")
 # Architecture fields `reference_layouts.infer_architecture` returns (all `ModelConfig` fields).
 _ARCH_FIELDS = ("num_stacks", "num_features", "depth", "num_joints", "num_modules", "stem_features")
 _BN_PARTS = ("weight", "bias", "running_mean", "running_var")
+# The members of a `.keras` archive in the order Keras writes them.
+_KERAS_MEMBERS = {"metadata.json": 0, "config.json": 1, "model.weights.h5": 2}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -180,8 +191,18 @@ def build_imported_model(architecture: Mapping, input_mean, input_size: int = 25
     return build_model(config)
 
 
-def assign_weights(model, layers: Mapping[str, Sequence[np.ndarray]], path="checkpoint") -> None:
+def assign_weights(
+    model,
+    layers: Mapping[str, Callable[[], Sequence[np.ndarray]]],
+    path="checkpoint",
+) -> None:
     """Sets every layer's weights; an error if a weighted layer of the model gets none.
+
+    Args:
+        model: the Keras model.
+        layers: Keras layer name -> a function returning its weights in `set_weights` order,
+            called when that layer is assigned, so that one layer's arrays exist at a time.
+        path: the checkpoint, for messages.
 
     Raises:
         CheckpointError: a model layer with weights that the checkpoint does not fill, a mapped
@@ -200,7 +221,7 @@ def assign_weights(model, layers: Mapping[str, Sequence[np.ndarray]], path="chec
         )
         raise CheckpointError(f"{os.fspath(path)}: {what}")
     for layer in weighted:
-        weights = layers[layer.name]
+        weights = list(layers[layer.name]())
         expected = [tuple(w.shape) for w in layer.weights]
         got = [tuple(np.shape(w)) for w in weights]
         if got != expected:
@@ -208,7 +229,18 @@ def assign_weights(model, layers: Mapping[str, Sequence[np.ndarray]], path="chec
                 f"{os.fspath(path)}: layer {layer.name} needs weights of shapes {expected}, the "
                 f"checkpoint gives {got}"
             )
-        layer.set_weights(list(weights))
+        layer.set_weights(weights)
+
+
+def _layer_readers(checkpoint, state: Mapping, sources: Mapping) -> dict:
+    """Keras layer name -> a function reading and converting its tensors (`assign_weights`)."""
+
+    def reader(kind: str, keys: Sequence[str]):
+        return lambda: reference_layouts.keras_weights(
+            kind, [checkpoint.load(state[key]) for key in keys]
+        )
+
+    return {name: reader(kind, keys) for name, (kind, keys) in sources.items()}
 
 
 def import_checkpoint(
@@ -249,19 +281,22 @@ def import_checkpoint(
     target = os.fspath(model_dir)
     checkpoint = Path(checkpoint)
     _check_arguments(fmt, checkpoint, target, input_mean)
-    state = extract_state_dict(load_checkpoint(checkpoint), checkpoint)
-    fmt = _resolve_format(fmt, state, checkpoint)
-    mean, mean_source = resolve_input_mean(fmt, input_mean)
-    architecture = infer_architecture(fmt, state, checkpoint)
-    joint_set = _check_joint_count(architecture["num_joints"], dataset)
-    layers, unused = reference_layouts.to_keras_layers(fmt, state, checkpoint)
-    timings = {}
-    _lap(timings, "load", start)
-    model = build_imported_model(architecture, mean, input_size)
-    _lap(timings, "build", start)
-    assign_weights(model, layers, checkpoint)
-    del layers
-    _lap(timings, "assign", start)
+    # Opened, not read: shapes are checked and the model is built before any tensor is read,
+    # and then each layer's tensors are read, converted and assigned in turn, so that the
+    # process holds the model and one layer's arrays, never a second copy of the weights.
+    with open_checkpoint(checkpoint) as opened:
+        state = extract_state_dict(opened.object, checkpoint)
+        fmt = _resolve_format(fmt, state, checkpoint)
+        mean, mean_source = resolve_input_mean(fmt, input_mean)
+        architecture = infer_architecture(fmt, state, checkpoint)
+        joint_set = _check_joint_count(architecture["num_joints"], dataset)
+        sources, unused = reference_layouts.keras_layer_sources(fmt, state, checkpoint)
+        timings = {}
+        _lap(timings, "load", start)
+        model = build_imported_model(architecture, mean, input_size)
+        _lap(timings, "build", start)
+        assign_weights(model, _layer_readers(opened, state, sources), checkpoint)
+        _lap(timings, "assign", start)
     config = ExperimentConfig(
         model=model.hourglass_config,
         data=DataConfig(dataset=joint_set.name),
@@ -328,7 +363,7 @@ def _write_model_dir(result: ImportResult, checkpoint: Path, start: float) -> No
     target = result.model_dir
     with files.atomic_dir(target, local=True) as tmp:
         run_dir.save_config(tmp, result.config)
-        result.model.save(run_dir.path(tmp, run_dir.FINAL_MODEL_FILE))
+        save_keras_file(result.model, run_dir.path(tmp, run_dir.FINAL_MODEL_FILE))
         _lap(result.timings, "save", start)
         provenance = {
             "source_format": result.format,
@@ -350,6 +385,28 @@ def _write_model_dir(result: ImportResult, checkpoint: Path, start: float) -> No
         }
         files.write_json(run_dir.path(tmp, IMPORT_FILE), provenance)
         _check_target(target)
+
+
+def save_keras_file(model, path: str) -> None:
+    """`model.save(path)` for a local `.keras` file, without a copy of the weights in memory.
+
+    Keras writes a `.keras` file's weights into an in-memory HDF5 file first when it judges
+    the memory sufficient (a second copy of every weight, then a third while it is copied
+    into the zip). Its unzipped layout (`zipped=False`: config.json, metadata.json,
+    model.weights.h5 written straight to files) zipped here member by member is the same
+    archive, read by `keras.saving.load_model` like any other.
+    """
+    folder = f"{path}.parts"
+    model.save(folder, zipped=False)
+    try:
+        with zipfile.ZipFile(path, "w") as archive:
+            for root, folders, names in os.walk(folder):
+                folders.sort()
+                for name in sorted(names, key=lambda n: (_KERAS_MEMBERS.get(n, 3), n)):
+                    full = os.path.join(root, name)
+                    archive.write(full, os.path.relpath(full, folder))
+    finally:
+        shutil.rmtree(folder)
 
 
 def verify(model, io_npz_path: str | os.PathLike, fmt: str, input_mean=None) -> dict[int, float]:

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -293,6 +293,29 @@ def to_keras_layers(
         Residual whose channel count does not change).
 
     Raises:
+        CheckpointError: as `keras_layer_sources`.
+    """
+    sources, unused = keras_layer_sources(fmt, state, path)
+    layers = {
+        name: keras_weights(kind, [state[key] for key in keys])
+        for name, (kind, keys) in sources.items()
+    }
+    return layers, unused
+
+
+def keras_layer_sources(
+    fmt: str, state: Mapping[str, np.ndarray], path: str | os.PathLike = "checkpoint"
+) -> tuple[dict[str, tuple[str, list[str]]], list[str]]:
+    """Which tensors of a reference state dict become the weights of which Keras layer, with
+    every check of `to_keras_layers`, on shapes and dtypes only: nothing is read or copied, so
+    `state` may hold `torch_pickle.TensorStub`s (a checkpoint opened, not read).
+
+    Returns:
+        (sources, unused): sources maps each Keras layer name, in the model's build order, to
+        (kind, keys): kind "conv" or "bn" (`keras_weights`), keys the state's tensors in
+        `set_weights` order; unused as in `to_keras_layers`.
+
+    Raises:
         CheckpointError: the first tensor (in build order) that is missing, has another shape
             than the inferred architecture needs, or is not floating point; or a tensor that has
             no place in that architecture.
@@ -302,33 +325,32 @@ def to_keras_layers(
     layout = _princeton_layout(arch) if fmt == "princeton" else _bearpaw_layout(arch)
     used = set()
 
-    def take(layer: str, key: str, shape: tuple[int, ...]) -> np.ndarray:
+    def take(layer: str, key: str, shape: tuple[int, ...]) -> str:
         if key not in state:
             raise _error(
                 path,
                 f"missing tensor {key} of shape {shape} (Keras layer {layer}) for a "
                 f"{_describe(fmt, arch)}",
             )
-        value = np.asarray(state[key])
-        if value.shape != shape:
+        value = state[key]
+        if tuple(value.shape) != shape:
             raise _error(
                 path,
-                f"tensor {key} has shape {value.shape}, expected {shape} (Keras layer {layer}) "
-                f"for a {_describe(fmt, arch)}",
+                f"tensor {key} has shape {tuple(value.shape)}, expected {shape} (Keras layer "
+                f"{layer}) for a {_describe(fmt, arch)}",
             )
         if value.dtype.kind != "f":
             raise _error(path, f"tensor {key} holds {value.dtype}, not floating-point weights")
         used.add(key)
-        return value.astype(np.float32)
+        return key
 
-    layers = {}
+    sources = {}
     for name, kind, prefix, shape in layout.layers:
         if kind == "conv":
-            kernel = take(name, prefix + "weight", shape)
-            bias = take(name, prefix + "bias", shape[:1])
-            layers[name] = [np.ascontiguousarray(kernel.transpose(2, 3, 1, 0)), bias]
+            keys = [take(name, prefix + "weight", shape), take(name, prefix + "bias", shape[:1])]
         else:
-            layers[name] = [take(name, prefix + part, shape) for part in _BN_PARTS]
+            keys = [take(name, prefix + part, shape) for part in _BN_PARTS]
+        sources[name] = (kind, keys)
     unused = [
         prefix + part
         for prefix in layout.unused_prefixes
@@ -344,4 +366,13 @@ def to_keras_layers(
             f"tensor {key} of shape {tuple(np.shape(state[key]))} has no place in a "
             f"{_describe(fmt, arch)} ({len(leftover)} such tensors)",
         )
-    return layers, unused
+    return sources, unused
+
+
+def keras_weights(kind: str, tensors: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """One layer's reference tensors as its Keras weights, float32: a "conv" layer's [weight
+    OIHW, bias] -> [kernel HWIO, bias]; a "bn" layer's four tensors unchanged."""
+    weights = [np.asarray(t, np.float32) for t in tensors]
+    if kind == "conv":
+        weights[0] = np.ascontiguousarray(weights[0].transpose(2, 3, 1, 0))
+    return weights

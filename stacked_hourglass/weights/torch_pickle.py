@@ -17,11 +17,17 @@ numel[, view])`. `load_checkpoint` unpickles with an allow-list: tensors, parame
 pickle calling `os.system`, a whole `nn.Module`) is refused before anything is called, and the
 opcodes are scanned first so that a corrupt length cannot make the unpickler allocate it.
 `torch_pickle_writer.save_checkpoint` writes numpy arrays back as tensors in either format.
+
+`open_checkpoint` does the same checks but reads no storage: each tensor is a `TensorStub` (its
+shape and dtype, no memory) that `OpenCheckpoint.load` reads when asked, so that a reader
+converting tensors one at a time (the importer) never holds the whole checkpoint.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
+import functools
 import io
 import os
 import pickle
@@ -152,6 +158,47 @@ class _Namespace(types.SimpleNamespace, metaclass=_NamespaceMeta):
 _PENDING = object()  # a tensor whose storage has not been read yet (first legacy pass)
 
 
+class _Deferred:
+    """A storage's elements, read only when a tensor of it is loaded (`open_checkpoint`).
+
+    `read()` returns the whole root storage (1-D); a legacy view is the slice [start, stop) of
+    its root.
+    """
+
+    __slots__ = ("read", "dtype", "start", "stop")
+
+    def __init__(self, read, dtype: np.dtype, start: int = 0, stop: int | None = None):
+        self.read, self.dtype, self.start, self.stop = read, dtype, start, stop
+
+    def __getitem__(self, index: slice) -> _Deferred:
+        return _Deferred(self.read, self.dtype, self.start + index.start, self.start + index.stop)
+
+    def load(self) -> np.ndarray:
+        data = self.read()
+        return data if self.stop is None else data[self.start : self.stop]
+
+
+class TensorStub(np.ndarray):
+    """A tensor of a checkpoint opened with `open_checkpoint`, not read yet.
+
+    An array of the tensor's shape and dtype that holds no memory (every element is one shared,
+    read-only zero), so that shapes can be checked before anything is inflated;
+    `OpenCheckpoint.load` reads its values. `source` is (storage, offset, size, stride).
+    """
+
+    def __setstate__(self, state):  # BUILD in a pickle
+        raise _Invalid("the pickle tries to set the state of a tensor")
+
+
+def _stub(storage, storage_offset: int, size: tuple, stride: tuple) -> TensorStub:
+    dtype = storage.data.dtype.newbyteorder("=")
+    if storage.type.name == "BFloat16Storage":
+        dtype = np.dtype(np.float32)  # widened when read, as `_tensor_from_storage` does
+    stub = np.broadcast_to(np.zeros((), dtype), size).view(TensorStub)
+    stub.source = (storage, storage_offset, size, stride)
+    return stub
+
+
 def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -173,17 +220,19 @@ def _tensor_from_storage(storage, storage_offset, size, stride):
         raise _Invalid(f"a tensor has size {size} but stride {stride}")
     if storage.data is None:
         return _PENDING
+    last = storage_offset + sum((n - 1) * s for n, s in zip(size, stride, strict=True))
+    if 0 not in size and last >= storage.numel:
+        raise _Invalid(
+            f"a tensor of size {size}, stride {stride} and offset {storage_offset} reaches "
+            f"past the end of storage {storage.key!r} ({storage.numel} elements)"
+        )
+    if isinstance(storage.data, _Deferred):
+        return _stub(storage, storage_offset, size, stride)
     data = storage.data
     native = data.dtype.newbyteorder("=")
     if 0 in size:
         array = np.zeros(size, native)
     else:
-        last = storage_offset + sum((n - 1) * s for n, s in zip(size, stride, strict=True))
-        if last >= storage.numel:
-            raise _Invalid(
-                f"a tensor of size {size}, stride {stride} and offset {storage_offset} reaches "
-                f"past the end of storage {storage.key!r} ({storage.numel} elements)"
-            )
         if storage.type.name != "BFloat16Storage" and _is_whole(data, storage_offset, size, stride):
             # The usual tensor: all of a storage inflated for it alone; no second copy.
             return data.reshape(size)
@@ -453,41 +502,56 @@ def _read_member(archive, name: str, size: int) -> bytearray:
     return buffer
 
 
-def _load_zip(path: Path, max_bytes: int):
-    with zipfile.ZipFile(path) as archive:
-        names = archive.namelist()
-        pickles = [n for n in names if n.endswith("/data.pkl") and n.count("/") == 1]
-        if len(pickles) != 1:
-            found = "no" if not pickles else f"{len(pickles)}"
-            raise _Invalid(f"not a PyTorch checkpoint: a zip archive with {found} FOLDER/data.pkl")
-        prefix = pickles[0][: -len("data.pkl")]
-        byteorder = "<"
-        if prefix + "byteorder" in names:
-            if archive.getinfo(prefix + "byteorder").file_size > 16:
-                raise _Invalid(f"{prefix}byteorder is not a byte order")
-            order = archive.read(prefix + "byteorder").decode("ascii", "replace").strip()
-            if order not in ("little", "big"):
-                raise _Invalid(f"unknown byte order {order!r} in {prefix}byteorder")
-            byteorder = "<" if order == "little" else ">"
-        if archive.getinfo(pickles[0]).file_size > MAX_PICKLE_BYTES:
-            raise _Invalid(f"{pickles[0]} declares more than {MAX_PICKLE_BYTES} bytes")
-        # From memory: a corrupt length in the pickle then reads as truncated data instead of
-        # making the unpickler allocate that length for a read from the archive.
-        data_pkl = io.BytesIO(archive.read(pickles[0]))
-        collected = _StorageTable(legacy=False)  # first pass: which storages, of what size
-        _load_pickle(data_pkl, collected)
-        _check_members(archive, prefix, collected.roots, byteorder, max_bytes)
+def _load_zip(archive: zipfile.ZipFile, max_bytes: int, lazy: bool = False):
+    """The object of a zip checkpoint; with `lazy`, tensors are `TensorStub`s read later."""
+    names = archive.namelist()
+    pickles = [n for n in names if n.endswith("/data.pkl") and n.count("/") == 1]
+    if len(pickles) != 1:
+        found = "no" if not pickles else f"{len(pickles)}"
+        raise _Invalid(f"not a PyTorch checkpoint: a zip archive with {found} FOLDER/data.pkl")
+    prefix = pickles[0][: -len("data.pkl")]
+    byteorder = "<"
+    if prefix + "byteorder" in names:
+        if archive.getinfo(prefix + "byteorder").file_size > 16:
+            raise _Invalid(f"{prefix}byteorder is not a byte order")
+        order = archive.read(prefix + "byteorder").decode("ascii", "replace").strip()
+        if order not in ("little", "big"):
+            raise _Invalid(f"unknown byte order {order!r} in {prefix}byteorder")
+        byteorder = "<" if order == "little" else ">"
+    if archive.getinfo(pickles[0]).file_size > MAX_PICKLE_BYTES:
+        raise _Invalid(f"{pickles[0]} declares more than {MAX_PICKLE_BYTES} bytes")
+    # From memory: a corrupt length in the pickle then reads as truncated data instead of
+    # making the unpickler allocate that length for a read from the archive.
+    data_pkl = io.BytesIO(archive.read(pickles[0]))
+    collected = _StorageTable(legacy=False)  # first pass: which storages, of what size
+    _load_pickle(data_pkl, collected)
+    _check_members(archive, prefix, collected.roots, byteorder, max_bytes)
 
-        def read(key, storage_type, numel):
-            dtype = _numpy_code(storage_type, byteorder)
-            name = f"{prefix}data/{key}"
-            return np.frombuffer(_read_member(archive, name, numel * dtype.itemsize), dtype)
+    def read(key, storage_type, numel):
+        dtype = _numpy_code(storage_type, byteorder)
+        name = f"{prefix}data/{key}"
+        inflate = functools.partial(_read_member, archive, name, numel * dtype.itemsize)
+        if lazy:
+            return _Deferred(lambda: np.frombuffer(inflate(), dtype), dtype)
+        return np.frombuffer(inflate(), dtype)
 
-        data_pkl.seek(0)
-        return _load_pickle(data_pkl, _StorageTable(legacy=False, read=read))
+    data_pkl.seek(0)
+    return _load_pickle(data_pkl, _StorageTable(legacy=False, read=read))
 
 
-def _load_legacy(path: Path, max_bytes: int):
+def _read_at(file, position: int, dtype: np.dtype, count: int) -> np.ndarray:
+    """`count` elements of `dtype` at byte `position` of an open file, in an array of their own."""
+    buffer = bytearray(count * dtype.itemsize)
+    file.seek(position)
+    if file.readinto(buffer) != len(buffer):
+        raise _Invalid(f"truncated file: {len(buffer)} bytes of storage at offset {position}")
+    return np.frombuffer(buffer, dtype)
+
+
+def _load_legacy(path: Path, max_bytes: int, file=None):
+    """The object of a legacy checkpoint; given the open `file`, tensors are `TensorStub`s
+    whose storages are read from it later (the whole file is read once here, for the pickles
+    and the storage list, and let go)."""
     if path.stat().st_size > max_bytes + MAX_PICKLE_BYTES:
         raise _Invalid(f"the file is larger than the limit of {max_bytes} bytes (max_bytes)")
     data = path.read_bytes()
@@ -532,7 +596,12 @@ def _load_legacy(path: Path, max_bytes: int):
                 f"truncated file: storage {key!r} needs {size} bytes at offset {position}, "
                 f"the file ends {len(data) - position} bytes after it"
             )
-        arrays[key] = np.frombuffer(data, dtype, count, position)
+        if file is None:
+            arrays[key] = np.frombuffer(data, dtype, count, position)
+        else:
+            arrays[key] = _Deferred(
+                functools.partial(_read_at, file, position, dtype, count), dtype
+            )
         position += size
     missing = [key for key in collected.roots if key not in arrays]
     if missing:
@@ -568,18 +637,97 @@ def load_checkpoint(path: str | os.PathLike, max_bytes: int = DEFAULT_MAX_BYTES)
         OSError: the file cannot be read.
     """
     path = Path(path)
-    with open(path, "rb") as file:
-        head = file.read(512)
+    head = _head(path)
+    with _translated(path):
+        if _container(head) == "zip":
+            with zipfile.ZipFile(path) as archive:
+                return _load_zip(archive, max_bytes)
+        return _load_legacy(path, max_bytes)
+
+
+class OpenCheckpoint:
+    """A checkpoint read tensor by tensor (`open_checkpoint`); a context manager.
+
+    Attributes:
+        path: the file.
+        object: the saved object as `load_checkpoint` returns it, but with every tensor a
+            `TensorStub` (its shape and dtype; no memory).
+    """
+
+    def __init__(self, path: Path, obj, file):
+        self.path, self.object, self._file = path, obj, file
+
+    def load(self, stub: TensorStub) -> np.ndarray:
+        """The values of one tensor of `object` (as `load_checkpoint` returns them), read now.
+
+        Raises:
+            CheckpointError: its storage cannot be read (e.g. the file changed since it was
+                opened).
+        """
+        storage, offset, size, stride = stub.source
+        with _translated(self.path):
+            loaded = _Storage(storage.key, storage.type, storage.numel, storage.data.load())
+            return _tensor_from_storage(loaded, offset, size, stride)
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> OpenCheckpoint:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def open_checkpoint(path: str | os.PathLike, max_bytes: int = DEFAULT_MAX_BYTES) -> OpenCheckpoint:
+    """Opens a PyTorch checkpoint to read its tensors one at a time, with the checks of
+    `load_checkpoint` (pickle, storage sizes, limits) done here, before any storage is read.
+
+    A reader that converts each tensor as it goes (the importer) then holds one tensor at a
+    time, not the whole checkpoint: a zip storage is inflated, a legacy one read from the file,
+    by `OpenCheckpoint.load`.
+
+    Raises:
+        CheckpointError, OSError: as `load_checkpoint`.
+    """
+    path = Path(path)
+    head = _head(path)
+    file = open(path, "rb")  # noqa: SIM115 -- closed by OpenCheckpoint.close
     try:
-        if not head:
-            raise _Invalid("empty file")
-        if head[:4] in _ZIP_SIGNATURES:
-            return _load_zip(path, max_bytes)
-        if head[:1] == pickle.PROTO:
-            return _load_legacy(path, max_bytes)
-        if head[257:262] == b"ustar":
-            raise _Invalid("a tar archive: PyTorch's tar checkpoints (< 0.1.10) are not supported")
-        raise _Invalid("not a PyTorch checkpoint: neither a zip archive nor a pickle")
+        with _translated(path):
+            if _container(head) == "zip":
+                obj = _load_zip(zipfile.ZipFile(file), max_bytes, lazy=True)
+            else:
+                obj = _load_legacy(path, max_bytes, file)
+    except BaseException:
+        file.close()
+        raise
+    return OpenCheckpoint(path, obj, file)
+
+
+def _head(path: Path) -> bytes:
+    with open(path, "rb") as file:
+        return file.read(512)
+
+
+def _container(head: bytes) -> str:
+    """ "zip" or "legacy" from a file's first 512 bytes; `_Invalid` for anything else."""
+    if not head:
+        raise _Invalid("empty file")
+    if head[:4] in _ZIP_SIGNATURES:
+        return "zip"
+    if head[:1] == pickle.PROTO:
+        return "legacy"
+    if head[257:262] == b"ustar":
+        raise _Invalid("a tar archive: PyTorch's tar checkpoints (< 0.1.10) are not supported")
+    raise _Invalid("not a PyTorch checkpoint: neither a zip archive nor a pickle")
+
+
+@contextlib.contextmanager
+def _translated(path: Path):
+    """Turns what the readers raise into one `CheckpointError` line naming `path`."""
+    try:
+        yield
     except CheckpointError:
         raise
     except _Invalid as error:

@@ -18,8 +18,10 @@ import pytest
 from stacked_hourglass.weights import torch_pickle
 from stacked_hourglass.weights.torch_pickle import (
     CheckpointError,
+    TensorStub,
     extract_state_dict,
     load_checkpoint,
+    open_checkpoint,
 )
 from stacked_hourglass.weights.torch_pickle_writer import save_checkpoint
 
@@ -506,3 +508,63 @@ def test_whole_storage_tensors_are_not_copied_twice(tmp_path):
     assert loaded["w"].flags.writeable and loaded["w"].flags.c_contiguous
     # One copy of the 4 MiB tensor (plus the archive's buffers), not two.
     assert peak < 1.5 * weights.nbytes, peak
+
+
+def _tensors(obj, found):
+    """Every array in a loaded object, depth first, in order."""
+    if isinstance(obj, np.ndarray):
+        found.append(obj)
+    elif isinstance(obj, dict):
+        for value in obj.values():
+            _tensors(value, found)
+    elif isinstance(obj, list | tuple):
+        for value in obj:
+            _tensors(value, found)
+    return found
+
+
+@pytest.mark.parametrize("format", ["zip", "legacy"])
+def test_open_checkpoint_reads_each_tensor_when_asked(tmp_path, format):
+    path = tmp_path / f"checkpoint.{format}"
+    save_checkpoint(path, example_object(), format=format)
+    eager = _tensors(load_checkpoint(path), [])
+    with open_checkpoint(path) as opened:
+        stubs = _tensors(opened.object, [])
+        assert all(isinstance(stub, TensorStub) for stub in stubs)
+        assert [(s.shape, s.dtype) for s in stubs] == [(e.shape, e.dtype) for e in eager]
+        assert all(stub.size == 0 or stub.strides == (0,) * stub.ndim for stub in stubs)
+        for stub, expected in zip(stubs, eager, strict=True):
+            loaded = opened.load(stub)
+            assert loaded.dtype == expected.dtype and loaded.flags.c_contiguous
+            np.testing.assert_array_equal(loaded, expected)
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_open_checkpoint_respects_offset_and_stride(tmp_path, legacy):
+    storage = np.arange(10, dtype="<f4")
+    data_pkl = tensor_pickle(offset=2, size=(2, 3), stride=(1, 2), numel=10, legacy=legacy)
+    path = tmp_path / "strided.pt"
+    if legacy:
+        path.write_bytes(legacy_bytes(data_pkl, [("0", 10, storage.tobytes())]))
+    else:
+        write_zip(path, data_pkl, {"0": storage.tobytes()}, folder="any_name")
+    with open_checkpoint(path) as opened:
+        np.testing.assert_array_equal(opened.load(opened.object["t"]), [[2, 4, 6], [3, 5, 7]])
+
+
+@pytest.mark.parametrize("format", ["zip", "legacy"])
+def test_open_checkpoint_reads_no_storage_until_asked(tmp_path, format):
+    """Opening costs the pickle, not the tensors: each is read alone, in an array of its own."""
+    path = tmp_path / f"big.{format}"
+    weights = {f"w{i}": np.full((512, 512), i, np.float32) for i in range(8)}  # 8 MiB in all
+    save_checkpoint(path, weights, format=format)
+    opened = []
+    # Legacy: the file is read once for its pickles and storage list, then let go.
+    whole = path.stat().st_size if format == "legacy" else 0
+    assert _peak_python_bytes(lambda: opened.append(open_checkpoint(path))) < whole + (1 << 20)
+    with opened[0] as checkpoint:
+        loaded = []
+        peak = _peak_python_bytes(lambda: loaded.append(checkpoint.load(checkpoint.object["w3"])))
+        # One copy of the tensor, plus the 1 MiB chunk a zip member is inflated through.
+        assert peak < weights["w3"].nbytes + (1 << 20) + (64 << 10), peak
+        np.testing.assert_array_equal(loaded[0], weights["w3"])

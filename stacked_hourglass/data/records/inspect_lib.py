@@ -119,10 +119,16 @@ def _person(
     return dataset, status, float(normalizer[0])
 
 
-def summarize(files: Sequence[str], max_pixels: int = images.DEFAULT_MAX_PIXELS) -> dict:
+def summarize(
+    files: Sequence[str],
+    max_pixels: int = images.DEFAULT_MAX_PIXELS,
+    decode_images: bool = True,
+) -> dict:
     """Counts per shard, per joint set, and joint-status counts per joint set and joint; the
     problems `validate.check_records` finds (with the joints of each shard: its manifest's
-    joint set, else the built-in set of its records' dataset).
+    joint set, else the built-in set of its records' dataset). With `decode_images`, every
+    image is decoded to its end, so that one that does not decode (a truncated JPEG, whose
+    header reads fine) is a problem like any other.
 
     Returns:
         {"shards": {file: count}, "datasets": {joint set name: count},
@@ -146,13 +152,18 @@ def summarize(files: Sequence[str], max_pixels: int = images.DEFAULT_MAX_PIXELS)
             datasets[name] += 1
             no_normalizer[name] += int(not normalizer > 0)
         shards[path] = count
-    check = validate.CheckReport(list(files), max_pixels=max_pixels)
+    check = validate.CheckReport(list(files), max_pixels=max_pixels, decoded=decode_images)
     empty_ok = Split.from_files(files).empty_ok  # the shards the manifest lists as empty
     for path in files:
         name = file_dataset.get(path)
         num_joints = joint_sets[name].num_joints if name else 1
         one = validate.check_records(
-            [path], num_joints, need_normalizer=False, max_pixels=max_pixels, empty_ok=empty_ok
+            [path],
+            num_joints,
+            need_normalizer=False,
+            max_pixels=max_pixels,
+            decode_images=decode_images,
+            empty_ok=empty_ok,
         )
         check.records.update(one.records)
         check.problems += [p for p in one.problems if not p.reason.startswith("no records in")]

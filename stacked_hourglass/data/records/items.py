@@ -31,6 +31,52 @@ from stacked_hourglass.utils.errors import one_line
 # (e.g. a wrong image or a sign error), not a person partly out of frame.
 FAR_OUTSIDE_IMAGE_SIZES = 1.0
 
+# JPEG markers without a length field: TEM and RST0-7 (everything else from SOI to SOS has one).
+_JPEG_STANDALONE = frozenset([0x01, *range(0xD0, 0xD8)])
+_JPEG_SOS, _JPEG_EOI = 0xDA, 0xD9
+_JPEG_END = b"\xff\xd9"
+
+
+def jpeg_structure_problem(data: bytes, need_end: bool) -> str:
+    """Why a JPEG's bytes end too early ("" when they do not), read without libjpeg.
+
+    Every marker segment from SOI up to and including the first SOS (start of scan) must lie
+    inside `data`; with `need_end`, an end-of-image marker (FF D9) must follow the scan data (an
+    FF D9 cannot occur inside entropy-coded data, whose FF bytes are followed by 00 or a
+    restart marker). libjpeg, given a file that ends inside its headers (or a progressive file
+    that ends inside a later scan), prints its own line on stderr ("Input file read error",
+    "Improper call to JPEG library in state 201") besides the error TensorFlow raises: those
+    files are refused here, before libjpeg sees them, so the reason is said once, as ours.
+
+    Args:
+        data: the file's bytes, starting with FF D8 (SOI).
+        need_end: also require the end-of-image marker (a decode to the end will follow).
+    """
+    size, pos = len(data), 2
+    while True:
+        start = data.find(b"\xff", pos)  # libjpeg skips stray bytes before a marker too
+        while 0 <= start < size - 1 and data[start + 1] == 0xFF:
+            start += 1  # fill bytes
+        if start < 0 or start + 2 > size:
+            return f"is truncated: it ends at byte {size}, inside its headers (no start of scan)"
+        marker, pos = data[start + 1], start + 2
+        if marker in _JPEG_STANDALONE or marker == 0:  # FF 00 outside a scan: stray bytes
+            continue
+        if marker == _JPEG_EOI:
+            return f"ends (end-of-image marker at byte {start}) before any scan data"
+        end = pos + int.from_bytes(data[pos : pos + 2], "big") if pos + 2 <= size else size + 1
+        if end > size:
+            return (
+                f"is truncated: its FF {marker:02X} segment at byte {start} runs past the end of "
+                f"the file ({size} bytes)"
+            )
+        pos = end
+        if marker == _JPEG_SOS:
+            break
+    if need_end and data.rfind(_JPEG_END, pos) < 0:
+        return f"is truncated: no end-of-image marker (FF D9) after its scan data ({size} bytes)"
+    return ""
+
 
 def image_size(data: bytes, name: str = "") -> tuple[int, int]:
     """(height, width) of an encoded image, read from its header only (`images.image_header`:
@@ -41,8 +87,12 @@ def image_size(data: bytes, name: str = "") -> tuple[int, int]:
         ValueError: naming `name` when the bytes are not an image of those formats or their
             header is truncated or invalid.
     """
+    jpeg = data[:3] == b"\xff\xd8\xff"
+    problem = jpeg and jpeg_structure_problem(data, need_end=False)
+    if problem:
+        raise ValueError(f"{name}: not a readable image (a JPEG that {problem})")
     try:
-        if data[:3] == b"\xff\xd8\xff":  # JPEG, the common case: two ops, not ~40 eager ones
+        if jpeg:  # the common case: two ops, not ~40 eager ones
             height, width = tf.image.extract_jpeg_shape(data).numpy()[:2]
             height, width = images.upright_size(height, width, images.exif_orientation(data))
             return int(height), int(width)
@@ -137,6 +187,9 @@ def load_example(
                 f"the limit max_pixels = {max_pixels} (a decompression bomb?); not decoded",
             )
         if verify_images:
+            problem = data[:3] == b"\xff\xd8\xff" and jpeg_structure_problem(data, need_end=True)
+            if problem:
+                return _skip(example, CORRUPT_IMAGE, f"{path}: a JPEG that {problem}")
             images.decode_check(data)
     except (ValueError, tf.errors.OpError) as e:
         return _skip(example, CORRUPT_IMAGE, one_line(e))

@@ -46,3 +46,17 @@ def test_good_records_say_so(synthetic_records):
     text = inspect.format_summary(summary)
     assert "Check: No problems in 16 record(s) of 2 shard(s)." in text
     assert "have no positive person/normalizer" not in text
+
+
+def test_an_image_that_does_not_decode_is_a_problem(person_example, image_bytes, tmp_path):
+    jpeg = image_bytes((48, 64), 5)
+    truncated = person_example(1, image=jpeg[: len(jpeg) // 2])  # its header reads fine
+    records = [features.serialize_example(e) for e in (person_example(0), truncated)]
+    path = _write(tmp_path / "a.tfrecord", records)
+    text = inspect.format_summary(inspect.summarize([path]))
+    assert "Check: 1 problem(s) in 1 of 1 shard(s) (1 of 2 record(s) unusable):" in text
+    assert f"  {path}: record 1: unreadable person record or image (" in text
+    assert "Invalid JPEG data" in text
+    # Headers only: the truncation goes unseen.
+    headers = inspect.format_summary(inspect.summarize([path], decode_images=False))
+    assert "Check: No problems in 2 record(s) of 1 shard(s)." in headers

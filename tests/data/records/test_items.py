@@ -62,6 +62,40 @@ def test_bad_images_are_skips_naming_the_file(tmp_path, person_example):
         items.image_size(b"\x89PNG garbage", "x.png")
 
 
+def _noise_jpeg(progressive: bool) -> bytes:
+    noise = np.random.default_rng(0).integers(0, 256, (96, 128, 3), np.uint8)
+    return tf.io.encode_jpeg(noise, progressive=progressive).numpy()
+
+
+@pytest.mark.parametrize(
+    "progressive, keep, detail",
+    [
+        (False, 20, "a JPEG that is truncated: it ends at byte 20, inside its headers"),
+        (False, 400, "a JPEG that is truncated: its FF C4 segment at byte 393 runs past the end"),
+        (True, 0.5, "a JPEG that is truncated: no end-of-image marker (FF D9) after its scan"),
+    ],
+)
+def test_truncated_jpeg_is_one_reason_and_nothing_on_stderr(
+    tmp_path, person_example, capfd, progressive, keep, detail
+):
+    """libjpeg prints "Input file read error" (headers) or "Improper call to JPEG library"
+    (a progressive file's later scans) on the process's stderr for these files, beside the
+    error TensorFlow raises; they are refused before libjpeg reads them."""
+    whole = _noise_jpeg(progressive)
+    data = whole[: keep if isinstance(keep, int) else int(len(whole) * keep)]
+    (tmp_path / "t.jpg").write_bytes(data)
+    capfd.readouterr()
+    skipped = items.complete_item(
+        source_items.PendingExample(person_example(0), tmp_path / "t.jpg"), verify_images=True
+    )
+    assert skipped.reason == source_items.CORRUPT_IMAGE
+    assert skipped.detail.startswith(f"{tmp_path / 't.jpg'}"), skipped.detail
+    assert detail in skipped.detail, skipped.detail
+    assert capfd.readouterr() == ("", "")  # fd 1 and 2: C++ output included
+    assert items.jpeg_structure_problem(whole, need_end=True) == ""
+    assert items.jpeg_structure_problem(whole + b"trailer", need_end=True) == ""
+
+
 def test_annotation_is_checked_before_the_image_is_read(tmp_path, person_example):
     # A bad annotation is reported as such even when the image is missing too.
     pending = source_items.PendingExample(person_example(0, scale=-1.0), tmp_path / "nope.jpg")
