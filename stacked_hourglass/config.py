@@ -90,7 +90,6 @@ class ModelConfig:
         (64, 128, 128),
         "Channels of the stem's conv7x7, first and second residual (paper: 64, 128, 128; "
         "bearpaw/pytorch-pose: 64, 128, 256). The third residual outputs num_features.",
-        flag=False,
     )
     stem_padding: str = _field(
         "symmetric",
