@@ -212,16 +212,20 @@ def test_save_rejects_what_torch_cannot_hold(tmp_path):
         save_checkpoint(tmp_path / "x.pt", {}, format="tar")
 
 
-@pytest.mark.parametrize("legacy", [False, True])
-def test_storage_offset_and_stride_are_respected(tmp_path, legacy):
+def write_strided(path, legacy):
+    """A checkpoint {"t": a [2, 3] view at offset 2, strides (1, 2), of the storage 0..9}."""
     storage = np.arange(10, dtype="<f4")
     data_pkl = tensor_pickle(offset=2, size=(2, 3), stride=(1, 2), numel=10, legacy=legacy)
-    path = tmp_path / "strided.pt"
     if legacy:
         path.write_bytes(legacy_bytes(data_pkl, [("0", 10, storage.tobytes())]))
     else:
         write_zip(path, data_pkl, {"0": storage.tobytes()}, folder="any_name")
-    tensor = load_checkpoint(path)["t"]
+    return path
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_storage_offset_and_stride_are_respected(tmp_path, legacy):
+    tensor = load_checkpoint(write_strided(tmp_path / "strided.pt", legacy))["t"]
     np.testing.assert_array_equal(tensor, [[2, 4, 6], [3, 5, 7]])
     assert tensor.flags.c_contiguous and tensor.flags.writeable
 
@@ -541,14 +545,7 @@ def test_open_checkpoint_reads_each_tensor_when_asked(tmp_path, format):
 
 @pytest.mark.parametrize("legacy", [False, True])
 def test_open_checkpoint_respects_offset_and_stride(tmp_path, legacy):
-    storage = np.arange(10, dtype="<f4")
-    data_pkl = tensor_pickle(offset=2, size=(2, 3), stride=(1, 2), numel=10, legacy=legacy)
-    path = tmp_path / "strided.pt"
-    if legacy:
-        path.write_bytes(legacy_bytes(data_pkl, [("0", 10, storage.tobytes())]))
-    else:
-        write_zip(path, data_pkl, {"0": storage.tobytes()}, folder="any_name")
-    with open_checkpoint(path) as opened:
+    with open_checkpoint(write_strided(tmp_path / "strided.pt", legacy)) as opened:
         np.testing.assert_array_equal(opened.load(opened.object["t"]), [[2, 4, 6], [3, 5, 7]])
 
 
