@@ -22,15 +22,18 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
     SpatialBatchNormalization and PyTorch do, where Keras uses the biased one; normalisation
     itself uses the biased variance in both.
 
-    Falls back to Keras's implementation where the fused kernel does not apply: synchronised
-    statistics across replicas, masks, renormalisation, or inputs that are not [B, H, W, C] with
-    the channels last.
+    With `synchronized=True` and several replicas in training, the statistics are those of the
+    global batch (`_synchronized_batch_norm`): two packed all-reduces per layer and step, and
+    the same moving-variance convention with n the global batch's count. With one replica, or
+    in inference, `synchronized` changes nothing.
+
+    Falls back to Keras's implementation where the fused kernel does not apply: masks,
+    renormalisation, or inputs that are not [B, H, W, C] with the channels last.
     """
 
     def call(self, inputs, training=None, mask=None):
         if (
-            self.synchronized
-            or mask is not None
+            mask is not None
             or self.renorm
             or len(inputs.shape) != 4
             or self.axis not in (-1, 3)
@@ -44,7 +47,16 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
         beta = tf.cast(self.beta, tf.float32)
         moving_mean = tf.cast(self.moving_mean, tf.float32)
         moving_variance = tf.cast(self.moving_variance, tf.float32)
-        if training and self.trainable:
+        replica = tf.distribute.get_replica_context()
+        if (
+            training
+            and self.trainable
+            and self.synchronized
+            and replica is not None
+            and replica.num_replicas_in_sync > 1
+        ):
+            outputs = self._synchronized_batch_norm(inputs, gamma, beta, replica)
+        elif training and self.trainable:
             outputs, mean, variance = tf.compat.v1.nn.fused_batch_norm(
                 inputs,
                 gamma,
@@ -70,6 +82,100 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
                 is_training=False,
             )
         return tf.cast(outputs, self.compute_dtype)
+
+    def _synchronized_batch_norm(self, inputs, gamma, beta, replica):
+        """Training-mode BatchNorm over the global batch of all replicas.
+
+        Forwards: one all-reduce of the packed [sum, sum of squares, count] ([2C + 1]) of this
+        replica's activations, shifted by the moving mean (identical on every replica) so that
+        E[d^2] - E[d]^2 does not cancel when the mean is large against the spread; then the fused
+        kernel normalises with the global mean and variance. Backwards
+        (`_normalize_with_global_statistics`): one all-reduce of the packed [2C] sums that the
+        gradient through the statistics needs. The moving averages are updated as the
+        single-replica kernel updates them: variance unbiased with n the global count.
+
+        Args:
+            inputs: [B, H, W, C] this replica's activations (float32, bfloat16 or float16).
+            gamma, beta: [C] float32.
+            replica: the replica context (several replicas in sync).
+
+        Returns:
+            [B, H, W, C] normalised, in `inputs`' dtype.
+        """
+        shift = tf.stop_gradient(tf.cast(self.moving_mean, tf.float32))
+        centred = tf.cast(tf.stop_gradient(inputs), tf.float32) - shift
+        count = tf.cast(tf.size(centred) // tf.shape(centred)[-1], tf.float32)
+        packed = tf.concat(
+            [
+                tf.reduce_sum(centred, [0, 1, 2]),
+                tf.reduce_sum(tf.square(centred), [0, 1, 2]),
+                count[None],
+            ],
+            0,
+        )
+        total = replica.all_reduce(tf.distribute.ReduceOp.SUM, packed)
+        channels = centred.shape[-1]
+        global_count = total[-1]
+        shifted_mean = total[:channels] / global_count
+        variance = tf.maximum(total[channels : 2 * channels] / global_count - shifted_mean**2, 0.0)
+        mean = shift + shifted_mean
+        outputs = _normalize_with_global_statistics(
+            inputs, gamma, beta, mean, variance, global_count, self.epsilon, replica
+        )
+        unbiased = variance * global_count / tf.maximum(global_count - 1.0, 1.0)
+        self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
+        self.moving_variance.assign(
+            self.moving_variance * self.momentum + unbiased * (1.0 - self.momentum)
+        )
+        return outputs
+
+
+def _normalize_with_global_statistics(x, gamma, beta, mean, variance, count, epsilon, replica):
+    """gamma * (x - mean) / sqrt(variance + epsilon) + beta with the global batch's gradient.
+
+    The forward pass is the fused kernel in inference mode (the statistics given); so is the
+    first part of the gradient, which gives dy * gamma / sigma and this replica's sums
+    sum(dy * x_hat) and sum(dy) (the gradients of gamma and beta, which the strategy sums across
+    replicas as it does every variable's). The statistics' share of dx needs those sums over the
+    global batch, hence one all-reduce of the two packed:
+    dx = gamma / sigma * (dy - (sum(dy) + x_hat * sum(dy * x_hat)) / n), n the global count.
+
+    Args:
+        x: [B, H, W, C] this replica's activations.
+        gamma, beta, mean, variance: [C] float32; mean and variance are the global batch's and
+            receive no gradient (their share is in dx).
+        count: the global batch's count per channel (B * H * W summed over replicas), float32.
+        epsilon: added to the variance.
+        replica: the replica context.
+
+    Returns:
+        [B, H, W, C] in `x`'s dtype.
+    """
+
+    @tf.custom_gradient
+    def normalize(x, gamma, beta):
+        y, _, _, _, _, reserve = tf.raw_ops.FusedBatchNormV3(
+            x=x, scale=gamma, offset=beta, mean=mean, variance=variance, epsilon=epsilon,
+            is_training=False,
+        )  # fmt: skip
+
+        def grad(dy):
+            dx_direct, d_gamma, d_beta, _, _ = tf.raw_ops.FusedBatchNormGradV3(
+                y_backprop=dy, x=x, scale=gamma, reserve_space_1=mean, reserve_space_2=variance,
+                reserve_space_3=reserve, epsilon=epsilon, is_training=False,
+            )  # fmt: skip
+            sums = replica.all_reduce(tf.distribute.ReduceOp.SUM, tf.concat([d_gamma, d_beta], 0))
+            sum_dy_x_hat, sum_dy = tf.split(sums, 2)
+            inv_sigma = tf.math.rsqrt(variance + epsilon)
+            # -gamma / sigma / n * (sum_dy + x_hat * sum_dy_x_hat) as x * slope + intercept.
+            slope = -gamma * inv_sigma**2 * sum_dy_x_hat / count
+            intercept = -gamma * inv_sigma * sum_dy / count - slope * mean
+            dx = dx_direct + x * tf.cast(slope, x.dtype) + tf.cast(intercept, x.dtype)
+            return dx, d_gamma, d_beta
+
+        return y, grad
+
+    return normalize(x, gamma, beta)
 
 
 @keras.saving.register_keras_serializable(package="stacked_hourglass")
