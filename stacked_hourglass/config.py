@@ -42,6 +42,10 @@ DISTRIBUTIONS = ("auto", "one_device", "mirrored", "multi_worker", "none")
 GRAPH_OPTIMIZERS = ("auto", "full")
 STEM_PADDINGS = ("symmetric", "same")
 UNLABELLED = ("auto", "ignore", "zero")
+SYNC_BATCH_NORM = ("auto", "always", "never")
+# The paper's batch (Newell et al. 2016: 6 images on one GPU): BatchNorm statistics over at least
+# this many images are the paper's; "auto" synchronises them only for smaller per-replica batches.
+PAPER_BATCH_SIZE = 6
 # Joint sets trained with the paper's recipe, an unlabelled joint's heatmap trained towards zero.
 _ZERO_UNLABELLED_SETS = ("mpii", "flic", "synthetic")
 
@@ -323,7 +327,7 @@ class TrainConfig:
     """Optimisation and bookkeeping (Torch's RMSprop, plateau schedule, resume)."""
 
     model_dir: str = _field("runs/default", "Checkpoints, logs, final model.")
-    batch_size: int = _field(6, "Global batch size (split across replicas).")
+    batch_size: int = _field(PAPER_BATCH_SIZE, "Global batch size (split across replicas).")
     epochs: int = _field(100, "Epochs.")
     steps_per_epoch: int = _field(0, "Training steps per epoch (0: records / batch_size).")
     learning_rate: float = _field(2.5e-4, "RMSprop learning rate (paper: 2.5e-4).")
@@ -366,8 +370,12 @@ class TrainConfig:
         "Multi-worker only: a worker exits with an error if its first training step has not "
         "finished this many seconds after start-up (a peer never came). 0: wait forever.",
     )
-    sync_batch_norm: bool = _field(
-        True, "BatchNorm over the global batch when training on several replicas."
+    sync_batch_norm: str = _field(
+        "auto",
+        "BatchNorm statistics over the global batch of all replicas. auto: where each replica's "
+        f"batch is smaller than the paper's {PAPER_BATCH_SIZE} (batch_size < {PAPER_BATCH_SIZE} "
+        "x replicas); always: with several replicas; never: each replica's own batch.",
+        choices=SYNC_BATCH_NORM,
     )
     tensorboard_images: int = _field(4, "Validation images with predicted skeletons per epoch.")
     checkpoint_every_steps: int = _field(
@@ -403,12 +411,18 @@ class TrainConfig:
         object.__setattr__(self, "loss_weights", tuple(float(w) for w in self.loss_weights))
         object.__setattr__(self, "allow_config_change", tuple(self.allow_config_change))
         object.__setattr__(self, "joint_map", tuple(str(e) for e in self.joint_map))
+        if isinstance(self.sync_batch_norm, bool):
+            # config.json files written when the field was a bool: true synchronised always.
+            object.__setattr__(
+                self, "sync_batch_norm", "always" if self.sync_batch_norm else "never"
+            )
         unknown = [n for n in self.allow_config_change if not _is_field_name(n)]
         if unknown:
             raise ValueError(f"allow_config_change names no config field: {', '.join(unknown)}")
         _one_of("supervise", self.supervise, ("all", "last"))
         _one_of("mixed_precision", self.mixed_precision, PRECISIONS)
         _one_of("distribution", self.distribution, DISTRIBUTIONS)
+        _one_of("sync_batch_norm", self.sync_batch_norm, SYNC_BATCH_NORM)
         _one_of("graph_optimizer", self.graph_optimizer, GRAPH_OPTIMIZERS)
         _positive_ints(self, ("batch_size", "epochs", "eval_batch_size"))
         if self.steps_per_epoch < 0 or self.valid_batches < 0:
@@ -446,13 +460,13 @@ class ExperimentConfig:
 
         Args:
             num_replicas: replicas training in sync; BatchNorm is synchronised only with
-                several (with one it would only cost time).
+                several (with one it would only cost time), as `train.sync_batch_norm` says.
         """
         model = dataclasses.replace(
             self.model,
             num_joints=self.data.joint_set.num_joints,
             intermediate_supervision=self.train.supervise == "all",
-            sync_batch_norm=self.train.sync_batch_norm and num_replicas > 1,
+            sync_batch_norm=self._synchronise_batch_norm(num_replicas),
         )
         if self.train.loss_weights and len(self.train.loss_weights) != len(model.output_names):
             raise ValueError(
@@ -461,6 +475,14 @@ class ExperimentConfig:
             )
         data = dataclasses.replace(self.data, unlabelled=self.data.unlabelled_rule)
         return dataclasses.replace(self, model=model, data=data)
+
+    def _synchronise_batch_norm(self, num_replicas: int) -> bool:
+        # Each replica's batch of at least the paper's already gives the paper's statistics;
+        # synchronising them costs two collectives per BatchNorm layer and step.
+        mode = self.train.sync_batch_norm
+        if num_replicas < 2 or mode == "never":
+            return False
+        return mode == "always" or self.train.batch_size < PAPER_BATCH_SIZE * num_replicas
 
     def to_dict(self) -> dict:
         return {name: dataclasses.asdict(getattr(self, name)) for name in _SECTIONS}
@@ -498,6 +520,9 @@ class ExperimentConfig:
 # Fields a resumed run may change without saying so: they change no result.
 _RESUME_FREE = {
     "model.sync_batch_norm",  # follows train.sync_batch_norm and the replica count
+    # How replicas share BatchNorm statistics, as free to change as the replica count; runs
+    # written when it was a bool hold "always" where today's default is "auto".
+    "train.sync_batch_norm",
     "train.model_dir",
     "data.joints",  # what it resolves to, data.joint_set_spec, is checked
     "train.verbose",

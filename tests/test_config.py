@@ -226,7 +226,7 @@ def test_legacy_config_json_loads():
     assert config.model.stem_padding == "same"  # those weights saw TF's "same" padding
     assert config.model.input_size == 128 and config.model.num_stacks == 2
     assert config.train.lr_drop_epochs == (9, 11) and config.train.loss_weights == ()
-    assert config.train.sync_batch_norm is True  # absent then: today's default
+    assert config.train.sync_batch_norm == "auto"  # absent then: today's default
     assert config.resolve().model.num_joints == 16
     # A new file always names its stem padding, and keeps it.
     assert ExperimentConfig.from_dict(ExperimentConfig().to_dict()).model.stem_padding == (
@@ -281,6 +281,38 @@ def test_resolve_derives_joints_supervision_and_sync_batch_norm():
     assert resolved.data.unlabelled == ODD.data.unlabelled_rule and resolved.train == ODD.train
     assert dataclasses.replace(resolved.model, num_joints=16) == ODD.model
     assert resolved.resolve() == resolved
+
+
+@pytest.mark.parametrize(
+    "mode, batch_size, replicas, synchronised",
+    [
+        ("auto", 6, 2, True),  # 3 per replica: fewer than the paper's 6
+        ("auto", 11, 2, True),
+        ("auto", 12, 2, False),  # 6 per replica: the paper's statistics already
+        ("auto", 48, 8, False),
+        ("auto", 48, 1, False),  # one replica: nothing to synchronise
+        ("always", 48, 2, True),
+        ("always", 4, 1, False),
+        ("never", 2, 2, False),
+    ],
+)
+def test_sync_batch_norm_follows_the_per_replica_batch(mode, batch_size, replicas, synchronised):
+    config = ExperimentConfig(train=TrainConfig(sync_batch_norm=mode, batch_size=batch_size))
+    assert config.resolve(num_replicas=replicas).model.sync_batch_norm is synchronised
+
+
+def test_sync_batch_norm_of_older_files_and_bad_values():
+    # Written when the field was a bool: true synchronised with several replicas, whatever the
+    # per-replica batch.
+    for stored, mode in [(True, "always"), (False, "never")]:
+        payload = ExperimentConfig().to_dict()
+        payload["train"]["sync_batch_norm"] = stored
+        assert ExperimentConfig.from_dict(payload).train.sync_batch_norm == mode
+    with pytest.raises(ValueError, match="sync_batch_norm must be one of auto, always, never"):
+        TrainConfig(sync_batch_norm="sometimes")
+    # Free to change on resume, as the replica count is.
+    stored = ExperimentConfig(train=TrainConfig(sync_batch_norm="always")).resolve(2)
+    assert config_lib.check_resume(stored, ExperimentConfig().resolve(4)) == []
 
 
 def test_loss_weights_must_match_the_supervised_outputs():

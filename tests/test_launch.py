@@ -8,7 +8,9 @@ global batch is the same four people at every step, two per replica. (The pipeli
 may finish records out of order, but tf.data fuses it with the `batch` that follows, whose batches
 are consecutive records.) Different people on the two replicas make the comparison sensitive to
 what a single person replicated would hide: BatchNorm statistics that are not synchronised across
-workers (118 % of the update, measured), or workers reading the same records.
+workers (118 % of the update, measured), or workers reading the same records. This is the
+two-local-workers case of synchronised BatchNorm (tests/model/test_sync_batch_norm.py has two
+replicas in one process).
 """
 
 from __future__ import annotations
@@ -134,30 +136,32 @@ def test_two_workers_match_one_process(four_people, tmp_path):
     assert moved <= STEPS * LEARNING_RATE / np.sqrt(1 - RHO), moved
 
     # The trainable weights: || update_two - update_one || / || update_one ||.
-    # The gradients are float32 sums in different orders (an all-reduce of two halves; Keras's
-    # synchronised BatchNorm, E[x^2] - E[x]^2 over the replicas, against the fused BatchNorm kernel
-    # of one replica): 1e-5 of the gradient apart (measured against a float64 evaluation of the
-    # same step, on one person, where Keras's BatchNorm flips no ReLU). But a ReLU whose input
-    # lies within float32 rounding of 0 (~1e-6 after a BatchNorm) may be on in one run and off in
-    # the other, and one such unit moves this small network's gradient by ~1e-3; every float32
-    # evaluation of the first step flips 3 or 4 of them against float64 (the fused single
-    # process: 6.9e-3 of the gradient; Keras's BatchNorm on one replica: 3.5e-3; synchronised
-    # over two: 2.6e-3). Measured between the two runs: 4.4e-3. The bound leaves room for ten
-    # times that; what it is there to catch is far above it: gradients summed rather than
-    # averaged (1), each worker applying its own (about 0.5), unsynchronised BatchNorm (1.2,
-    # measured), another data order or other initial weights (more).
+    # The gradients are float32 sums in different orders (an all-reduce of two halves; the
+    # synchronised BatchNorm's two-pass moments per replica, combined, against the fused BatchNorm
+    # kernel's one-pass sums on one replica): 1e-5 of the gradient apart (measured against a float64
+    # evaluation of the same step, on one person, where Keras's BatchNorm flips no ReLU). But a ReLU
+    # whose input lies within float32 rounding of 0 (~1e-6 after a BatchNorm) may be on in one run
+    # and off in the other, and one such unit moves this small network's gradient by ~1e-3; every
+    # float32 evaluation of the first step flips 3 or 4 of them against float64 (the fused single
+    # process: 6.9e-3 of the gradient; Keras's BatchNorm on one replica: 3.5e-3; synchronised over
+    # two: 2.6e-3). Measured between the two runs: 4.4e-3. The bound leaves room for ten times that;
+    # what it is there to catch is far above it: gradients summed rather than averaged (1), each
+    # worker applying its own (about 0.5), unsynchronised BatchNorm (1.2, measured), another data
+    # order or other initial weights (more).
     num = sum(np.sum(((w_two[k] - w_start[k]) - (w_one[k] - w_start[k])) ** 2) for k in trainable)
     den = sum(np.sum((w_one[k] - w_start[k]) ** 2) for k in trainable)
     update_diff = float(np.sqrt(num / den))
     assert update_diff < UPDATE_TOL, update_diff
 
-    # BatchNorm's moving statistics: the fused kernel (one replica) updates the moving variance
-    # with the unbiased batch variance, n / (n - 1) times Keras's synchronised one, so the two
-    # runs' moving variances are up to a factor 1 + 1 / (n - 1) apart, n >= SMALLEST_BN_COUNT; the
-    # activations differ far less, as the weights above do (measured in all: 8e-4).
+    # BatchNorm's moving statistics: both runs update the moving variance with the global batch's
+    # unbiased variance, so they differ as the activations do, as the weights above do. The bound
+    # is below what a biased variance on either side would make of it (a factor 1 + 1 / (n - 1),
+    # n >= SMALLEST_BN_COUNT) and above the activations' difference.
+    moving_diff = 0.0
     for k in (k for k in w_one if "moving_" in k):
         diff = np.max(np.abs(w_two[k] - w_one[k])) / np.max(np.abs(w_one[k]))
         assert diff < 1 / (SMALLEST_BN_COUNT - 1), (k, diff)
+        moving_diff = max(moving_diff, diff)
 
     # The training loss (mean of the 3 steps): step 1 is the same forward pass from the same
     # weights (float32 rounding: 1e-7); at step k the weights differ by dw <= UPDATE_TOL *
@@ -170,7 +174,7 @@ def test_two_workers_match_one_process(four_people, tmp_path):
     assert np.isfinite(loss_two) and abs(loss_two - loss_one) < UPDATE_TOL * 1e-2 * loss_one
     print(
         f"two workers: {two_seconds:.0f} s; update difference {update_diff:.1e} of the update; "
-        f"loss {loss_two:.7f} vs {loss_one:.7f}"
+        f"loss {loss_two:.7f} vs {loss_one:.7f}; moving statistics {moving_diff:.1e} apart"
     )
 
 

@@ -22,15 +22,20 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
     SpatialBatchNormalization and PyTorch do, where Keras uses the biased one; normalisation
     itself uses the biased variance in both.
 
-    Falls back to Keras's implementation where the fused kernel does not apply: synchronised
-    statistics across replicas, masks, renormalisation, or inputs that are not [B, H, W, C] with
-    the channels last.
+    With `synchronized=True` and several replicas in training, the statistics are those of the
+    global batch (`_synchronized_batch_norm`): one collective of packed statistics per layer
+    forwards and one backwards (Keras's synchronised layer all-reduces the sum, the sum of
+    squares and the count separately, and their gradients), and the same moving-variance
+    convention with n the global batch's count. With one replica, or in inference,
+    `synchronized` changes nothing.
+
+    Falls back to Keras's implementation where the fused kernel does not apply: masks,
+    renormalisation, or inputs that are not [B, H, W, C] with the channels last.
     """
 
     def call(self, inputs, training=None, mask=None):
         if (
-            self.synchronized
-            or mask is not None
+            mask is not None
             or self.renorm
             or len(inputs.shape) != 4
             or self.axis not in (-1, 3)
@@ -44,7 +49,16 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
         beta = tf.cast(self.beta, tf.float32)
         moving_mean = tf.cast(self.moving_mean, tf.float32)
         moving_variance = tf.cast(self.moving_variance, tf.float32)
-        if training and self.trainable:
+        replica = tf.distribute.get_replica_context()
+        if (
+            training
+            and self.trainable
+            and self.synchronized
+            and replica is not None
+            and replica.num_replicas_in_sync > 1
+        ):
+            outputs = self._synchronized_batch_norm(inputs, gamma, beta, replica)
+        elif training and self.trainable:
             outputs, mean, variance = tf.compat.v1.nn.fused_batch_norm(
                 inputs,
                 gamma,
@@ -70,6 +84,113 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
                 is_training=False,
             )
         return tf.cast(outputs, self.compute_dtype)
+
+    def _synchronized_batch_norm(self, inputs, gamma, beta, replica):
+        """Training-mode BatchNorm over the global batch of all replicas.
+
+        Forwards: the global batch's statistics (`_global_moments`, one all-gather), then the
+        fused kernel normalises with them. Backwards (`_normalize_with_global_statistics`): one
+        all-reduce of the packed [2C] sums that the gradient through the statistics needs. The
+        moving averages are updated as the single-replica kernel updates them: the variance
+        unbiased, with n the global batch's count.
+
+        Args:
+            inputs: [B, H, W, C] this replica's activations (float32, bfloat16 or float16).
+            gamma, beta: [C] float32.
+            replica: the replica context (several replicas in sync).
+
+        Returns:
+            [B, H, W, C] normalised, in `inputs`' dtype.
+        """
+        mean, variance, count = _global_moments(inputs, replica)
+        outputs = _normalize_with_global_statistics(
+            inputs, gamma, beta, mean, variance, count, self.epsilon, replica
+        )
+        unbiased = variance * count / tf.maximum(count - 1.0, 1.0)
+        self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
+        self.moving_variance.assign(
+            self.moving_variance * self.momentum + unbiased * (1.0 - self.momentum)
+        )
+        return outputs
+
+
+def _global_moments(x, replica):
+    """Mean and (biased) variance per channel of the global batch, and its count.
+
+    Every replica contributes its count n_r, mean m_r and sum of squared deviations M2_r
+    (two passes over its activations, as accurate as one replica's kernel), packed into one
+    [2C + 1] vector; one all-gather brings all of them to every replica, which combines them
+    (Chan et al.): M2 = sum(M2_r) + sum(n_r * (m_r - mean)^2). A sum-and-sum-of-squares
+    all-reduce would be cheaper to combine but computes E[x^2] - E[x]^2, which loses
+    (mean / std)^2 * 2^-24 of the variance: 1e-3 and more after a convolution whose outputs'
+    mean is large against their spread, as at initialisation.
+
+    Args:
+        x: [B, H, W, C] this replica's activations; they receive no gradient from here (the
+            statistics' share of the gradient is in `_normalize_with_global_statistics`).
+        replica: the replica context.
+
+    Returns:
+        (mean [C], variance [C], count []) float32, identical on every replica.
+    """
+    x = tf.cast(tf.stop_gradient(x), tf.float32)
+    local_mean, local_variance = tf.nn.moments(x, [0, 1, 2])
+    local_count = tf.cast(tf.size(x) // tf.shape(x)[-1], tf.float32)
+    packed = tf.concat([local_count[None], local_mean, local_variance * local_count], 0)
+    gathered = replica.all_gather(packed[None], axis=0)  # [replicas, 2C + 1]
+    counts, means, squares = tf.split(gathered, [1, x.shape[-1], x.shape[-1]], axis=1)
+    count = tf.reduce_sum(counts)
+    mean = tf.reduce_sum(counts * means, 0) / count
+    squares = tf.reduce_sum(squares, 0) + tf.reduce_sum(counts * tf.square(means - mean), 0)
+    return mean, squares / count, count
+
+
+def _normalize_with_global_statistics(x, gamma, beta, mean, variance, count, epsilon, replica):
+    """gamma * (x - mean) / sqrt(variance + epsilon) + beta with the global batch's gradient.
+
+    The forward pass is the fused kernel in inference mode (the statistics given); so is the
+    first part of the gradient, which gives dy * gamma / sigma and this replica's sums
+    sum(dy * x_hat) and sum(dy) (the gradients of gamma and beta, which the strategy sums across
+    replicas as it does every variable's). The statistics' share of dx needs those sums over the
+    global batch, hence one all-reduce of the two packed:
+    dx = gamma / sigma * (dy - (sum(dy) + x_hat * sum(dy * x_hat)) / n), n the global count.
+
+    Args:
+        x: [B, H, W, C] this replica's activations.
+        gamma, beta, mean, variance: [C] float32; mean and variance are the global batch's and
+            receive no gradient (their share is in dx).
+        count: the global batch's count per channel (B * H * W summed over replicas), float32.
+        epsilon: added to the variance.
+        replica: the replica context.
+
+    Returns:
+        [B, H, W, C] in `x`'s dtype.
+    """
+
+    @tf.custom_gradient
+    def normalize(x, gamma, beta):
+        y, _, _, _, _, reserve = tf.raw_ops.FusedBatchNormV3(
+            x=x, scale=gamma, offset=beta, mean=mean, variance=variance, epsilon=epsilon,
+            is_training=False,
+        )  # fmt: skip
+
+        def grad(dy):
+            dx_direct, d_gamma, d_beta, _, _ = tf.raw_ops.FusedBatchNormGradV3(
+                y_backprop=dy, x=x, scale=gamma, reserve_space_1=mean, reserve_space_2=variance,
+                reserve_space_3=reserve, epsilon=epsilon, is_training=False,
+            )  # fmt: skip
+            sums = replica.all_reduce(tf.distribute.ReduceOp.SUM, tf.concat([d_gamma, d_beta], 0))
+            sum_dy_x_hat, sum_dy = tf.split(sums, 2)
+            inv_sigma = tf.math.rsqrt(variance + epsilon)
+            # -gamma / sigma / n * (sum_dy + x_hat * sum_dy_x_hat) as x * slope + intercept.
+            slope = -gamma * inv_sigma**2 * sum_dy_x_hat / count
+            intercept = -gamma * inv_sigma * sum_dy / count - slope * mean
+            dx = dx_direct + x * tf.cast(slope, x.dtype) + tf.cast(intercept, x.dtype)
+            return dx, d_gamma, d_beta
+
+        return y, grad
+
+    return normalize(x, gamma, beta)
 
 
 @keras.saving.register_keras_serializable(package="stacked_hourglass")
