@@ -205,6 +205,9 @@ def test_seeds_are_paired_aggregated_and_finished_runs_reused(monkeypatch, tmp_p
     assert fake.calls == [("evaluate", "2x1/seed1")]
 
 
+# About 40 s of subprocesses: run by .ci/run with the other large end-to-end tests; the
+# bookkeeping is tested in-process above.
+@pytest.mark.large
 def test_ablation_command(tmp_path, synthetic_records):
     """The real thing at toy size: one run (seed 4) trained, evaluated, tabulated (2 seeds of the
     three variants: the large test below; the seeds' bookkeeping: the test above)."""

@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from stacked_hourglass import demo
 from stacked_hourglass.workflows import demo_lib
 
@@ -15,6 +17,8 @@ TOY_TRAINING = [
 ]  # fmt: skip
 
 
+# About a minute of subprocesses: run by .ci/run with the other large end-to-end tests.
+@pytest.mark.large
 def test_demo_runs_end_to_end(tmp_path):
     workdir = tmp_path / "demo"
     result = subprocess.run(

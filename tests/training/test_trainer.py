@@ -476,12 +476,13 @@ class PoisonWeightsAtEpoch(keras.callbacks.Callback):
         # checkpoint sees it; where NaN passes through (Eigen's, on the other CPUs, e.g. an
         # AVX2-only EPYC, or with TF_ENABLE_ONEDNN_OPTS=0) the loss is NaN at the epoch's
         # first step. Either diagnosis is right.
-        (
+        pytest.param(
             "stem_conv",
             (
                 "NaN or infinite weights in stem_conv/kernel",
                 "the loss became NaN or infinite at step 7",
             ),
+            marks=pytest.mark.large,  # the same path as above, ~25 s: run by .ci/run
         ),
     ],
 )

@@ -68,6 +68,8 @@ def test_expected_distinct_formula():
     assert expected_distinct([2, 2], 2) == pytest.approx(2 - 2 / 6)
 
 
+# About 20 s (the whole FLIC training set through the pipeline's shuffle): run by .ci/run.
+@pytest.mark.large
 def test_flic_training_set_is_mixed_like_a_uniform_permutation(tmp_path, capsys):
     if not FLIC_MAT.is_file():
         pytest.skip(f"real data file {FLIC_MAT} is absent (see shared/data/SOURCES.md)")
