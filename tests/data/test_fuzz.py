@@ -362,25 +362,27 @@ def _h5_property(tmp_path, mutation, flips):
 flips = st.lists(st.tuples(st.integers(0, 1 << 21), st.integers(0, 7)), max_size=3)
 
 
-def test_damaged_h5_is_a_value_error_naming_the_file(tmp_path):
-    """Found by the fuzz: h5py's RuntimeError ('wrong B-tree signature') for a damaged .h5."""
+def _flipped_valid_h5(tmp_path, byte):
+    """A copy of pose-hg's valid.h5 with bit 0 of `byte` flipped: TMP/valid.h5."""
     _need(VALID_H5)
     data = bytearray(VALID_H5.read_bytes())
-    data[136] ^= 1
+    data[byte] ^= 1
     (tmp_path / "valid.h5").write_bytes(bytes(data))
+    return tmp_path / "valid.h5"
+
+
+def test_damaged_h5_is_a_value_error_naming_the_file(tmp_path):
+    """Found by the fuzz: h5py's RuntimeError ('wrong B-tree signature') for a damaged .h5."""
     with pytest.raises(ValueError, match="valid.h5"):
-        mpii.read_annotations(tmp_path / "valid.h5", tmp_path, "valid")
+        mpii.read_annotations(_flipped_valid_h5(tmp_path, 136), tmp_path, "valid")
 
 
 def test_h5_entry_that_is_not_a_dataset_is_a_value_error_naming_it(tmp_path):
     """Found by the fuzz: a flipped bit (byte 1416) turned valid.h5's `center` into a committed
     type, and reading it raised TypeError; a group in a dataset's place is the same case."""
-    _need(VALID_H5)
-    data = bytearray(VALID_H5.read_bytes())
-    data[1416] ^= 1
-    (tmp_path / "valid.h5").write_bytes(bytes(data))
+    flipped = _flipped_valid_h5(tmp_path, 1416)
     with pytest.raises(ValueError, match="valid.h5: 'center' is a Datatype, not a dataset"):
-        mpii.read_annotations(tmp_path / "valid.h5", tmp_path, "valid")
+        mpii.read_annotations(flipped, tmp_path, "valid")
     grouped = tmp_path / "grouped.h5"
     shutil.copy(VALID_H5, grouped)
     with h5py.File(grouped, "r+") as f:
