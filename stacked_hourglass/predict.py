@@ -60,12 +60,12 @@ def run(fv: flags.FlagValues) -> int:
     kind, path = predictor.choose_model(
         {k: fv[k].value for k in KINDS}, missing="--saved_model is required"
     )
-    if fv["video"].value:
-        return _run_video(fv, kind, path)
-    cli.require(fv, "image", "output_dir")
     # TF's per-call C++ warnings (e.g. "Local rendezvous is aborting" on a failed assertion)
     # would bury the one-line error; the user can still ask for them.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if fv["video"].value:
+        return _run_video(fv, kind, path)
+    cli.require(fv, "image", "output_dir")
     # Imported here so that flag errors do not wait for TensorFlow to load.
     from stacked_hourglass.serving import predict_lib
 
@@ -82,7 +82,6 @@ def _run_video(fv: flags.FlagValues, kind: str, path: str) -> int:
     cli.require(fv, "output_dir")
     options = video_options.from_flags(fv)
     boxes.parse_box(fv["box"].value)  # a bad --box is a flag error, before any loading
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from stacked_hourglass.serving import video_lib
 
     video_lib.import_av()  # the missing extra is said before a detector loads

@@ -42,7 +42,13 @@ from absl import flags
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from stacked_hourglass.joints import JointSet, canonical_name, from_coco_category
+from stacked_hourglass.config import read_joint_set_file
+from stacked_hourglass.joints import (
+    JointSet,
+    canonical_name,
+    from_coco_category,
+    get_joint_set,
+)
 from stacked_hourglass.utils import files
 from stacked_hourglass.utils.digest import sha256_file
 
@@ -54,7 +60,14 @@ RESULT_KEYS = ("image_id", "category_id", "keypoints", "score")
 
 
 def define_flags(fv: flags.FlagValues) -> None:
-    """The model evaluation's COCO flags: --detections, --min_box_score, --oks_nms."""
+    """evaluate's COCO flags: --joints (scoring a results file), --detections, --min_box_score
+    and --oks_nms (scoring a model on COCO-format records)."""
+    flags.DEFINE_string(
+        "joints", None,
+        "--predictions=RESULTS.json: joint-set JSON file (with oks_sigmas) of the scored "
+        "category; default: the ground truth's category (COCO's 17 have pycocotools' sigmas).",
+        flag_values=fv,
+    )  # fmt: skip
     flags.DEFINE_string(
         "detections", None,
         "COCO detection results (image_id, category_id, bbox [x, y, w, h], score): evaluate a "
@@ -446,6 +459,14 @@ def print_scores(scored: dict, title: str) -> None:
 def file_source(path: str) -> dict:
     """{"path", "sha256"} of a file read (recorded with the figures)."""
     return {"path": str(path), "sha256": sha256_file(path, files.open_file)}
+
+
+def results_joint_set(joints_file: str | None, dataset: str | None) -> JointSet | None:
+    """The joints a results file is scored on: evaluate's --joints (a joint-set file), else the
+    built-in set --dataset names, else None (the ground truth's category decides)."""
+    if joints_file:
+        return read_joint_set_file(joints_file)
+    return get_joint_set(dataset) if dataset else None
 
 
 def run_results_evaluation(
