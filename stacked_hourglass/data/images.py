@@ -190,7 +190,7 @@ def _orientation_graph(encoded):
 
 # Eager callers (the converters, the host path) run its ~90 small ops as one graph.
 _orientation_function = tf.function(
-    _orientation_graph, input_signature=[tf.TensorSpec([], tf.string)]
+    _orientation_graph, input_signature=[tf.TensorSpec([], tf.string)], autograph=False
 )
 
 

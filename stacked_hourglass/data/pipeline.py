@@ -35,6 +35,11 @@ The shards are listed once per run (`split.Split.open`); the trainer passes the 
 to every epoch's dataset (`open_splits`).
 
 Evaluation never skips: it scores every record, in order.
+
+The functions given to `tf.data` are marked `do_not_convert`: the data code uses `tf.cond` and
+`tf.where`, never Python control flow on tensors, so autograph's conversion of it (about
+400 functions, seconds at every process start) would change nothing. The package's own
+`tf.function`s are built with `autograph=False` for the same reason.
 """
 
 from __future__ import annotations
@@ -243,7 +248,9 @@ def _with_messages(ds, path, size, num_joints, need_normalizer, max_pixels) -> t
         )
         return is_end, serialized, message
 
-    return ds.map(check, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.map(
+        tf.autograph.experimental.do_not_convert(check), num_parallel_calls=tf.data.AUTOTUNE
+    )
 
 
 def _fail_on_problems(ds) -> tf.data.Dataset:
@@ -372,7 +379,7 @@ def _shuffled_records(config: DataConfig, split: Split, seed: int, input_context
     ds, shard_records = _shard_files(split, input_context)
     ds = ds.shuffle(len(split.files), seed=seed, reshuffle_each_iteration=True).repeat()
     ds = ds.interleave(
-        read,
+        tf.autograph.experimental.do_not_convert(read),
         cycle_length=min(len(split.files), 8),
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=False,
@@ -519,14 +526,19 @@ def make_train_dataset(
             record, sample_seed, config, codec, antialias=antialias, joint_weights=weighted
         )
 
-    ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
+    ds = ds.map(
+        tf.autograph.experimental.do_not_convert(prepare),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=False,
+    )
     if skip:
         # An image that passed the header check but does not decode (a truncated JPEG).
         ds = ds.ignore_errors(log_warning=True)
     ds = ds.batch(batch_size, drop_remainder=True)
-    ds = ds.map(
-        lambda *batch: _per_output(batch, output_names), num_parallel_calls=tf.data.AUTOTUNE
+    per_output = tf.autograph.experimental.do_not_convert(
+        lambda *batch: _per_output(batch, output_names)
     )
+    ds = ds.map(per_output, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
@@ -562,8 +574,10 @@ def make_eval_dataset(
     divides by it).
     """
     split = files if isinstance(files, Split) else Split.open(files)
-    ds = _files_and_sizes(split).flat_map(
-        lambda path, size: checked_records(
+
+    @tf.autograph.experimental.do_not_convert
+    def records(path, size):
+        return checked_records(
             path,
             size,
             num_joints,
@@ -571,13 +585,14 @@ def make_eval_dataset(
             max_pixels=max_pixels,
             count_bytes=not split.vouched,
         )
-    )
-    ds = ds.map(
-        lambda s: make_eval_example(
-            features.parse_example(s, num_joints), codec, antialias=antialias
-        ),
-        num_parallel_calls=tf.data.AUTOTUNE,
-    )
+
+    @tf.autograph.experimental.do_not_convert
+    def example(serialized):
+        record = features.parse_example(serialized, num_joints)
+        return make_eval_example(record, codec, antialias=antialias)
+
+    ds = _files_and_sizes(split).flat_map(records)
+    ds = ds.map(example, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 

@@ -270,7 +270,10 @@ def predict_detections(model, split: Split, detections: dict, batch_size: int) -
     size = model.info.input_size
     batches = (
         tf.data.Dataset.from_generator(generate, output_signature=signature)
-        .map(lambda e, b, r: _crop_boxes(e, b, r, size), num_parallel_calls=tf.data.AUTOTUNE)
+        .map(
+            tf.autograph.experimental.do_not_convert(lambda e, b, r: _crop_boxes(e, b, r, size)),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
         .unbatch()
         .batch(batch_size)
         .prefetch(tf.data.AUTOTUNE)

@@ -68,7 +68,7 @@ def predict_step(heatmaps: HeatmapsFn, codec: HeatmapCodec, ignore_unlabelled: b
     every epoch end): a new step is traced again.
     """
 
-    @tf.function(reduce_retracing=True)
+    @tf.function(reduce_retracing=True, autograph=False)
     def step(images, matrices, targets, annotated):
         predicted = tf.cast(heatmaps(images), tf.float32)
         preds, scores = codec.decode_to_original(predicted, matrices)

@@ -104,7 +104,7 @@ def box_problems(box, size, index):
     return [(tf.logical_and(finite, positive), area), (overlaps, outside), (sized, size_message)]
 
 
-@tf.function(reduce_retracing=True)
+@tf.function(reduce_retracing=True, autograph=False)
 def _checked_crop(image, box, index, input_size: int):
     """`crop_on_host`'s work as one graph (eager, its dozens of small ops cost more than the
     crop): (crop, matrix, box filled in, oks bool [C], messages string [C]) of `box_problems`;

@@ -50,6 +50,7 @@ non-finite values").
 
 from __future__ import annotations
 
+import functools
 import json
 
 import keras
@@ -107,26 +108,27 @@ class _ServingModule(tf.Module):
         self._flip_permutation = joint_set.flip_permutation() if flip_test else None
         bytes_spec = tf.TensorSpec([None], tf.string, name="image_bytes")
         box_spec = tf.TensorSpec([None, 4], tf.float32, name="box")
+        # Written with tf.cond/tf.where, never Python control flow on tensors: autograph's
+        # conversion of the package's code would only cost time.
+        graph = functools.partial(tf.function, autograph=False)
         # The network and the bytes-to-keypoints path are functions of their own, traced once
         # and called by every signature that needs them (rather than traced into each).
         s = self._input_size
-        self._network = tf.function(
+        self._network = graph(
             self._heatmaps_of_crops, input_signature=[tf.TensorSpec([None, s, s, 3], tf.float32)]
         )
         one_image = tf.TensorSpec([], tf.string)
         index = tf.TensorSpec([], tf.int32)
-        self._header_fn = tf.function(self._checked_header, input_signature=[one_image, index])
-        self._crop_fn = tf.function(
+        self._header_fn = graph(self._checked_header, input_signature=[one_image, index])
+        self._crop_fn = graph(
             self._crop_one,
             input_signature=[(one_image, tf.TensorSpec([4], tf.float32), index)],
         )
-        self._predict_fn = tf.function(self._predict, input_signature=[bytes_spec, box_spec])
-        self.serve_bytes = tf.function(self._serve_bytes, input_signature=[bytes_spec])
-        self.serve_box = tf.function(self._serve_box, input_signature=[bytes_spec, box_spec])
-        self.serve_heatmaps = tf.function(
-            self._serve_heatmaps, input_signature=[bytes_spec, box_spec]
-        )
-        self.serve_people = tf.function(
+        self._predict_fn = graph(self._predict, input_signature=[bytes_spec, box_spec])
+        self.serve_bytes = graph(self._serve_bytes, input_signature=[bytes_spec])
+        self.serve_box = graph(self._serve_box, input_signature=[bytes_spec, box_spec])
+        self.serve_heatmaps = graph(self._serve_heatmaps, input_signature=[bytes_spec, box_spec])
+        self.serve_people = graph(
             self._serve_people,
             input_signature=[
                 tf.TensorSpec([], tf.string, name="image_bytes"),
@@ -135,7 +137,7 @@ class _ServingModule(tf.Module):
         )
         # Spatial dims are left open in the spec and checked in the graph, so that a wrong size
         # gets a message naming the expected size rather than a shape mismatch deep in a conv.
-        self.serve_images = tf.function(
+        self.serve_images = graph(
             self._serve_images,
             input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32, name="images")],
         )

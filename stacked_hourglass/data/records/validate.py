@@ -150,7 +150,7 @@ def tf_error_line(error: tf.errors.OpError) -> str:
 def _checker(num_joints: int, need_normalizer: bool, max_pixels: int, decode_images: bool):
     """serialized -> problem ("" when usable), traced once per set of checks."""
 
-    @tf.function(input_signature=[tf.TensorSpec([], tf.string)])
+    @tf.function(input_signature=[tf.TensorSpec([], tf.string)], autograph=False)
     def check(serialized):
         problem = features.record_problem(
             serialized, num_joints, need_normalizer=need_normalizer, max_pixels=max_pixels
