@@ -237,7 +237,27 @@ def test_make_train_dataset_sample_weights_only_when_ignoring(tmp_path, unlabell
     assert np.all(targets["heatmaps_1"][..., 3] == 0.0)
 
 
-def test_make_train_dataset_batches_and_targets(tmp_path):
+@pytest.fixture
+def not_converted(monkeypatch):
+    """Fails the test if autograph converts any of the package's functions while it runs: every
+    call autograph makes in converted code, cached conversions included, goes through
+    `converted_call` (the pipeline's functions are marked `do_not_convert`)."""
+    from tensorflow.python.autograph.impl import api
+
+    seen, converted_call = [], api.converted_call
+
+    def recording(f, *args, **kwargs):
+        module = getattr(f, "__module__", None) or ""
+        if module.startswith("stacked_hourglass"):
+            seen.append(f"{module}.{getattr(f, '__qualname__', f)}")
+        return converted_call(f, *args, **kwargs)
+
+    monkeypatch.setattr(api, "converted_call", recording)
+    yield
+    assert seen == [], f"autograph converted {len(seen)} package functions: {seen[:5]}"
+
+
+def test_make_train_dataset_batches_and_targets(tmp_path, not_converted):
     _write_records(tmp_path / "train-0.tfrecord", np.random.default_rng(2), 5)
     _write_records(tmp_path / "train-1.tfrecord", np.random.default_rng(3), 5)
     # No rotation or scaling: every joint stays in the window (the claim checked below).
@@ -262,7 +282,7 @@ def test_make_train_dataset_without_files_names_the_pattern(tmp_path):
         pipeline.make_train_dataset(config, HeatmapCodec(64, 16), 2, ["heatmaps_1"])
 
 
-def test_make_eval_dataset_targets_decode_to_the_annotation(tmp_path):
+def test_make_eval_dataset_targets_decode_to_the_annotation(tmp_path, not_converted):
     path = tmp_path / "valid-0.tfrecord"
     keypoints = _write_records(path, np.random.default_rng(4), 5)
     codec = HeatmapCodec(64, 16)

@@ -237,7 +237,8 @@ def _list(globs: str | Sequence[str]) -> list[str]:
 def _count_records(path: str) -> int:
     """Records in one shard (reads it); `ValueError` naming it when it cannot be read to its end."""
     try:
-        return int(tf.data.TFRecordDataset(path).reduce(0, lambda n, _: n + 1))
+        count = tf.autograph.experimental.do_not_convert(lambda n, _: n + 1)
+        return int(tf.data.TFRecordDataset(path).reduce(0, count))
     except tf.errors.OpError as e:
         raise ValueError(f"{path}: cannot be read ({one_line(e)})") from None
 
