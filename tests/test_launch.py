@@ -232,6 +232,7 @@ def test_bad_tf_config_is_one_line_and_exit_1(one_person, tmp_path, monkeypatch,
         assert time.monotonic() - start < 120
 
 
+@pytest.mark.large  # a real worker waiting out its bound (~25 s), with the other cluster tests
 def test_a_peer_that_never_comes_ends_the_worker_within_the_bound(one_person, tmp_path):
     tf_config = launch_lib.tf_configs(2)[0]  # worker 1's port: nobody listens there
     start = time.monotonic()

@@ -43,16 +43,6 @@ def test_train_command_line_with_a_flagfile(synthetic_records, tmp_path):
     assert (run / "model.keras").exists()
     config = json.loads((run / "config.json").read_text())
     assert config["model"]["num_stacks"] == 1 and config["data"]["dataset"] == "synthetic"
-    # The trainer's model.keras loads with Keras alone once the package is imported.
-    load = (
-        "import keras, stacked_hourglass\n"
-        f"net = keras.saving.load_model({str(run / 'model.keras')!r})\n"
-        "assert type(net).__name__ == 'StackedHourglass'\n"
-        "assert getattr(net, 'optimizer', None) is None\n"
-    )
-    loaded = subprocess.run([sys.executable, "-c", load], capture_output=True, text=True,
-                            env=env, timeout=300)  # fmt: skip
-    assert loaded.returncode == 0, loaded.stderr[-3000:]
 
 
 def _main(capsys, *argv):

@@ -59,6 +59,7 @@ class Validation(keras.callbacks.Callback):
         self.ignore_unlabelled = ignore_unlabelled
         self.last_table = None
         self._step = None  # (model, traced step): traced once per run, not once per epoch
+        self._image_batch = None  # the people drawn at every epoch end, read once per run
 
     def score(self) -> dict:
         """The validation PCK table of the model as it is now (also kept as `last_table`)."""
@@ -98,7 +99,9 @@ class Validation(keras.callbacks.Callback):
         self.writer.flush()
 
     def _images(self):
-        images, _ = next(iter(self.eval_dataset.unbatch().batch(self.num_images)))
+        if self._image_batch is None:
+            self._image_batch = next(iter(self.eval_dataset.unbatch().batch(self.num_images)))[0]
+        images = self._image_batch
         keypoints, scores = self.codec.decode(inference.predict_heatmaps(self.model, images))
         drawn = [
             drawing.render_pose(img, kp, self.joint_set, scores=sc)

@@ -109,6 +109,10 @@ def test_train_writes_model_summary_and_config(trained_run):
     model = run_dir.load_model(str(run))
     assert sorted(model.output_names) == ["heatmaps_1", "heatmaps_2"]
     assert model_config(model) == config.model
+    # model.keras holds the network alone (Keras loads it in a new process once the package is
+    # imported: tests/model/test_registration.py).
+    net = keras.saving.load_model(run / "model.keras")
+    assert type(net).__name__ == "StackedHourglass" and getattr(net, "optimizer", None) is None
     assert trainer.format_validation(saved).splitlines()[0].split()[0] == "Head"
 
 
@@ -322,6 +326,9 @@ def test_resume_restores_the_step_optimizer_state_and_plateau(trained_run):
     assert plateau.best == state["plateau"]["best"] and plateau.wait == state["plateau"]["wait"]
 
 
+# ~35 s: run by .ci/run; the default run resumes a run killed mid-epoch on ram:// instead
+# (tests/test_storage_urls.py).
+@pytest.mark.large
 def test_killed_run_resumes_mid_epoch(synthetic_records, tmp_path, kill_at_step):
     """Killed at step 5 of 3 epochs x 3 steps, checkpointing every 2 steps: the run restarts
     from the checkpoint 2 steps into epoch 2 (step 5), trains that epoch's last step, then
@@ -482,10 +489,12 @@ class PoisonWeightsAtEpoch(keras.callbacks.Callback):
                 "NaN or infinite weights in stem_conv/kernel",
                 "the loss became NaN or infinite at step 7",
             ),
-            marks=pytest.mark.large,  # the same path as above, ~25 s: run by .ci/run
         ),
     ],
 )
+# ~25 s a case: run by .ci/run; the default run has the command's divergence, in-process
+# (tests/test_train.py, test_diverging_run_exits_non_zero_without_a_final_model).
+@pytest.mark.large
 def test_divergence_raises_keeps_the_last_good_checkpoint_and_resumes_from_it(
     trained_run, tmp_path, layer, reasons
 ):
