@@ -144,6 +144,7 @@ def test_evaluate_the_model_dir_and_the_export_on_ram(
         assert _table_mean(out) == pytest.approx(summary["validation"]["Mean"], abs=0.01), out
 
 
+@pytest.mark.large  # a LiteRT conversion (~7 s): the default run exports a SavedModel on ram://
 def test_litert_export_on_ram(capsys, ram_run, no_local_url_folders):
     pytest.importorskip("ai_edge_litert")
     from stacked_hourglass.serving import litert

@@ -453,6 +453,7 @@ def _headbox_property(tmp_path, value, name):
     assert boxes.ndim == 2 and boxes.shape[1] == 4 and boxes.dtype == np.float64
 
 
+@pytest.mark.large  # ~10 s of h5 files: run by .ci/run (the other readers' fuzz stays)
 @_fuzz(max(10, EXAMPLES // 2))
 @given(value=headbox_arrays, name=st.sampled_from(["headboxes_src", "headboxes"]))
 def test_headboxes_reader_on_mutated_contents(tmp_path_factory, value, name):

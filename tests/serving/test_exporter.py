@@ -124,6 +124,9 @@ def test_fresh_process_calls_every_signature(exported):
     assert shapes["box"] == [[-0.5, -0.5, 39.5, 29.5]]
 
 
+# TensorFlow's own command (~6 s): run by .ci/run; the default run calls every signature in a
+# new process (test_fresh_process_calls_every_signature).
+@pytest.mark.large
 def test_saved_model_cli_lists_every_signature(exported):
     cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
     if not os.path.exists(cli):
@@ -323,6 +326,7 @@ def test_flip_test_is_in_the_graph(flip_export, random_image):
     assert not np.allclose(expected.numpy(), single.numpy(), atol=1e-3)
 
 
+@pytest.mark.large  # a third export (~10 s): the DARK decoder's arithmetic is tests/data's
 def test_dark_decoder_is_in_the_graph_and_recorded(exported, flip_export, tmp_path, random_image):
     # The session's 1-stack model (its own export has the flip test; this one has not): what
     # is checked is the decoder, and one stack is half the tracing of `exported`'s two.

@@ -121,6 +121,9 @@ def test_predict_litert_matches_saved_model(converted, image_bytes, capsys):
     assert status == 1 and len(err) == 1 and "box[0] = [500 500 600 600] lies outside" in err[0]
 
 
+# A second LiteRT conversion, ~13 s: run by .ci/run; the default run keeps LiteRT against Keras
+# and through predict, and evaluate's table of a SavedModel beside its model directory.
+@pytest.mark.large
 def test_evaluate_litert_next_to_the_float_model(
     synthetic_model, synthetic_records, tmp_path, capsys
 ):

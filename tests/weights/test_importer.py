@@ -193,15 +193,23 @@ def max_diffs(a, b, image) -> dict:
     return {k: float(np.max(np.abs(np.asarray(out_a[k]) - np.asarray(out_b[k])))) for k in out_a}
 
 
+# (format, model fields, dataset, file format); ~10 s each at depth 4: the first and the last
+# run by .ci/run (-m large), the second (depth 3, the legacy file format) in the default run.
 SIZES = [
-    # (format, model fields, dataset, file format)
-    ("princeton", dict(num_stacks=3, num_features=32, num_joints=16), "mpii", "zip"),
+    pytest.param(
+        "princeton",
+        dict(num_stacks=3, num_features=32, num_joints=16),
+        "mpii",
+        "zip",
+        marks=pytest.mark.large,
+    ),
     ("princeton", dict(num_stacks=2, num_features=32, num_joints=11, depth=3), "flic", "legacy"),
-    (
+    pytest.param(
         "bearpaw",
         dict(num_stacks=2, num_features=32, num_joints=11, num_modules=2),
         "flic",
         "zip",
+        marks=pytest.mark.large,
     ),
 ]
 
