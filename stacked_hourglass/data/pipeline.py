@@ -224,6 +224,7 @@ def _numbered(path, size, count_bytes: bool) -> tf.data.Dataset:
 
 def _with_messages(ds, path, size, num_joints, need_normalizer, max_pixels) -> tf.data.Dataset:
     """(is_end, serialized, message): "" for a usable record, else "SHARD: record N: problem"."""
+    problem_of = validate.record_checker(num_joints, need_normalizer, max_pixels, False)
 
     def check(number, is_end, serialized, total):
         problem = tf.cond(
@@ -237,9 +238,7 @@ def _with_messages(ds, path, size, num_joints, need_normalizer, max_pixels) -> t
                     (total, size),
                 ),
             ),
-            lambda: features.record_problem(
-                serialized, num_joints, need_normalizer=need_normalizer, max_pixels=max_pixels
-            ),
+            lambda: problem_of(serialized),
         )
         message = tf.where(
             tf.equal(problem, ""),

@@ -113,7 +113,7 @@ def mutated(draw, base: bytes, max_ops: int = 3):
     return bytes(data)
 
 
-_PROBLEM = validate._checker(K, True, 50_000_000, False)
+_PROBLEM = validate.record_checker(K, True, 50_000_000, False)
 # What `features.record_problem` and the pipelines may raise (documented): TF's
 # InvalidArgumentError, or, when TF's message quotes bytes that are not UTF-8 (it quotes what it
 # could not parse), the UnicodeDecodeError Python raises while building that error.

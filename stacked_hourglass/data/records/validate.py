@@ -147,8 +147,13 @@ def tf_error_line(error: tf.errors.OpError) -> str:
 
 
 @functools.lru_cache(maxsize=16)
-def _checker(num_joints: int, need_normalizer: bool, max_pixels: int, decode_images: bool):
-    """serialized -> problem ("" when usable), traced once per set of checks."""
+def record_checker(num_joints: int, need_normalizer: bool, max_pixels: int, decode_images: bool):
+    """`check(serialized)` → problem: `features.record_problem` ("" when usable) as a
+    `tf.function` traced once per process and set of checks, callable eagerly and from other
+    graphs (the input pipeline's per-record checks call it rather than trace it again).
+
+    With `decode_images`, an image that fails to decode to its end is a problem too.
+    """
 
     @tf.function(input_signature=[tf.TensorSpec([], tf.string)], autograph=False)
     def check(serialized):
@@ -256,7 +261,9 @@ def check_records(
     report = CheckReport(
         list(files), need_normalizer=need_normalizer, max_pixels=max_pixels, decoded=decode_images
     )
-    check = _checker(int(num_joints), bool(need_normalizer), int(max_pixels), bool(decode_images))
+    check = record_checker(
+        int(num_joints), bool(need_normalizer), int(max_pixels), bool(decode_images)
+    )
     for path in report.files:
         _check_file(path, check, report, max_records_per_file, path in empty_ok)
     if report.files and report.num_records == 0 and report.ok:
