@@ -188,7 +188,8 @@ def _orientation_graph(encoded):
     )
 
 
-# Eager callers (the converters, the host path) run its ~90 small ops as one graph.
+# Traced once per process: eager callers (the converters, the host path) run its ~90 small ops
+# as one graph, and graphs (every pipeline, every export) call it rather than trace it again.
 _orientation_function = tf.function(
     _orientation_graph, input_signature=[tf.TensorSpec([], tf.string)], autograph=False
 )
@@ -213,10 +214,7 @@ def exif_orientation(encoded):
         top-bottom, 5 transposed, 6 to be turned 90 degrees clockwise, 7 transverse, 8 to be
         turned 90 degrees anticlockwise (`orient_image`, `orientation_matrix`).
     """
-    encoded = tf.convert_to_tensor(encoded, tf.string)
-    if tf.executing_eagerly():
-        return _orientation_function(encoded)
-    return _orientation_graph(encoded)
+    return _orientation_function(tf.convert_to_tensor(encoded, tf.string))
 
 
 def _without_exif(encoded):
