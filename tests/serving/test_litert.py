@@ -28,35 +28,49 @@ TOLERANCE = {"none": 1e-5, "fp16": 1e-3, "dynamic_int8": 2e-2}
 
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory, make_model_dir):
-    """A 1-stack MPII model_dir and its three LiteRT conversions ("none" via the command line)."""
+    """A 1-stack MPII model_dir and its float LiteRT conversion, by the command line."""
     root = tmp_path_factory.mktemp("litert")
     model_dir = str(root / "run")
     model = make_model_dir(model_dir, num_stacks=1, seed=5)
-    files = {}
+    output = str(root / "none.tflite")
+    assert export.main(["--format=litert", f"--model_dir={model_dir}", f"--output={output}"]) == 0
+    return {"root": root, "model_dir": model_dir, "model": model, "files": {"none": output}}
+
+
+@pytest.fixture(scope="module")
+def quantized(converted):
+    """`converted` with the quantized conversions too (~7 s each: the large step's tests)."""
+    files = dict(converted["files"])
     for mode in litert.QUANTIZE_MODES:
-        output = str(root / f"{mode}.tflite")
-        if mode == "none":
-            status = export.main(
-                ["--format=litert", f"--model_dir={model_dir}", f"--output={output}"]
-            )
-            assert status == 0
-        else:
-            litert.convert_from_model_dir(model_dir, output, quantize=mode)
-        files[mode] = output
-    return {"root": root, "model_dir": model_dir, "model": model, "files": files}
+        if mode != "none":
+            files[mode] = str(converted["root"] / f"{mode}.tflite")
+            litert.convert_from_model_dir(converted["model_dir"], files[mode], quantize=mode)
+    return {**converted, "files": files}
 
 
-def test_sizes_and_metadata(converted):
-    sizes = {m: os.path.getsize(p) for m, p in converted["files"].items()}
+def test_metadata(converted):
+    model = litert.LiteRTModel(converted["files"]["none"])
+    assert model.metadata["quantize"] == "none" and model.metadata["format"] == "litert"
+    assert model.metadata["decoder"] == "quarter" and model.metadata["input_size"] == 64
+    assert model.metadata["joint_names"] == list(joints.MPII.names)
+
+
+@pytest.mark.large
+def test_sizes_and_metadata(quantized):
+    sizes = {m: os.path.getsize(p) for m, p in quantized["files"].items()}
     assert sizes["fp16"] < 0.7 * sizes["none"] and sizes["dynamic_int8"] < 0.5 * sizes["none"]
-    model = litert.LiteRTModel(converted["files"]["fp16"])
+    model = litert.LiteRTModel(quantized["files"]["fp16"])
     assert model.metadata["quantize"] == "fp16" and model.metadata["format"] == "litert"
     assert model.metadata["decoder"] == "quarter" and model.metadata["input_size"] == 64
     assert model.metadata["joint_names"] == list(joints.MPII.names)
 
 
-@pytest.mark.parametrize("mode", litert.QUANTIZE_MODES)
-def test_litert_matches_keras(converted, random_image, mode):
+@pytest.mark.parametrize(
+    "mode",
+    [m if m == "none" else pytest.param(m, marks=pytest.mark.large) for m in litert.QUANTIZE_MODES],
+)
+def test_litert_matches_keras(request, random_image, mode):
+    converted = request.getfixturevalue("converted" if mode == "none" else "quantized")
     crops = np.stack([random_image((64, 64), seed) for seed in (11, 12, 13)]) / 255.0
     crops = crops.astype(np.float32)
     expected = inference.predict_heatmaps(converted["model"], crops).numpy()

@@ -161,21 +161,6 @@ def test_loss_decreases_on_real_pipeline(synthetic_records, tmp_path):
     assert history[-1] < 0.5 * history[0], history
 
 
-def test_training_that_ignores_unlabelled_joints_records_it(synthetic_records, tmp_path):
-    """--unlabelled=ignore end to end: the batches' joint weights reach the compiled loss (a
-    model compiled with it trains and validates), config.json records the rule and the final
-    model loads with `keras.saving.load_model`."""
-    run = tmp_path / "run"
-    one_stack = dataclasses.replace(TINY_MODEL, num_stacks=1)
-    config = tiny_config(synthetic_records, run, model=one_stack, epochs=1, steps_per_epoch=2)
-    config = dataclasses.replace(config, data=dataclasses.replace(config.data, unlabelled="ignore"))
-    summary = trainer.train(config)
-    assert np.isfinite(summary["history"]["loss"]).all() and summary["steps"] == 2
-    assert run_dir.load_config(str(run)).data.unlabelled == "ignore"
-    model = keras.saving.load_model(run / run_dir.FINAL_MODEL_FILE)
-    assert model.output_names == ["heatmaps_1"]
-
-
 def _optimizer_state(path):
     """The optimizer variables stored in a Keras weights file, in `optimizer.variables` order."""
     with h5py.File(path) as f:

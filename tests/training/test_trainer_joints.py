@@ -8,6 +8,8 @@ import dataclasses
 import io
 import os
 
+import keras
+import numpy as np
 import pytest
 
 from stacked_hourglass import run_dir
@@ -43,11 +45,13 @@ def _config(train_files, valid_files, model_dir, **data) -> ExperimentConfig:
 @pytest.fixture(scope="module")
 def tool_run(tool_records, make_model_dir, tmp_path_factory):
     """A 1-step run on the tool records, started from a 1-stack MPII model (--init_from) whose
-    head_top channel becomes the tip's (--joint_map)."""
+    head_top channel becomes the tip's (--joint_map), under --unlabelled=ignore."""
     root = tmp_path_factory.mktemp("tool_run")
     source = str(root / "mpii")
     make_model_dir(source, num_stacks=1, dataset="mpii")
-    config = _config(tool_records["train"], tool_records["valid"], root / "run")
+    config = _config(
+        tool_records["train"], tool_records["valid"], root / "run", unlabelled="ignore"
+    )
     train = dataclasses.replace(config.train, init_from=source, joint_map=("head_top:tip",))
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
@@ -65,6 +69,18 @@ def test_the_joint_set_comes_from_the_training_records_manifest(tool_run, tool_r
     validation = tool_run["summary"]["validation"]
     assert tool_run["summary"]["validation_metric"] == "val_pck"
     assert set(validation["per_joint"]) == set(tool_records["joint_set"].names)
+
+
+def test_training_that_ignores_unlabelled_joints_records_it(tool_run):
+    """--unlabelled=ignore end to end: the batches' joint weights reach the compiled loss (a
+    model compiled with it trains and validates), config.json records the rule and the final
+    model loads with `keras.saving.load_model`."""
+    summary = tool_run["summary"]
+    assert np.isfinite(summary["history"]["loss"]).all() and summary["steps"] == 1
+    assert np.isfinite(summary["validation"]["Mean"])
+    assert run_dir.load_config(str(tool_run["run"])).data.unlabelled == "ignore"
+    model = keras.saving.load_model(tool_run["run"] / run_dir.FINAL_MODEL_FILE)
+    assert model.output_names == ["heatmaps_1"]
 
 
 def test_joints_of_another_set_than_the_records_is_one_line(tool_records, tmp_path):
