@@ -350,10 +350,10 @@ def flip_export(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def synthetic_model(tmp_path_factory):
-    """A random-weight 1-stack model directory on the synthetic joints and its two exports.
+    """A random-weight 1-stack model directory on the synthetic joints and its export.
 
-    {"model_dir", "plain" (EXPORT/1, exported without the flip test), "flip" (EXPORT_FLIP/1,
-    exported with it)}; evaluate them on `synthetic_records["valid"]`.
+    {"model_dir", "plain" (EXPORT/1, exported without the flip test)}; evaluate them on
+    `synthetic_records["valid"]`. `synthetic_flip_export` exports it with the flip test.
     """
     from stacked_hourglass.serving import exporter
 
@@ -361,12 +361,21 @@ def synthetic_model(tmp_path_factory):
     model_dir = str(root / "run")
     _make_model_dir(model_dir, num_stacks=1, dataset="synthetic", seed=7)
     return {
+        "root": root,
         "model_dir": model_dir,
         "plain": exporter.export_from_model_dir(model_dir, str(root / "export")),
-        "flip": exporter.export_from_model_dir(
-            model_dir, str(root / "export_flip"), flip_test=True
-        ),
     }
+
+
+@pytest.fixture(scope="session")
+def synthetic_flip_export(synthetic_model):
+    """EXPORT_FLIP/1: `synthetic_model` exported with the flip test."""
+    from stacked_hourglass.serving import exporter
+
+    root = synthetic_model["root"]
+    return exporter.export_from_model_dir(
+        synthetic_model["model_dir"], str(root / "export_flip"), flip_test=True
+    )
 
 
 @pytest.fixture
@@ -673,12 +682,37 @@ def oriented_jpeg():
     return _oriented_jpeg
 
 
+@pytest.fixture(scope="session")
+def opened_predictors():
+    """{(kind, path, flip_test, decoder): Predictor} opened by `run_predict` in this run."""
+    return {}
+
+
 @pytest.fixture
-def run_predict(capsys, monkeypatch):
-    """`run(*argv)` → (exit status, stdout, stderr lines) of an in-process `predict.main`."""
+def run_predict(capsys, monkeypatch, opened_predictors):
+    """`run(*argv)` → (exit status, stdout, stderr lines) of an in-process `predict.main`.
+
+    Each model (kind, path and options) is opened once per test run and reused (a SavedModel
+    load is seconds): what these tests check is predict's handling of images, boxes, videos and
+    files; opening each kind is `tests/serving/test_predictor.py`'s, and a path that fails to
+    open fails every time.
+    """
     # predict sets TF_CPP_MIN_LOG_LEVEL if unset: keep that out of the other tests.
     monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
     from stacked_hourglass import predict
+    from stacked_hourglass.serving import predictor
+
+    open_predictor = predictor.open_predictor
+
+    def opened(kind, path, *, flip_test=False, decoder=None):
+        key = (kind, str(path), flip_test, decoder)
+        if key not in opened_predictors:
+            opened_predictors[key] = open_predictor(
+                kind, path, flip_test=flip_test, decoder=decoder
+            )
+        return opened_predictors[key]
+
+    monkeypatch.setattr(predictor, "open_predictor", opened)
 
     def run(*argv):
         status = predict.main(list(argv))

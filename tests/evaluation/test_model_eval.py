@@ -66,7 +66,7 @@ def test_saved_model_scores_as_its_model_dir(
 
 
 def test_flip_export_scores_as_the_model_dir_with_flip_test(
-    synthetic_model, synthetic_records, model_dir_results, tmp_path, monkeypatch
+    synthetic_flip_export, synthetic_records, model_dir_results, tmp_path, monkeypatch
 ):
     # Count the SavedModel's executions: one per batch, not two (a second, evaluator-side flip
     # would call it again on the mirrored crops; with the flip test already averaged in the
@@ -85,7 +85,7 @@ def test_flip_export_scores_as_the_model_dir_with_flip_test(
 
     monkeypatch.setattr(client, "load_serving_model", counting_load)
     figures, preds = evaluate(
-        synthetic_records, tmp_path, saved_model=synthetic_model["flip"], flip_test=True
+        synthetic_records, tmp_path, saved_model=synthetic_flip_export, flip_test=True
     )
     assert int(calls.numpy()) == 4  # 16 people in batches of 5
     expected, expected_preds = model_dir_results["flip"]
@@ -95,8 +95,8 @@ def test_flip_export_scores_as_the_model_dir_with_flip_test(
     assert figures["name"] == "1_flip" and figures["sources"]["flip_test"] is True
 
 
-def test_flip_export_reports_the_flip_test_even_when_not_asked(synthetic_model):
-    info = predictor.open_predictor("saved_model", synthetic_model["flip"], flip_test=False).info
+def test_flip_export_reports_the_flip_test_even_when_not_asked(synthetic_flip_export):
+    info = predictor.open_predictor("saved_model", synthetic_flip_export, flip_test=False).info
     input_size, flipped = info.input_size, info.flip_test
     assert input_size == 64 and flipped is True
 
