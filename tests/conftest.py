@@ -1,10 +1,29 @@
 """Shared fixtures: small synthetic TFRecord splits written to a temporary folder."""
 
+import os
+
 import numpy as np
 import pytest
 
 from stacked_hourglass.data.records import shards
 from stacked_hourglass.data.sources import synthetic
+
+
+def _share_the_cores_between_workers() -> None:
+    """Sizes TensorFlow's thread pools to each pytest-xdist worker's share of the CPUs.
+
+    Every worker would otherwise size its pools to the whole machine: two workers on two cores
+    run four busy threads that spin and switch. Set before TensorFlow creates its pools (its
+    first op); the tests' subprocesses inherit it. A variable already set is kept.
+    """
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
+    if workers > 1:
+        threads = str(max(1, (os.cpu_count() or 1) // workers))
+        os.environ.setdefault("TF_NUM_INTRAOP_THREADS", threads)
+        os.environ.setdefault("TF_NUM_INTEROP_THREADS", threads)
+
+
+_share_the_cores_between_workers()
 
 
 def write_synthetic_split(output_dir, split, num_examples, num_shards=2, seed=0):
