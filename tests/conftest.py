@@ -25,6 +25,26 @@ def _share_the_cores_between_workers() -> None:
 
 _share_the_cores_between_workers()
 
+# ONEDNN_MAX_CPU_ISA values that cap oneDNN below its bf16 kernels.
+_BELOW_BF16 = {"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX512_CORE", "AVX512_CORE_VNNI"}
+
+
+@pytest.fixture(scope="session")
+def skip_capped_bf16():
+    """`check(dtype)`: skips a bfloat16 case where `ONEDNN_MAX_CPU_ISA` caps oneDNN below its bf16
+    kernels while TensorFlow's oneDNN ops are on. TensorFlow picks those kernels from the CPU's
+    flags and oneDNN then cannot create them ("could not create a primitive descriptor"): a
+    combination no real CPU has. An AVX2-only CPU runs Eigen's kernels, which
+    `TF_ENABLE_ONEDNN_OPTS=0` reproduces (and these cases run there)."""
+
+    def check(dtype) -> None:
+        isa = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
+        onednn = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "") != "0"
+        if "bfloat16" in str(dtype) and isa in _BELOW_BF16 and onednn:
+            pytest.skip(f"ONEDNN_MAX_CPU_ISA={isa} leaves TensorFlow's oneDNN no bf16 kernels")
+
+    return check
+
 
 def write_synthetic_split(output_dir, split, num_examples, num_shards=2, seed=0):
     """Writes `num_examples` synthetic people as SPLIT-*.tfrecord; returns the glob."""

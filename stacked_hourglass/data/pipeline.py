@@ -525,18 +525,13 @@ def make_train_dataset(
             record, sample_seed, config, codec, antialias=antialias, joint_weights=weighted
         )
 
-    ds = ds.map(
-        tf.autograph.experimental.do_not_convert(prepare),
-        num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=False,
-    )
+    prepare = tf.autograph.experimental.do_not_convert(prepare)
+    ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
     if skip:
         # An image that passed the header check but does not decode (a truncated JPEG).
         ds = ds.ignore_errors(log_warning=True)
     ds = ds.batch(batch_size, drop_remainder=True)
-    per_output = tf.autograph.experimental.do_not_convert(
-        lambda *batch: _per_output(batch, output_names)
-    )
+    per_output = tf.autograph.experimental.do_not_convert(lambda *b: _per_output(b, output_names))
     ds = ds.map(per_output, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
 

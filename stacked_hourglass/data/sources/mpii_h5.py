@@ -56,7 +56,12 @@ def _h5_arrays(path: pathlib.Path) -> tuple[dict[str, np.ndarray], list[str], bo
             return np.asarray(_loaders.h5_array(f, key), np.float64)
 
         def ints(key):
-            return np.asarray(_loaders.h5_array(f, key)).astype(np.int64).reshape(-1)
+            values = np.asarray(_loaders.h5_array(f, key)).reshape(-1)
+            if values.dtype.kind == "f" and not (
+                np.isfinite(values).all() and (values % 1 == 0).all()
+            ):
+                raise ValueError(f"{path}: {key} holds values that are not whole numbers")
+            return values.astype(np.int64)
 
         a = {
             "center": floats("center"),

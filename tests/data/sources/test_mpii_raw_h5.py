@@ -170,3 +170,15 @@ def test_raw_h5_rebuilt_from_valid_h5_reads_like_valid_h5(tmp_path):
     ]
     (test,) = mpii.read_annotations(tmp_path / "annot.h5", tmp_path, "test")
     assert test.example.filename == "test.jpg"
+
+
+@pytest.mark.parametrize("value", [np.nan, 1.5])
+def test_a_person_number_that_is_not_whole_is_one_line(raw_h5, value):
+    """Found by the fuzz: NaN cast to int64 became a garbage number, with only numpy's warning."""
+    with h5py.File(raw_h5 / "annot.h5", "r+") as f:
+        person = f["person"][...]
+        person[1] = value
+        del f["person"]
+        f["person"] = person
+    with pytest.raises(ValueError, match="annot.h5: person holds values that are not whole"):
+        mpii.read_annotations(raw_h5 / "annot.h5", raw_h5, "train")
