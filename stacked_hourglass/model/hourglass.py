@@ -13,7 +13,9 @@ Every stack has its own weights; every stack's heatmaps are a named model output
 are an output: the network is the same, only the loss differs (the paper's ablation).
 
 Layer names are stable (`stem_conv`, `hg2_d3_low1_conv2`, `stack1_heatmap_conv`, ...): weight
-import (`stacked_hourglass.weights`) and older checkpoints rely on them.
+import (`stacked_hourglass.weights`) and older checkpoints rely on them. Each BatchNorm layer
+applies the ReLU after it (`FusedBatchNormalization(activation="relu")`); models built with a
+ReLU layer after each BatchNorm have the same variables and load unchanged.
 """
 
 from __future__ import annotations
@@ -47,9 +49,14 @@ def _conv(filters, kernel_size, name, strides=1, padding="same"):
     )
 
 
-def _bn(name, sync):
+def _bn_relu(name, sync):
+    """BatchNorm then ReLU, as one layer (`FusedBatchNormalization`'s `activation`)."""
     return FusedBatchNormalization(
-        momentum=_BN_MOMENTUM, epsilon=_BN_EPSILON, synchronized=sync, name=name
+        activation="relu",
+        momentum=_BN_MOMENTUM,
+        epsilon=_BN_EPSILON,
+        synchronized=sync,
+        name=name,
     )
 
 
@@ -69,11 +76,11 @@ def apply_residual(x, filters: int, name: str, sync_bn: bool = False):
         [B, H, W, F].
     """
     half = filters // 2
-    y = layers.ReLU(name=f"{name}_relu1")(_bn(f"{name}_bn1", sync_bn)(x))
+    y = _bn_relu(f"{name}_bn1", sync_bn)(x)
     y = _conv(half, 1, f"{name}_conv1")(y)
-    y = layers.ReLU(name=f"{name}_relu2")(_bn(f"{name}_bn2", sync_bn)(y))
+    y = _bn_relu(f"{name}_bn2", sync_bn)(y)
     y = _conv(half, 3, f"{name}_conv2")(y)
-    y = layers.ReLU(name=f"{name}_relu3")(_bn(f"{name}_bn3", sync_bn)(y))
+    y = _bn_relu(f"{name}_bn3", sync_bn)(y)
     y = _conv(filters, 1, f"{name}_conv3")(y)
     skip = x if x.shape[-1] == filters else _conv(filters, 1, f"{name}_skip")(x)
     return layers.Add(name=f"{name}_add")([skip, y])
@@ -145,7 +152,7 @@ def apply_stem(x, config: ModelConfig):
         x = _conv(conv_filters, 7, "stem_conv", strides=2, padding="valid")(x)
     else:
         x = _conv(conv_filters, 7, "stem_conv", strides=2)(x)
-    x = layers.ReLU(name="stem_relu")(_bn("stem_bn", sync)(x))
+    x = _bn_relu("stem_bn", sync)(x)
     x = apply_residual(x, res1_filters, "stem_res1", sync)
     x = layers.MaxPooling2D(2, name="stem_pool")(x)
     x = apply_residual(x, res2_filters, "stem_res2", sync)
@@ -163,7 +170,7 @@ def apply_stack_head(
     name = f"stack{stack}"
     y = apply_residuals(x, filters, f"{name}_res", num_modules, sync_bn)
     y = _conv(filters, 1, f"{name}_feat_conv")(y)
-    features = layers.ReLU(name=f"{name}_feat_relu")(_bn(f"{name}_feat_bn", sync_bn)(y))
+    features = _bn_relu(f"{name}_feat_bn", sync_bn)(y)
     heatmaps = _conv(num_joints, 1, f"{name}_heatmap_conv")(features)
     return features, heatmaps
 

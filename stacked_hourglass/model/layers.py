@@ -29,11 +29,35 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
     convention with n the global batch's count. With one replica, or in inference,
     `synchronized` changes nothing.
 
+    `activation="relu"` applies a ReLU to the output, as a `keras.layers.ReLU` after the layer
+    would: the network's every BatchNorm is followed by one, and a layer fewer for each is a
+    Keras call fewer to build and trace (ReLU layers hold no variables, so weight files and
+    checkpoints of models built with separate ReLU layers load unchanged).
+
     Falls back to Keras's implementation where the fused kernel does not apply: masks,
     renormalisation, or inputs that are not [B, H, W, C] with the channels last.
+
+    Args:
+        activation: None or "relu".
+        **kwargs: `keras.layers.BatchNormalization`'s arguments.
     """
 
+    def __init__(self, activation=None, **kwargs):
+        super().__init__(**kwargs)
+        if activation not in (None, "relu"):
+            raise ValueError(
+                f"FusedBatchNormalization: activation must be None or 'relu'; got {activation!r}"
+            )
+        self.activation = activation
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "activation": self.activation}
+
     def call(self, inputs, training=None, mask=None):
+        outputs = self._normalize(inputs, training, mask)
+        return tf.nn.relu(outputs) if self.activation == "relu" else outputs
+
+    def _normalize(self, inputs, training, mask):
         if (
             mask is not None
             or self.renorm

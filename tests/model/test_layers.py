@@ -103,6 +103,42 @@ def test_keras_file_round_trip(tmp_path):
     np.testing.assert_array_equal(loaded(x), model(x))
 
 
+@pytest.mark.parametrize("training", [False, True])
+def test_relu_activation_equals_a_relu_layer_after_it(training):
+    fused, _ = _pair()
+    with_relu = FusedBatchNormalization(activation="relu", momentum=0.9, epsilon=1e-5)
+    with_relu.build((None, 4, 5, 3))
+    with_relu.set_weights(fused.get_weights())
+    x = _inputs()
+    expected = keras.layers.ReLU()(fused(x, training=training))
+    np.testing.assert_array_equal(with_relu(x, training=training), expected)
+    np.testing.assert_array_equal(with_relu.moving_variance, fused.moving_variance)
+    assert with_relu.get_config()["activation"] == "relu"
+    assert FusedBatchNormalization.from_config(with_relu.get_config()).activation == "relu"
+
+
+def test_other_activations_are_refused():
+    with pytest.raises(ValueError, match="activation must be None or 'relu'; got 'tanh'"):
+        FusedBatchNormalization(activation="tanh")
+
+
+def test_weights_of_a_model_with_separate_relu_layers_load(tmp_path):
+    """Models built before the ReLU went into the BatchNorm layer had a ReLU layer after each;
+    those hold no variables, so their weight files load into today's layout."""
+    inputs = keras.Input((4, 5, 3))
+    before = FusedBatchNormalization(name="bn")(inputs)
+    before = BiasAddConv2D(2, 1, name="conv")(keras.layers.ReLU(name="bn_relu")(before))
+    before = keras.Model(inputs, before)
+    rng = np.random.default_rng(3)
+    before.set_weights([rng.uniform(0.5, 2.0, w.shape).astype(np.float32) for w in before.weights])
+    before.save_weights(tmp_path / "before.weights.h5")
+    after = FusedBatchNormalization(activation="relu", name="bn")(inputs)
+    after = keras.Model(inputs, BiasAddConv2D(2, 1, name="conv")(after))
+    after.load_weights(tmp_path / "before.weights.h5")
+    x = _inputs()
+    np.testing.assert_array_equal(after(x), before(x))
+
+
 def _graph_ops(fn, *inputs) -> list[str]:
     """Op types of `fn`'s forward pass and gradient, traced for `inputs`."""
 
