@@ -27,7 +27,7 @@ def define_flags(fv: flags.FlagValues) -> None:
         "demo_flagfile", None, "Training flagfile (default: the packaged demo.flags).",
         flag_values=fv,
     )  # fmt: skip
-    flags.DEFINE_integer("num_train", 8000, "Synthetic training people.", flag_values=fv)
+    flags.DEFINE_integer("num_train", 4000, "Synthetic training people.", flag_values=fv)
     flags.DEFINE_integer("num_valid", 500, "Synthetic held-out people.", flag_values=fv)
     flags.DEFINE_integer(
         "num_workers", min(2, os.cpu_count() or 1), "Conversion threads.", flag_values=fv

@@ -116,7 +116,7 @@ def test_packaged_flagfiles_exist():
     assert {p.stem for p in PACKAGED} >= {"demo", "flic", "mpii_2stack", "mpii_8stack"}
     demo = config_lib.from_flags(_parse([f"--flagfile={CONFIGS_DIR / 'demo.flags'}"]))
     assert (demo.model.num_stacks, demo.model.input_size) == (2, 128)
-    assert demo.train.lr_drop_epochs == (9, 11)
+    assert demo.train.lr_drop_epochs == (10, 11)
 
 
 def test_flagfile_round_trip(tmp_path):

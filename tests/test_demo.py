@@ -72,3 +72,31 @@ def test_demo_missing_flagfile_fails_before_writing_data(capsys, tmp_path):
     assert status == 1
     assert err == [f"demo: error: {tmp_path / 'x.flags'}: no such training flagfile"]
     assert not (tmp_path / "w").exists()
+
+
+def test_demo_steps_ask_for_onednn_unless_the_user_chose():
+    """TensorFlow leaves oneDNN off on AVX2-only CPUs; the demo's steps turn it on, and a value
+    the user set (0 included) stays."""
+    env = demo_lib.step_environment({"PATH": "/bin"})
+    assert env == {"PATH": "/bin", "TF_ENABLE_ONEDNN_OPTS": "1"}
+    chosen = demo_lib.step_environment({"TF_ENABLE_ONEDNN_OPTS": "0"})
+    assert chosen == {"TF_ENABLE_ONEDNN_OPTS": "0"}
+
+
+def test_demo_step_prints_the_environment_it_adds(monkeypatch, capsys):
+    """The printed command is the one that runs, oneDNN setting included."""
+    envs = []
+
+    def fake_run(command, env):
+        envs.append(env)
+        return subprocess.CompletedProcess(command, 0)
+
+    monkeypatch.setattr(demo_lib.subprocess, "run", fake_run)
+    monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS", raising=False)
+    demo_lib._run(["python", "-m", "stacked_hourglass.train"])
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "0")
+    demo_lib._run(["python", "-m", "stacked_hourglass.evaluate"])
+    out = capsys.readouterr().out
+    assert "$ TF_ENABLE_ONEDNN_OPTS=1 python -m stacked_hourglass.train\n" in out
+    assert "$ python -m stacked_hourglass.evaluate\n" in out
+    assert [e["TF_ENABLE_ONEDNN_OPTS"] for e in envs] == ["1", "0"]
