@@ -426,6 +426,7 @@ def predict_video(
     except (ValueError, OSError) as e:
         return VideoResult(path, 0, (), one_line(e))
     total = stream.frames or None
+    announced = _announced_end(stream)  # read now: PyAV refuses a closed container's streams
     run = _Run(model, options, source or boxes.WholeImage(), stream)
     header = _header(path, stream, total, model, options, source_name, None)
     meter = _Progress(os.path.basename(path), total, progress)
@@ -446,35 +447,37 @@ def predict_video(
     problem = f"{path}: {stopped}" if stopped else problem
     if done:
         meter.update(done, final=True)
-    return _result(path, done, stream, run, problem, paths)
+    return _result(path, done, announced, run, problem, paths)
 
 
-def _short_of(stream, last_seconds: float | None, step: float) -> float | None:
-    """The end (seconds) the stream's header announces when the frames decoded stop more than a
-    frame interval (`step`, the last one seen) before it; None when not short or unknown.
+def _announced_end(stream) -> float | None:
+    """The end (seconds) the stream's header announces; None when it announces none.
 
     The header's longest claim counts: its duration, or its frame count at its average rate.
     Either alone misleads: a cut AVI's duration is that of the packets left, and an AVI written
     on a fine time base counts its ticks as frames (and its rate as ticks per second).
     """
-    if last_seconds is None:
-        return None
     start = float((stream.start_time or 0) * stream.time_base)
     ends = []
     if stream.duration:
         ends.append(start + float(stream.duration * stream.time_base))
     if stream.frames and stream.average_rate:
         ends.append(start + stream.frames / float(stream.average_rate))
-    if not ends:
+    return max(ends) if ends else None
+
+
+def _short_of(announced: float | None, last_seconds: float | None, step: float) -> float | None:
+    """`announced` (the header's end, seconds) when the frames decoded stop more than a frame
+    interval (`step`, the last one seen) before it; None when not short or unknown."""
+    if last_seconds is None or announced is None:
         return None
-    end = max(ends)
-    return end if end - (last_seconds + step) > max(step, 1e-3) else None
+    return announced if announced - (last_seconds + step) > max(step, 1e-3) else None
 
 
-def _result(path, done, stream, run: _Run, problem, paths) -> VideoResult:
+def _result(path, done, announced: float | None, run: _Run, problem, paths) -> VideoResult:
     if done == 0:
         return VideoResult(path, 0, (), problem or f"{path}: no video frames")
-    end = _short_of(stream, run.last_seconds, run.step) if problem is None else None
+    end = _short_of(announced, run.last_seconds, run.step) if problem is None else None
     if end is not None:
         problem = (
             f"{path}: ended after {done} frames at {run.last_seconds:.3f} s; its container "
