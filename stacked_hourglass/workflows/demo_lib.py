@@ -41,9 +41,10 @@ def step_environment(environ: Mapping[str, str]) -> dict[str, str]:
 
 
 def _run(command: list[str]) -> None:
-    added = "" if ONEDNN[0] in os.environ else "=".join(ONEDNN) + " "
+    env = step_environment(os.environ)
+    added = "".join(f"{k}={env[k]} " for k in env if k not in os.environ)
     print("\n$ " + added + shlex.join(command), flush=True)
-    result = subprocess.run(command, env=step_environment(os.environ))
+    result = subprocess.run(command, env=env)
     if result.returncode:
         raise cli.CommandFailed(f"step failed (exit {result.returncode}): {shlex.join(command)}")
 
