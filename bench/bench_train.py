@@ -38,10 +38,10 @@ def main(argv):
     from stacked_hourglass.data import pipeline
     from stacked_hourglass.data.codec import HeatmapCodec
     from stacked_hourglass.model import build_model
-    from stacked_hourglass.training import trainer
+    from stacked_hourglass.training import precision, trainer
 
     imported = time.perf_counter()
-    policy = trainer.set_precision_policy(_MIXED.value)
+    policy = precision.set_precision_policy(_MIXED.value)
     trainer.set_graph_optimizer(_GRAPH_OPTIMIZER.value)
     config = ModelConfig(
         num_stacks=_NUM_STACKS.value,

@@ -8,6 +8,7 @@ per command.
 import json
 import os
 import pathlib
+import runpy
 import subprocess
 import sys
 
@@ -335,15 +336,19 @@ def test_module_smoke(tmp_path):
                                    "verify_images": True}  # fmt: skip
 
 
-def test_tools_shim_smoke(tmp_path):
-    run = _run(str(REPO / "tools" / "make_tfrecords.py"), "--dataset=mpii",
-               f"--annotations={tmp_path / 'missing.mat'}", f"--images={tmp_path}",
-               f"--output_dir={tmp_path / 'out'}")  # fmt: skip
-    assert run.returncode == 1
-    errors = [line for line in run.stderr.splitlines() if "error:" in line]
-    assert errors == [f"convert: error: annotations file {tmp_path / 'missing.mat'} does not exist"]
+def test_tools_shim_runs_convert(tmp_path, capsys, monkeypatch):
+    """`python tools/make_tfrecords.py` is `python -m stacked_hourglass.convert` (whose own
+    process is `test_module_smoke`'s): run as a script in this process, an error path."""
+    missing = tmp_path / "missing.mat"
+    argv = ["--dataset=mpii", f"--annotations={missing}", f"--images={tmp_path}",
+            f"--output_dir={tmp_path / 'out'}"]  # fmt: skip
+    monkeypatch.setattr(sys, "argv", [str(REPO / "tools" / "make_tfrecords.py"), *argv])
+    with pytest.raises(SystemExit) as exited:
+        runpy.run_path(sys.argv[0], run_name="__main__")
+    assert exited.value.code == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert errors == [f"convert: error: annotations file {missing} does not exist"]
     assert not (tmp_path / "out").exists()
-    assert shards.manifest_name("valid") == "valid.manifest.json"
 
 
 def test_a_truncated_image_is_skipped_by_default(official_mpii, capsys):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import gc
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -38,7 +39,7 @@ from stacked_hourglass.data.records.split import Split
 from stacked_hourglass.evaluation import pck
 from stacked_hourglass.model.hourglass import build_model
 from stacked_hourglass.training import callbacks as callbacks_lib
-from stacked_hourglass.training import cluster, keras_hooks, losses
+from stacked_hourglass.training import cluster, keras_hooks, losses, precision
 from stacked_hourglass.training import init_from as init_from_lib
 from stacked_hourglass.training.cluster import make_strategy
 from stacked_hourglass.training.metrics import HeatmapPCK
@@ -50,17 +51,6 @@ keras_hooks.check()
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the run stopped without writing a final model."""
-
-
-def set_precision_policy(mixed_precision: str) -> str:
-    """Sets Keras's global dtype policy; returns the policy name."""
-    if mixed_precision == "auto":
-        mixed_precision = "float16" if tf.config.list_logical_devices("GPU") else "none"
-    policy = {"none": "float32", "float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}[
-        mixed_precision
-    ]
-    keras.mixed_precision.set_global_policy(policy)
-    return policy
 
 
 # Grappler passes on by default that do nothing for this network on a CPU but take time before
@@ -305,7 +295,12 @@ def _prepare(run: _Run) -> int:
     returns the steps per epoch."""
     train_config = run.config.train
     keras.utils.set_random_seed(train_config.seed)
-    run.policy = set_precision_policy(train_config.mixed_precision)
+    run.policy = precision.set_precision_policy(train_config.mixed_precision)
+    warning = precision.emulated_bfloat16_warning(
+        run.policy, bool(tf.config.list_logical_devices("GPU")), precision.read_cpu_flags()
+    )
+    if warning:
+        print(f"train: warning: {warning}", file=sys.stderr)
     set_graph_optimizer(train_config.graph_optimizer)
     # The joint set comes from the training records' manifest (or --joints, checked against it).
     train_split = Split.open(run.config.data.train_files)

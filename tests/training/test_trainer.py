@@ -652,12 +652,3 @@ def test_make_strategy_without_gpus_is_the_default_strategy():
         pytest.skip("GPUs visible: 'auto' mirrors over them")
     for name in ("auto", "one_device", "none"):
         assert trainer.make_strategy(name).num_replicas_in_sync == 1
-
-
-def test_set_precision_policy():
-    try:
-        assert trainer.set_precision_policy("bfloat16") == "mixed_bfloat16"
-        assert keras.mixed_precision.global_policy().name == "mixed_bfloat16"
-        assert trainer.set_precision_policy("none") == "float32"
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
