@@ -64,7 +64,8 @@ def emulated_bfloat16_warning(policy: str, gpu: bool, flags: frozenset[str] | No
     if policy != "mixed_bfloat16" or gpu or flags is None or flags & BF16_CPU_FLAGS:
         return None
     return (
-        "--mixed_precision=bfloat16 on a CPU without bfloat16 instructions (no AVX512_BF16, "
-        "AMX or AVX-NE-CONVERT in /proc/cpuinfo): every bfloat16 operation is emulated, and "
-        "training is several times slower than with --mixed_precision=none"
+        "--mixed_precision=bfloat16 on a CPU without bfloat16 instructions (/proc/cpuinfo "
+        "lists none of AVX512_BF16, AMX-BF16, AVX-NE-CONVERT or Arm's BF16): every bfloat16 "
+        "operation is emulated, and training is several times slower than with "
+        "--mixed_precision=none"
     )
